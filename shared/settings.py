@@ -1,0 +1,111 @@
+"""One place for configuration: every knob is an environment variable with a documented default.
+
+The same container image runs under compose and as a local process; only the environment differs.
+Read settings through :func:`get_settings` (cached) so a process sees one consistent snapshot; tests that
+change the environment call ``get_settings.cache_clear()``.
+
+Every variable is prefixed ``EMPATHY_``. The table in ``docs/configuration.md`` is generated from
+:data:`FIELDS` (``empathy config --markdown``) so the documentation cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+
+PREFIX = "EMPATHY_"
+MODALITIES: tuple[str, ...] = ("audio", "text", "face", "landmarks", "body")
+
+# The paper's fusion coefficients (authors' code: 1, 1, 1, 0.4, 0.1, normalised by their sum).
+PAPER_FUSION_WEIGHTS: dict[str, float] = {"audio": 1.0, "text": 1.0, "body": 1.0, "landmarks": 0.4, "face": 0.1}
+
+
+def _doc(default: object, help_text: str, **kw: object) -> object:
+    """A dataclass field whose help text is kept for ``docs/configuration.md``."""
+    factory = kw.pop("factory", None)
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help_text})
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- paths -------------------------------------------------------------------------------------
+    data_dir: Path = _doc(Path("data/synthetic"), "Root of an OMG-Empathy-layout data set (training/evaluation).")
+    models_dir: Path = _doc(Path("models"), "Versioned model repository: models/<modality>/<version>/ (SavedModel + metadata.json).")
+    storage_dir: Path = _doc(Path("var/storage"), "Shared volume for uploaded videos and per-job results (never served directly).")
+    # --- signal / data -----------------------------------------------------------------------------
+    fps: int = _doc(25, "Label and frame rate of the whole system (OMG-Empathy annotates every 40 ms).")
+    sample_rate: int = _doc(16000, "Audio sample rate the audio and language modalities work at (Hz).")
+    val_story: int = _doc(2, "Story held out for validation (the paper holds out Story 2).")
+    listener_crop: str = _doc(
+        "",
+        "Crop of the listener in the source video as 'x0,y0,x1,y1' fractions of the frame; "
+        "empty = whole frame (synthetic data). Real OMG-Empathy videos: '0.5,0,1,1' (listener on the right).",
+    )
+    # --- inference ---------------------------------------------------------------------------------
+    predict_every: int = _doc(1, "Vision modalities predict every k-th frame and interpolate onto the 25 fps grid.")
+    batch_size: int = _doc(64, "Windows per model call at inference.")
+    default_subject: int = _doc(0, "Subject id used when a request gives none (0 = unknown: global statistics).")
+    # --- fusion ------------------------------------------------------------------------------------
+    fusion_weights: str = _doc(
+        "paper",
+        "Fusion weights: 'paper' (1,1,1,0.4,0.1), 'ccc' (from validation CCCs in model metadata) or "
+        "'audio=1,text=1,body=1,landmarks=0.4,face=0.1'.",
+    )
+    fusion_cutoff_hz: float = _doc(0.01, "Cut-off of the final zero-phase 1st-order Butterworth low-pass on the fused curve.")
+    # --- services ----------------------------------------------------------------------------------
+    redis_url: str = _doc("redis://localhost:6379/0", "Redis used as Celery broker, result backend and job store.")
+    model_server: str = _doc(
+        "localhost:8500",
+        "Default gRPC address of a TensorFlow Serving API; per modality override with EMPATHY_<MODALITY>_MODEL_SERVER.",
+    )
+    model_server_timeout_s: float = _doc(30.0, "Deadline of one Predict call (seconds).")
+    model_server_retries: int = _doc(3, "Retries of a failed model-server call (exponential backoff).")
+    log_level: str = _doc("INFO", "Log level of every process (logs are JSON lines on stderr).")
+
+    def model_server_for(self, modality: str) -> str:
+        """Per-modality gRPC address: EMPATHY_<MODALITY>_MODEL_SERVER, else :attr:`model_server`."""
+        return os.environ.get(f"{PREFIX}{modality.upper()}_MODEL_SERVER", self.model_server)
+
+
+def _convert(raw: str, target: object) -> object:
+    if target is Path or target == "Path":
+        return Path(raw)
+    if target is bool or target == "bool":
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if target is int or target == "int":
+        return int(raw)
+    if target is float or target == "float":
+        return float(raw)
+    return raw
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from an environment mapping (``os.environ`` by default)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        key = PREFIX + f.name.upper()
+        if key in env:
+            try:
+                values[f.name] = _convert(env[key], f.type)
+            except ValueError as exc:
+                raise ValueError(f"{key}={env[key]!r} is not a valid {f.type}: {exc}") from exc
+    return Settings(**values)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def markdown_table() -> str:
+    """The configuration reference, as a Markdown table (written to docs/configuration.md)."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    defaults = Settings()
+    for f in fields(Settings):
+        lines.append(f"| `{PREFIX}{f.name.upper()}` | `{getattr(defaults, f.name)}` | {f.metadata.get('help', '')} |")
+    return "\n".join(lines) + "\n"
