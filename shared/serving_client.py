@@ -1,0 +1,397 @@
+"""The one way the pipeline calls a model: over gRPC (TF Serving or our model server) or in-process.
+
+Both predictors take many windows at once (``{input name: array}``, first axis = window), send them in
+batches of ``batch_size`` and return the selected output concatenated in order, so callers never batch.
+Inputs are conformed to the signature first: names must match exactly, dtypes are cast only where no
+meaning is lost (float64 -> float32, int64 -> int32 when the values fit), ranks and fixed dimensions must
+agree; anything else raises :class:`SignatureMismatchError` naming the inputs the model expects.
+
+:class:`GrpcPredictor` speaks TF Serving's PredictionService through the TensorFlow-free messages of
+:mod:`shared.serving_protos` (worker processes never import TensorFlow): per-call deadlines, retries with
+exponential backoff on UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED only, and the version of the
+first batch pinned for the rest of a call, so one video is never scored by two model versions.
+:class:`LocalPredictor` loads the SavedModel with TensorFlow for ``empathy analyze``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import grpc
+import numpy as np
+
+from shared import serving_protos as wire
+from shared.serving_protos import ModelSignature, TensorSpecInfo
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIGNATURE = "serving_default"
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                       grpc.StatusCode.RESOURCE_EXHAUSTED})
+_MAX_MESSAGE_BYTES = 2**31 - 1
+
+
+class ServingError(RuntimeError):
+    """A model call failed for a reason the caller should report (base of the more specific errors)."""
+
+
+class ModelUnavailableError(ServingError):
+    """No server answers, or it does not serve this model / version (yet): the modality is unavailable."""
+
+
+class SignatureMismatchError(ServingError):
+    """The inputs do not fit the model's signature; ``expected`` lists what the signature wants."""
+
+    def __init__(self, message: str, expected: dict[str, TensorSpecInfo] | None = None) -> None:
+        if expected:
+            message = f"{message} (expected inputs: {', '.join(s.describe() for s in expected.values())})"
+        super().__init__(message)
+        self.expected = expected or {}
+
+
+class Predictor(Protocol):
+    """What the pipeline needs from a model, wherever it runs."""
+
+    last_version: int | None
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray: ...
+
+    def metadata(self) -> ModelSignature: ...
+
+
+# --- input conformance and batching (shared by both predictors) -----------------------------------------
+def _conform(name: str, value: np.ndarray, spec: TensorSpecInfo, expected: dict[str, TensorSpecInfo]) -> np.ndarray:
+    array = np.asarray(value)
+    if spec.dtype == np.dtype(object):
+        if array.dtype.kind not in "OSU":
+            raise SignatureMismatchError(f"input {name!r} must hold strings, got {array.dtype}", expected)
+    elif array.dtype != spec.dtype:
+        lossless_kind = np.can_cast(array.dtype, spec.dtype, casting="same_kind") and (
+            array.dtype.kind != "b" or spec.dtype.kind == "b")
+        if not lossless_kind:
+            raise SignatureMismatchError(f"input {name!r} has dtype {array.dtype}, which cannot become "
+                                         f"{spec.dtype} without loss", expected)
+        if spec.dtype.kind in "iu" and array.size:
+            info = np.iinfo(spec.dtype)
+            if array.min() < info.min or array.max() > info.max:
+                raise SignatureMismatchError(f"input {name!r} has values outside the {spec.dtype} range", expected)
+        array = array.astype(spec.dtype)
+    if spec.shape is not None:
+        fits = len(spec.shape) == array.ndim and all(
+            want is None or want == got for want, got in zip(spec.shape, array.shape, strict=True))
+        if not fits:
+            raise SignatureMismatchError(f"input {name!r} has shape {tuple(array.shape)}", expected)
+    return array
+
+
+def conform_inputs(inputs: dict[str, np.ndarray], signature: ModelSignature) -> dict[str, np.ndarray]:
+    """Inputs checked against (and losslessly cast to) the signature, all with the same number of windows."""
+    expected = signature.inputs
+    unknown, missing = sorted(set(inputs) - set(expected)), sorted(set(expected) - set(inputs))
+    if unknown or missing:
+        raise SignatureMismatchError(
+            f"model {signature.model!r} signature {signature.signature!r}: unknown inputs {unknown}, "
+            f"missing inputs {missing}", expected)
+    arrays = {name: _conform(name, inputs[name], expected[name], expected) for name in expected}
+    lengths = {name: array.shape[0] if array.ndim else None for name, array in arrays.items()}
+    if None in lengths.values() or len(set(lengths.values())) > 1:
+        raise SignatureMismatchError(f"every input needs the same number of windows on axis 0, got {lengths}",
+                                     expected)
+    return arrays
+
+
+def _output_name(signature: ModelSignature, output: str | None) -> str:
+    if output is not None:
+        if output not in signature.outputs:
+            raise SignatureMismatchError(f"model {signature.model!r} has no output {output!r}; "
+                                         f"outputs: {sorted(signature.outputs)}")
+        return output
+    if len(signature.outputs) != 1:
+        raise SignatureMismatchError(f"model {signature.model!r} has outputs {sorted(signature.outputs)}: "
+                                     "choose one with output=")
+    return next(iter(signature.outputs))
+
+
+def _empty_output(signature: ModelSignature, output: str) -> np.ndarray:
+    spec = signature.outputs[output]
+    shape = (0,) + tuple(d or 0 for d in (spec.shape or (None,))[1:])
+    return np.empty(shape, dtype=spec.dtype)
+
+
+def _batch_slices(n: int, batch_size: int) -> list[slice]:
+    size = max(1, int(batch_size))
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+# --- gRPC ------------------------------------------------------------------------------------------------
+class _PinnedVersionGone(Exception):
+    """The version pinned after the first batch was unloaded mid-call."""
+
+
+class GrpcPredictor:
+    """A TF Serving PredictionService client for one model (and signature, and output)."""
+
+    def __init__(self, address: str, model_name: str, *, version: int | None = None,
+                 signature: str = DEFAULT_SIGNATURE, output: str | None = None, timeout_s: float = 30.0,
+                 retries: int = 3, batch_size: int = 64, backoff_s: float = 0.2, max_backoff_s: float = 5.0) -> None:
+        self.address = address
+        self.model_name = model_name
+        self.version = version
+        self.signature = signature
+        self.output = output
+        self.timeout_s = timeout_s
+        self.retries = max(0, int(retries))
+        self.batch_size = batch_size
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.last_version: int | None = None
+        self._signature: ModelSignature | None = None
+        # Reconnect quickly: gRPC's default backoff (1 s growing to 120 s) would make every retry of a
+        # server that starts a little late fail instantly without even trying to connect.
+        self._channel = grpc.insecure_channel(address, options=[
+            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ])
+        self._predict_rpc = self._channel.unary_unary(
+            wire.PREDICT_METHOD, request_serializer=wire.PredictRequest.SerializeToString,
+            response_deserializer=wire.PredictResponse.FromString)
+        self._metadata_rpc = self._channel.unary_unary(
+            wire.GET_MODEL_METADATA_METHOD, request_serializer=wire.GetModelMetadataRequest.SerializeToString,
+            response_deserializer=wire.GetModelMetadataResponse.FromString)
+        self._status_rpc = self._channel.unary_unary(
+            wire.GET_MODEL_STATUS_METHOD, request_serializer=wire.GetModelStatusRequest.SerializeToString,
+            response_deserializer=wire.GetModelStatusResponse.FromString)
+
+    def __repr__(self) -> str:
+        return f"GrpcPredictor({self.address!r}, {self.model_name!r}, version={self.version})"
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> GrpcPredictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- calls -----------------------------------------------------------------------------------------
+    def _describe(self, version: int | None = None) -> str:
+        version = self.version if version is None else version
+        return f"model {self.model_name!r} ({'latest' if version is None else f'version {version}'}) at {self.address}"
+
+    def _fill_spec(self, spec: object, version: int | None) -> None:
+        spec.name = self.model_name
+        if version is not None:
+            spec.version.value = version
+
+    def _call(self, rpc: grpc.UnaryUnaryMultiCallable, request: object, what: str) -> object:
+        """One RPC with the deadline, retried with exponential backoff on transient codes only."""
+        for attempt in range(self.retries + 1):
+            try:
+                return rpc(request, timeout=self.timeout_s)
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRYABLE or attempt == self.retries:
+                    raise
+                delay = min(self.max_backoff_s, self.backoff_s * 2**attempt)
+                log.warning("model server call failed, retrying", extra={
+                    "call": what, "address": self.address, "model": self.model_name, "code": exc.code().name,
+                    "attempt": attempt + 1, "retries": self.retries, "delay_s": delay})
+                time.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _error(self, exc: grpc.RpcError, what: str, version: int | None = None) -> ServingError:
+        code, details = exc.code(), exc.details()
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return ModelUnavailableError(f"{what}: no model server answered at {self.address} after "
+                                         f"{self.retries + 1} attempts ({details})")
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return ModelUnavailableError(f"{what}: {self._describe(version)} gave no answer within "
+                                         f"{self.timeout_s} s, {self.retries + 1} attempts ({details})")
+        if code == grpc.StatusCode.NOT_FOUND:
+            return ModelUnavailableError(f"{what}: {self._describe(version)} is not served: {details}")
+        if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+            self._signature = None
+            expected = None
+            try:
+                expected = self.metadata().inputs
+            except ServingError:
+                pass
+            return SignatureMismatchError(f"{what}: {self._describe(version)} refused the request: {details}",
+                                          expected)
+        return ServingError(f"{what}: {self._describe(version)} failed with {code.name}: {details}")
+
+    # --- public API ------------------------------------------------------------------------------------
+    def metadata(self, *, refresh: bool = False) -> ModelSignature:
+        """The signature this predictor calls, from GetModelMetadata (cached until refresh or a mismatch)."""
+        if self._signature is not None and not refresh:
+            return self._signature
+        request = wire.GetModelMetadataRequest(metadata_field=["signature_def"])
+        self._fill_spec(request.model_spec, self.version)
+        try:
+            response = self._call(self._metadata_rpc, request, "GetModelMetadata")
+        except grpc.RpcError as exc:
+            raise self._error(exc, "GetModelMetadata") from exc
+        signature_map = wire.SignatureDefMap.FromString(response.metadata["signature_def"].value)
+        if self.signature not in signature_map.signature_def:
+            available = sorted(k for k in signature_map.signature_def if not k.startswith("__"))
+            raise SignatureMismatchError(f"{self._describe()} has no signature {self.signature!r}; "
+                                         f"available: {available}")
+        self._signature = wire.signature_from_def(
+            signature_map.signature_def[self.signature], model=self.model_name,
+            version=int(response.model_spec.version.value), signature=self.signature)
+        return self._signature
+
+    def wait_until_available(self, timeout_s: float) -> int:
+        """Block until the model (or the pinned version) is AVAILABLE; returns the newest such version."""
+        deadline = time.monotonic() + timeout_s
+        last = "no answer yet"
+        while True:
+            request = wire.GetModelStatusRequest()
+            self._fill_spec(request.model_spec, self.version)
+            remaining = max(0.05, deadline - time.monotonic())
+            try:
+                response = self._status_rpc(request, timeout=min(self.timeout_s, remaining))
+                ready = [s.version for s in response.model_version_status if s.state == wire.STATE_AVAILABLE]
+                if ready:
+                    return max(ready)
+                last = ", ".join(f"version {s.version}: {wire.STATE_NAMES.get(s.state, s.state)}"
+                                 f"{' ' + s.status.error_message if s.status.error_message else ''}"
+                                 for s in response.model_version_status)
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRYABLE | {grpc.StatusCode.NOT_FOUND}:
+                    raise self._error(exc, "GetModelStatus") from exc
+                last = f"{exc.code().name}: {exc.details()}"
+            if time.monotonic() >= deadline:
+                raise ModelUnavailableError(f"{self._describe()} not available within {timeout_s} s ({last})")
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def predict_outputs(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """All (or the named) outputs for all windows, batched; the workhorse behind :meth:`predict`."""
+        try:
+            return self._predict_all(inputs, outputs)
+        except _PinnedVersionGone:
+            log.warning("model version changed during a call; starting the call again on the new version",
+                        extra={"model": self.model_name, "address": self.address})
+            self._signature = None
+            return self._predict_all(inputs, outputs)
+
+    def _predict_all(self, inputs: dict[str, np.ndarray], outputs: list[str] | None) -> dict[str, np.ndarray]:
+        signature = self.metadata()
+        arrays = conform_inputs(inputs, signature)
+        names = list(outputs) if outputs else list(signature.outputs)
+        for name in names:
+            _output_name(signature, name)
+        n = next(iter(arrays.values())).shape[0]
+        if n == 0:
+            self.last_version = signature.version
+            return {name: _empty_output(signature, name) for name in names}
+        pinned = self.version
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        for index, window in enumerate(_batch_slices(n, self.batch_size)):
+            request = wire.PredictRequest(output_filter=names)
+            self._fill_spec(request.model_spec, pinned)
+            request.model_spec.signature_name = self.signature
+            for name, array in arrays.items():
+                wire.ndarray_to_tensor_proto(array[window], request.inputs[name])
+            try:
+                response = self._call(self._predict_rpc, request, "Predict")
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND and index > 0 and self.version is None:
+                    raise _PinnedVersionGone() from exc
+                raise self._error(exc, "Predict", pinned) from exc
+            pinned = int(response.model_spec.version.value) if pinned is None else pinned
+            for name in names:
+                if name not in response.outputs:
+                    raise ServingError(f"Predict: {self._describe(pinned)} returned no output {name!r}")
+                parts[name].append(wire.tensor_proto_to_ndarray(response.outputs[name]))
+        self.last_version = pinned
+        return {name: np.concatenate(chunks, axis=0) for name, chunks in parts.items()}
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The selected output (``output=``, or the only one) for every window, in input order."""
+        output = _output_name(self.metadata(), self.output)
+        return self.predict_outputs(inputs, [output])[output]
+
+
+# --- in-process ------------------------------------------------------------------------------------------
+class LocalPredictor:
+    """The same interface over a SavedModel loaded in this process (TensorFlow imported on construction)."""
+
+    def __init__(self, saved_model_dir: Path | str, *, batch_size: int = 64, signature: str = DEFAULT_SIGNATURE,
+                 output: str | None = None) -> None:
+        from shared.servable import Servable, ServableError
+
+        self._servable_error = ServableError
+        self.path = Path(saved_model_dir)
+        self.batch_size = batch_size
+        self.signature = signature
+        self.output = output
+        if not (self.path / "saved_model.pb").is_file():
+            raise ModelUnavailableError(f"no SavedModel at {self.path} (expected {self.path}/saved_model.pb)")
+        try:
+            self._servable = Servable(self.path)
+            self._signature = self._servable.signature(signature)
+        except ServableError as exc:
+            raise SignatureMismatchError(f"{self.path}: {exc.message}") from exc
+        self.last_version: int | None = self._servable.version
+
+    def __repr__(self) -> str:
+        return f"LocalPredictor({str(self.path)!r})"
+
+    def metadata(self) -> ModelSignature:
+        return self._signature
+
+    def predict_outputs(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        signature = self._signature
+        arrays = conform_inputs(inputs, signature)
+        names = list(outputs) if outputs else list(signature.outputs)
+        for name in names:
+            _output_name(signature, name)
+        n = next(iter(arrays.values())).shape[0]
+        if n == 0:
+            return {name: _empty_output(signature, name) for name in names}
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        for window in _batch_slices(n, self.batch_size):
+            try:
+                result = self._servable.run(self.signature, {k: v[window] for k, v in arrays.items()}, names)
+            except self._servable_error as exc:
+                if exc.code in ("INVALID_ARGUMENT", "FAILED_PRECONDITION"):
+                    raise SignatureMismatchError(f"{self.path}: {exc.message}", signature.inputs) from exc
+                raise ServingError(f"{self.path}: {exc.code}: {exc.message}") from exc
+            for name in names:
+                parts[name].append(result[name])
+        return {name: np.concatenate(chunks, axis=0) for name, chunks in parts.items()}
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        output = _output_name(self._signature, self.output)
+        return self.predict_outputs(inputs, [output])[output]
+
+    def close(self) -> None:
+        """Nothing to release beyond the Python objects; present so both predictors can be closed alike."""
+
+
+def make_predictor(modality: str, settings: Settings, *, local_models_dir: Path | str | None = None) -> Predictor:
+    """In-process predictor of the newest local version when ``local_models_dir`` is given, else gRPC.
+
+    The gRPC model name is the modality name (``models/<modality>/`` served as ``<modality>``) at
+    ``settings.model_server_for(modality)``.
+    """
+    if local_models_dir is not None:
+        from shared.model_store import ModelNotFoundError, version_dir
+
+        try:
+            path = version_dir(local_models_dir, modality)
+        except ModelNotFoundError as exc:
+            raise ModelUnavailableError(str(exc)) from exc
+        return LocalPredictor(path, batch_size=settings.batch_size)
+    return GrpcPredictor(settings.model_server_for(modality), modality, timeout_s=settings.model_server_timeout_s,
+                         retries=settings.model_server_retries, batch_size=settings.batch_size)
