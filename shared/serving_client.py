@@ -67,6 +67,13 @@ class Predictor(Protocol):
 
 # --- input conformance and batching (shared by both predictors) -----------------------------------------
 def _conform(name: str, value: np.ndarray, spec: TensorSpecInfo, expected: dict[str, TensorSpecInfo]) -> np.ndarray:
+    if not isinstance(value, np.ndarray) and hasattr(value, "shape") and hasattr(value, "__getitem__"):
+        # Lazy windows (shared.modalities.frame_windows.LazyWindows): never materialised whole; each batch
+        # slice is an ndarray. Checked by their dtype and shape only.
+        if np.dtype(value.dtype) != spec.dtype:
+            raise SignatureMismatchError(f"input {name!r} has dtype {value.dtype}, expected {spec.dtype}", expected)
+        _check_shape(name, tuple(value.shape), spec, expected)
+        return value
     array = np.asarray(value)
     if spec.dtype == np.dtype(object):
         if array.dtype.kind not in "OSU":
@@ -82,12 +89,16 @@ def _conform(name: str, value: np.ndarray, spec: TensorSpecInfo, expected: dict[
             if array.min() < info.min or array.max() > info.max:
                 raise SignatureMismatchError(f"input {name!r} has values outside the {spec.dtype} range", expected)
         array = array.astype(spec.dtype)
-    if spec.shape is not None:
-        fits = len(spec.shape) == array.ndim and all(
-            want is None or want == got for want, got in zip(spec.shape, array.shape, strict=True))
-        if not fits:
-            raise SignatureMismatchError(f"input {name!r} has shape {tuple(array.shape)}", expected)
+    _check_shape(name, tuple(array.shape), spec, expected)
     return array
+
+
+def _check_shape(name: str, shape: tuple[int, ...], spec: TensorSpecInfo, expected: dict[str, TensorSpecInfo]) -> None:
+    if spec.shape is not None:
+        fits = len(spec.shape) == len(shape) and all(
+            want is None or want == got for want, got in zip(spec.shape, shape, strict=True))
+        if not fits:
+            raise SignatureMismatchError(f"input {name!r} has shape {shape}", expected)
 
 
 def conform_inputs(inputs: dict[str, np.ndarray], signature: ModelSignature) -> dict[str, np.ndarray]:

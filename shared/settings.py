@@ -23,11 +23,16 @@ PAPER_FUSION_WEIGHTS: dict[str, float] = {"audio": 1.0, "text": 1.0, "body": 1.0
 
 
 def _doc(default: object, help_text: str, **kw: object) -> object:
-    """A dataclass field whose help text is kept for ``docs/configuration.md``."""
+    """A dataclass field whose help text is kept for ``docs/configuration.md``.
+
+    ``secret=True`` marks a value that ``empathy config`` and ``repr`` must never show (API keys).
+    """
     factory = kw.pop("factory", None)
+    secret = bool(kw.pop("secret", False))
+    metadata = {"help": help_text, "secret": secret}
     if factory is not None:
-        return field(default_factory=factory, metadata={"help": help_text})
-    return field(default=default, metadata={"help": help_text})
+        return field(default_factory=factory, metadata=metadata, repr=not secret)
+    return field(default=default, metadata=metadata, repr=not secret)
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,25 @@ class Settings:
     task_visibility_timeout_s: int = _doc(
         3600, "Redis re-delivers an unacknowledged task after this long: keep it above the longest analysis (s)."
     )
-    max_upload_mb: int = _doc(1024, "Largest accepted video upload (MiB); larger requests get 413.")
+    max_upload_mb: int = _doc(1024, "Largest accepted video upload (MiB); larger requests get 413 and nothing is kept.")
+    max_duration_s: float = _doc(1800.0, "Longest accepted video (seconds of video stream); longer uploads get 413.")
+    min_duration_s: float = _doc(1.0, "Shortest accepted video (s); shorter uploads (a still image is one frame) get 415.")
+    task_restore_interval_s: int = _doc(
+        60, "How often workers look for tasks of dead workers to re-deliver (those older than the visibility timeout)."
+    )
+    task_max_attempts: int = _doc(
+        3, "Deliveries of one analysis before it is marked failed (a video that kills its worker every time)."
+    )
+    model_server_backoff_s: float = _doc(0.5, "First delay between model-server retries; doubles each retry (max 5 s).")
+    redis_timeout_s: float = _doc(3.0, "Connect/read timeout of the gateway's Redis calls: an outage answers 503, never hangs.")
+    # --- security ----------------------------------------------------------------------------------
+    auth: bool = _doc(
+        True, "Require an API key (Authorization: Bearer <token>) on /v1; 'off' only for local development."
+    )
+    api_keys: str = _doc(
+        "", "API keys of the gateway as 'name:token,name2:token2' (prefer EMPATHY_API_KEYS_FILE).", secret=True
+    )
+    api_keys_file: str = _doc("", "File with one 'name:token' per line ('#' comments) read by the gateway.")
 
     def model_server_for(self, modality: str) -> str:
         """Per-modality gRPC address: EMPATHY_<MODALITY>_MODEL_SERVER, else :attr:`model_server`."""
@@ -112,8 +135,11 @@ class Settings:
 def _convert(raw: str, target: object) -> object:
     if target is Path or target == "Path":
         return Path(raw)
-    if target is bool or target == "bool":
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if target is bool or target == "bool":  # strict: a typo must not silently turn EMPATHY_AUTH off
+        value = raw.strip().lower()
+        if value not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            raise ValueError("expected on/off, true/false, yes/no or 1/0")
+        return value in {"1", "true", "yes", "on"}
     if target is int or target == "int":
         return int(raw)
     if target is float or target == "float":

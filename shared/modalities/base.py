@@ -7,6 +7,7 @@ There is deliberately no second, training-only preprocessing function.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +24,9 @@ class Windows:
     ``inputs`` is keyed by the SavedModel's ``serving_default`` input names (first axis = window).
     ``label_frames`` gives, per window, the 25 fps frame index (or indices, for sequence outputs such as
     audio's 200 steps) whose valence the window predicts. ``missing`` marks frames the modality cannot see.
+    ``label_spans`` (optional, shape (n_windows, 2), [start, end) frames) is for windows whose target is
+    the mean valence over a span rather than one frame (text: each word is labelled with the mean over the
+    frames it is spoken in); :func:`window_labels` is the one function training uses to read targets.
     """
 
     inputs: dict[str, np.ndarray]
@@ -30,6 +34,7 @@ class Windows:
     n_frames: int
     missing: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     info: dict[str, Any] = field(default_factory=dict)
+    label_spans: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.missing.size == 0:
@@ -39,6 +44,38 @@ class Windows:
 
     def __len__(self) -> int:
         return int(self.label_frames.shape[0])
+
+
+def window_labels(labels: np.ndarray, windows: Windows) -> np.ndarray:
+    """Training targets of ``windows``: ``labels[windows.label_frames]``, or span means when spans are given.
+
+    Span means use a cumulative sum, so each target is exactly the mean of ``labels[start:end]``.
+    """
+    labels = np.asarray(labels, dtype=np.float32)
+    if len(labels) < windows.n_frames:
+        raise ValueError(f"{len(labels)} labels for a video of {windows.n_frames} frames")
+    if windows.label_spans is None:
+        return labels[windows.label_frames]
+    spans = np.asarray(windows.label_spans, dtype=np.int64)
+    cumulative = np.concatenate([[0.0], np.cumsum(labels, dtype=np.float64)])
+    lengths = np.maximum(spans[:, 1] - spans[:, 0], 1)
+    return ((cumulative[spans[:, 0] + lengths] - cumulative[spans[:, 0]]) / lengths).astype(np.float32)
+
+
+UNKNOWN_SUBJECT_INDEX = 0
+
+
+def subject_index(subject: int, known_subjects: Sequence[int]) -> int:
+    """Row of a subject-embedding table: 1 + the subject's position in ``known_subjects``; 0 = unknown.
+
+    Models with a trainable subject vector (text, raw face) learn one row per training subject plus row 0,
+    which training also feeds with randomly dropped-out subjects, so a listener never seen in training
+    (or a request without a subject id) gets a meaningful "average listener" vector instead of noise.
+    ``known_subjects`` is the sorted list recorded in the model's preprocessing metadata.
+    """
+    known = [int(s) for s in known_subjects]
+    subject = int(subject)
+    return known.index(subject) + 1 if subject in known else UNKNOWN_SUBJECT_INDEX
 
 
 class Modality(Protocol):

@@ -1,0 +1,298 @@
+"""Face detection, box tracking and 68-point landmarks for the face and landmarks modalities.
+
+dlib's HOG detector costs ~20 ms on a 640x360 frame while the 68-point shape predictor costs ~1 ms, so the
+tracker runs HOG only every ``detect_every`` frames and carries the box in between. A first detection scans
+the grey frame down-scaled to ``detect_width``; re-detections of a tracked face scan only a region twice the
+box's size, scaled so the face is ~100 px wide (~4 ms), and fall back to the whole frame when the face is
+not there. In landmarks mode the box follows the fitted landmarks from frame to frame and a detection runs
+early when the fit degrades (see :class:`FaceTracker`), so a frame costs little more than the predictor.
+
+Frames without a face have one defined behaviour, shared by both modalities: the last box is carried for at
+most ``max_gap`` frames after the face was last *detected*; beyond that frames are reported as ``missing``
+with no box, so the modality can mark them and fusion can weigh them out.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import dlib
+import face_recognition_models
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+N_LANDMARKS = 68
+
+PATCH = 24  # side of the grey thumbnail that the appearance check compares
+ROI_FACE_PX = 100  # a re-detection around the tracked box scales the region so the face is this wide
+
+# Status of one frame, in decreasing order of confidence.
+DETECTED = "detected"  # HOG found the face on this very frame
+TRACKED = "tracked"  # box carried (face mode) or followed by the landmarks (landmarks mode) since a detection
+CARRIED = "carried"  # the last detection attempt failed: last box carried, at most max_gap frames
+MISSING = "missing"  # no face for longer than max_gap frames: no box, no features
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Knobs of :class:`FaceTracker`; the modalities record them in the model metadata as preprocessing params."""
+
+    detect_every: int = 10  # frames between HOG detections while a face is tracked (the paper: 10)
+    detect_width: int = 640  # HOG runs on the grey frame down-scaled to at most this width
+    upsample: int = 0  # dlib pyramid up-sampling: faces under ~80 px at detect_width need 1
+    max_gap: int = 25  # frames the last box is carried after the face was last confirmed (1 s)
+    smoothing: float = 0.5  # weight of a new detection in the box (1 = no smoothing)
+    min_fit_iou: float = 0.5  # landmarks mode: IoU(box from the fit, box at the last detection) under this = drifted
+    min_similarity: float = 0.5  # landmarks mode: correlation of the box's picture with the one at the last detection
+    roi_margin: float = 0.5  # re-detections search the tracked box grown by this many box sizes on each side
+
+    def __post_init__(self) -> None:
+        if self.detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+        if self.max_gap < self.detect_every:
+            raise ValueError(
+                f"max_gap ({self.max_gap}) must be >= detect_every ({self.detect_every}): "
+                "otherwise frames between two successful detections would be reported missing"
+            )
+        if not 0.0 < self.smoothing <= 1.0:
+            raise ValueError(f"smoothing must be in (0, 1], got {self.smoothing}")
+
+    @classmethod
+    def from_params(cls, params: dict) -> TrackerConfig:
+        """The config from a modality's preprocessing params (unknown keys ignored, defaults for absent ones)."""
+        names = cls.__dataclass_fields__
+        return cls(**{key: type(getattr(cls(), key))(value) for key, value in params.items() if key in names})
+
+
+@dataclass(frozen=True)
+class FaceObservation:
+    """What the tracker knows about one frame. ``box`` is (x0, y0, x1, y1) in pixels of the frame given."""
+
+    status: str
+    box: np.ndarray | None
+    landmarks: np.ndarray | None = None  # (68, 2) float32 (x, y) pixels; landmarks mode only
+
+    @property
+    def missing(self) -> bool:
+        return self.box is None
+
+
+@lru_cache(maxsize=1)
+def _detector() -> dlib.fhog_object_detector:
+    return dlib.get_frontal_face_detector()
+
+
+@lru_cache(maxsize=1)
+def _predictor() -> dlib.shape_predictor:
+    """The 68-point model shipped by face-recognition-models (loaded once per process, ~0.5 s)."""
+    return dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+
+
+def detect_faces(grey: np.ndarray, *, detect_width: int = 640, upsample: int = 0) -> np.ndarray:
+    """HOG face boxes (n, 4) float (x0, y0, x1, y1) in pixels of ``grey``, largest first.
+
+    The frame is down-scaled (never up-scaled) to ``detect_width`` first: HOG cost grows with the pixel
+    count and faces in listener videos are far larger than the detector's 80 px minimum.
+    """
+    if grey.ndim != 2 or grey.dtype != np.uint8:
+        raise ValueError(f"detect_faces needs a 2-D uint8 grey frame, got {grey.dtype} {grey.shape}")
+    scale = min(1.0, detect_width / grey.shape[1])
+    small = grey if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    rects = _detector()(small, upsample)
+    boxes = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], dtype=np.float64)
+    if boxes.size == 0:
+        return np.zeros((0, 4))
+    boxes /= scale
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return boxes[np.argsort(-areas)]
+
+
+def detect_faces_near(grey: np.ndarray, box: np.ndarray, *, margin: float = 1.0) -> np.ndarray:
+    """HOG boxes (n, 4) in frame pixels, searched only around ``box`` (grown by ``margin`` box sizes a side).
+
+    A tracked face is where it was a few frames ago and about as large: scanning a region ~2x its size,
+    scaled so the face is ~ROI_FACE_PX wide (HOG's sweet spot), costs a fraction of a full-frame pass.
+    """
+    height, width = grey.shape
+    grown = box + np.array([-margin, -margin, margin, margin]) * _sizes(box)
+    x0, y0 = max(0, int(grown[0])), max(0, int(grown[1]))
+    x1, y1 = min(width, int(np.ceil(grown[2]))), min(height, int(np.ceil(grown[3])))
+    if x1 - x0 < 16 or y1 - y0 < 16:
+        return np.zeros((0, 4))
+    scale = float(np.clip(ROI_FACE_PX / max(box[2] - box[0], 1.0), 0.25, 2.0))
+    region = cv2.resize(grey[y0:y1, x0:x1], None, fx=scale, fy=scale,
+                        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    rects = _detector()(region, 0)
+    if not rects:
+        return np.zeros((0, 4))
+    boxes = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], dtype=np.float64)
+    return boxes / scale + np.array([x0, y0, x0, y0])
+
+
+def fit_landmarks(grey: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """68 (x, y) points (float32) fitted by dlib's shape predictor on the full-resolution frame within ``box``."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    shape = _predictor()(grey, dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _extent(points: np.ndarray) -> np.ndarray:
+    return np.array([points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max()], dtype=np.float64)
+
+
+def _sizes(box: np.ndarray) -> np.ndarray:
+    w, h = max(box[2] - box[0], 1.0), max(box[3] - box[1], 1.0)
+    return np.array([w, h, w, h])
+
+
+def crop_box(grey: np.ndarray, box: np.ndarray, size: int, *, margin: float = 0.0) -> np.ndarray:
+    """``box`` (grown by ``margin`` of its size on each side) resized to ``size`` x ``size`` uint8.
+
+    Parts of the box outside the frame are filled by replicating the border, so a face at the edge of
+    the picture still gives a crop of the right geometry instead of a stretched one.
+    """
+    grown = box + np.array([-margin, -margin, margin, margin]) * _sizes(box)
+    x0, y0, x1, y1 = (int(round(v)) for v in grown)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        raise ValueError(f"box {box} is too small to crop")
+    height, width = grey.shape
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    if cx1 <= cx0 or cy1 <= cy0:
+        raise ValueError(f"box {box} lies outside the {width}x{height} frame")
+    patch = grey[cy0:cy1, cx0:cx1]
+    if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1):
+        patch = cv2.copyMakeBorder(patch, cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1, cv2.BORDER_REPLICATE)
+    return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
+
+
+class FaceTracker:
+    """Streaming tracker: call :meth:`update` once per frame, in order (one tracker per video).
+
+    Face mode: HOG every ``detect_every`` frames; the box is exponentially smoothed across detections and
+    carried in between. Landmarks mode (``landmarks=True``) additionally fits the 68 points on every frame
+    with a box; the box then follows the fit (through the detector-box/landmark-extent relation measured at
+    the last detection). The fit counts as degraded, and HOG runs on that very frame, when the followed box
+    has drifted from the last detection (IoU < ``min_fit_iou``: the face moved a lot, or the fit wandered
+    off) or when the picture in the box no longer correlates with the face at the last detection
+    (< ``min_similarity``: the face left, or something covers it).
+    """
+
+    def __init__(self, config: TrackerConfig | None = None, *, landmarks: bool = False) -> None:
+        self.config = config or TrackerConfig()
+        self.landmarks = landmarks
+        self.frame = -1
+        self.detections = 0  # HOG runs, for cost accounting in logs and tests
+        self._box: np.ndarray | None = None
+        self._last_seen = 0  # frame of the last successful detection
+        self._searching = False  # the last detection failed while a box was carried
+        self._next_detect = 0
+        self._relation: np.ndarray | None = None  # (detector box - landmark extent) / extent size
+        self._anchor: np.ndarray | None = None  # box at the last detection
+        self._reference: np.ndarray | None = None  # normalised thumbnail of the face at the last detection
+        self._good_points: np.ndarray | None = None  # the last fit that was not degraded
+
+    def update(self, grey: np.ndarray) -> FaceObservation:
+        """Observe the next frame (2-D uint8, full resolution) and say where the face is.
+
+        Only a detection confirms a face: a landmark fit always finds *some* face-like shape in its box, so
+        it can move the box but never extend the time a box may be carried.
+        """
+        self.frame += 1
+        attempted = detected = False
+        if self.frame >= self._next_detect:
+            attempted, detected = True, self._detect(grey)
+        if self._box is None:
+            return FaceObservation(MISSING, None)
+        points = None
+        if self.landmarks:
+            points, consistent = self._fit(grey, just_detected=detected)
+            if not consistent and not attempted:
+                # The fit degraded: re-detect now rather than at the next scheduled detection.
+                detected = self._detect(grey)
+                if self._box is None:
+                    return FaceObservation(MISSING, None)
+                if detected:
+                    points, consistent = self._fit(grey, just_detected=True)
+            if consistent:
+                self._good_points = points
+            else:  # while the box is only carried, a degraded fit is noise: repeat the last trusted points
+                points = self._good_points
+        status = DETECTED if detected else CARRIED if self._searching else TRACKED
+        return FaceObservation(status, self._box.copy(), points)
+
+    def _detect(self, grey: np.ndarray) -> bool:
+        """Run HOG and update box and schedule; False when no face is found (the box may then be dropped)."""
+        cfg = self.config
+        self.detections += 1
+        boxes = np.zeros((0, 4))
+        if self._box is not None:  # a tracked face: look around it first (cheap), the whole frame if not there
+            boxes = detect_faces_near(grey, self._box, margin=cfg.roi_margin)
+        if not len(boxes):
+            boxes = detect_faces(grey, detect_width=cfg.detect_width, upsample=cfg.upsample)
+        if len(boxes):
+            new = self._closest(boxes)
+            if self._box is not None and iou(new, self._box) > 0.3:
+                new = cfg.smoothing * new + (1.0 - cfg.smoothing) * self._box
+            self._box = new
+            self._last_seen = self.frame
+            self._searching = False
+            self._next_detect = self.frame + cfg.detect_every
+            return True
+        if self._box is not None and self.frame - self._last_seen <= cfg.max_gap:
+            self._searching = True
+            self._next_detect = self.frame + 1  # a face lost for a moment: retry on the next frame
+            return False
+        if self._box is not None:
+            logger.debug("face lost", extra={"frame": self.frame, "last_seen": self._last_seen})
+        self._box = None
+        self._relation = None
+        self._good_points = None
+        self._searching = False
+        self._next_detect = self.frame + cfg.detect_every
+        return False
+
+    def _closest(self, boxes: np.ndarray) -> np.ndarray:
+        """The detection that continues the track (highest IoU with the current box), else the largest."""
+        if self._box is None:
+            return boxes[0]
+        overlaps = [iou(b, self._box) for b in boxes]
+        best = int(np.argmax(overlaps))
+        return boxes[best] if overlaps[best] > 0 else boxes[0]
+
+    def _fit(self, grey: np.ndarray, *, just_detected: bool) -> tuple[np.ndarray, bool]:
+        """Fit the landmarks in the box, move the box with them; say whether the fit is still trustworthy."""
+        assert self._box is not None
+        points = fit_landmarks(grey, self._box)
+        extent = _extent(points)
+        if just_detected or self._relation is None:
+            self._relation = (self._box - extent) / _sizes(extent)
+            self._anchor = self._box.copy()
+            self._reference = _thumbnail(grey, self._box)
+            return points, True
+        followed = extent + self._relation * _sizes(extent)
+        consistent = (iou(followed, self._anchor) >= self.config.min_fit_iou
+                      and float(np.dot(_thumbnail(grey, followed), self._reference)) >= self.config.min_similarity)
+        if consistent:
+            self._box = followed
+        return points, consistent
+
+
+def _thumbnail(grey: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The box's picture as a zero-mean, unit-norm vector: dot products of two are their correlation."""
+    patch = crop_box(grey, box, PATCH).astype(np.float32).reshape(-1)
+    patch -= patch.mean()
+    norm = float(np.linalg.norm(patch))
+    return patch / norm if norm > 1e-6 else patch

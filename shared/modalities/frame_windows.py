@@ -1,0 +1,163 @@
+"""Windows over per-frame features, shared by the face, landmarks and body modalities.
+
+A vision window is ``length`` consecutive (or every ``step``-th) per-frame features ending at its label
+frame (its *anchor*). Building every window of a video eagerly would repeat each frame ``length`` times
+(a 16x128x128 float32 body window is 1 MB), so :class:`LazyWindows` keeps the small per-frame features once
+(uint8 crops or 136 floats) plus an index matrix, and builds float32 windows only for the rows asked for.
+Consumers take batches with ``windows[start:stop]`` or ``windows[indices]``.
+
+Anchors: inference may predict every k-th frame only (``predict_every``); :func:`anchors_to_grid` puts
+the anchor predictions back on the 25 fps grid. The outputs are low-passed far below 1 Hz afterwards, so
+linear interpolation between anchors a few frames apart changes the final curve very little.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from shared.settings import get_settings
+from shared.windows import interpolate_anchors
+
+
+class LazyWindows:
+    """Array-like (n_windows, length, *feature_shape) float32 built on demand from per-frame features.
+
+    Window ``i`` is ``(features[index[i]] - mean) / std``. ``mean``/``std`` broadcast over a feature
+    (a scalar for crops, one value per series for landmarks), which is how per-video z-normalisation is
+    applied without ever storing normalised copies.
+    """
+
+    def __init__(self, features: np.ndarray, index: np.ndarray, *, mean: float | np.ndarray = 0.0,
+                 std: float | np.ndarray = 1.0) -> None:
+        if index.ndim != 2:
+            raise ValueError(f"index must be (n_windows, length), got shape {index.shape}")
+        if index.size and (index.min() < 0 or index.max() >= len(features)):
+            raise ValueError(f"index refers to rows outside the {len(features)} feature rows")
+        self.features = features
+        self.index = index.astype(np.int64, copy=False)
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+        self.dtype = np.dtype(np.float32)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.index.shape[0], self.index.shape[1], *self.features.shape[1:])
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the windows would take if materialised (not what this object holds)."""
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.index.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        """Windows for an int, a slice or an integer/boolean array of window numbers (float32)."""
+        rows = self.index[key]
+        return ((self.features[rows].astype(np.float32) - self.mean) / self.std).astype(np.float32, copy=False)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """All windows at once: fine for short clips and tests, not for long videos (use batches)."""
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+
+def predict_every(params: dict[str, Any]) -> int:
+    """Anchor spacing k: ``params['predict_every']`` when given (training passes 1), else the setting."""
+    value = params.get("predict_every")
+    k = int(value) if value is not None else int(get_settings().predict_every)
+    if k < 1:
+        raise ValueError(f"predict_every must be >= 1, got {k}")
+    return k
+
+
+def anchors(present: np.ndarray, every: int) -> np.ndarray:
+    """Anchor positions: every ``every``-th present position of each present run, plus each run's last one.
+
+    Including the last position of each run means a face that is visible for fewer than k frames still
+    gets a prediction, and interpolation never has to reach across a run's end.
+    """
+    present = np.asarray(present, dtype=bool)
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    padded = np.concatenate([[False], present, [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    out: list[np.ndarray] = []
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        run = np.arange(start, stop, every)
+        out.append(run if run[-1] == stop - 1 else np.append(run, stop - 1))
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
+
+
+def window_index(ends: np.ndarray, length: int, source: np.ndarray) -> np.ndarray:
+    """(n, length) rows of the feature array: the ``length`` positions up to each end, padded at the start.
+
+    ``source[p]`` says which stored feature row stands for position ``p`` (positions with no feature of their
+    own point at the nearest earlier one: see :func:`hold_last`). Positions before 0 repeat position 0:
+    constant padding with the first frame, so the first frames of a video get windows too.
+    """
+    offsets = np.arange(-length + 1, 1)
+    positions = np.clip(ends[:, None] + offsets[None, :], 0, None)
+    return source[positions]
+
+
+def hold_last(present: np.ndarray) -> np.ndarray:
+    """For each frame, the index of the last present frame at or before it (the first present one before that).
+
+    Windows may reach over a few missing frames inside or before a visible run; those frames show the
+    face as last seen rather than zeros. Needs at least one present frame.
+    """
+    present = np.asarray(present, dtype=bool)
+    if not present.any():
+        raise ValueError("hold_last needs at least one present frame")
+    positions = np.where(present, np.arange(present.size), -1)
+    held = np.maximum.accumulate(positions)
+    return np.where(held < 0, np.flatnonzero(present)[0], held)
+
+
+def video_zscore(features: np.ndarray, present: np.ndarray, *, per_feature: bool,
+                 chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Per-video mean and std over the present frames: one scalar each, or one per feature column.
+
+    Accumulated over chunks of frames (float64 sums), so a long video's uint8 crops are never converted
+    to float all at once; applied lazily by :class:`LazyWindows`. A flat feature (std ~ 0) gets std 1 so it
+    stays finite instead of blowing noise up.
+    """
+    rows = np.flatnonzero(np.asarray(present, dtype=bool))
+    if rows.size == 0:
+        raise ValueError("video_zscore needs at least one present frame")
+    total = total_sq = 0.0
+    count = 0
+    for start in range(0, rows.size, chunk):
+        block = features[rows[start:start + chunk]].astype(np.float64)
+        block = block.reshape(block.shape[0], -1) if not per_feature else block
+        total = total + (block.sum(axis=0) if per_feature else block.sum())
+        total_sq = total_sq + ((block ** 2).sum(axis=0) if per_feature else (block ** 2).sum())
+        count += block.shape[0] if per_feature else block.size
+    mean = np.asarray(total) / count
+    std = np.sqrt(np.maximum(np.asarray(total_sq) / count - mean ** 2, 0.0))
+    return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+
+
+def anchors_to_grid(values: np.ndarray, anchor_frames: np.ndarray, n_frames: int, missing: np.ndarray, *,
+                    hold_end: bool = False) -> np.ndarray:
+    """Predictions at anchor frames -> (n_frames,) float64 on the 25 fps grid, NaN on missing frames.
+
+    Linear between anchors (:func:`shared.windows.interpolate_anchors`, NaN outside the first..last anchor).
+    ``hold_end`` repeats the last anchor's value to the end of the video: the body's anchors are every 5th
+    frame, so up to 4 visible frames follow its last anchor.
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values.size != anchor_frames.size:
+        raise ValueError(f"{values.size} predictions for {anchor_frames.size} windows")
+    out = interpolate_anchors(anchor_frames, values, n_frames)
+    if hold_end and anchor_frames.size:
+        out[anchor_frames[-1] + 1:] = values[-1]
+    out[np.asarray(missing, dtype=bool)] = np.nan
+    return out

@@ -1,0 +1,161 @@
+"""Language modality: words with times -> 11-dim lexicon vectors -> windows of the last 100 words.
+
+Following the paper (Sec. II-B): every recognised word becomes an 11-dimensional vector from two emotion
+lexicons (:mod:`shared.lexicon`); after each word the model sees the window of the last 100 words (left
+padded with zeros at the start of a video) and predicts one valence. For training, a word's target is the
+mean valence over the frames it is spoken in (``Windows.label_spans``). On the frame grid each frame takes
+the prediction made after the last word heard so far; frames before the first word has ended take the
+first prediction (the earliest estimate there is), so no frame is left undefined. A video without any
+recognised word is all missing (NaN), and fusion weighs the module out.
+
+The listener's identity enters as ``subject = subject_index(subject, params["known_subjects"])``: a new
+listener (or none given) gets index 0, the "unknown listener" row the model trains by subject dropout.
+Words come from :mod:`shared.asr` (transcript file, faster-whisper or pocketsphinx; ``EMPATHY_ASR_SOURCE``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.data import Word
+from shared.lexicon import file_sha256, load_lexicons, tokenize
+from shared.modalities.base import Windows, subject_index
+
+logger = logging.getLogger(__name__)
+
+WORDS_INPUT = "words"
+SUBJECT_INPUT = "subject"
+
+
+def default_params() -> dict[str, Any]:
+    """The paper's preprocessing, with the lexicon choice from the settings at training time."""
+    from shared.settings import get_settings
+
+    s = get_settings()
+    return {
+        "fps": s.fps,
+        "sample_rate": s.sample_rate,
+        "window_words": 100,
+        "lexicons": s.lexicons,
+        "lexicon_missing": s.lexicon_missing,
+        "warriner_csv": s.warriner_csv,
+        "depechemood_tsv": s.depechemood_tsv,
+        "known_subjects": [],
+    }
+
+
+def tokens_with_times(words: Sequence[Word]) -> list[Word]:
+    """One entry per lexicon token: a recognised item holding several tokens ("well-being") shares its
+    time span evenly among them; an item with none (punctuation) is dropped."""
+    out: list[Word] = []
+    for word in sorted(words, key=lambda w: (w.start, w.end)):
+        tokens = tokenize(word.text)
+        step = (word.end - word.start) / max(len(tokens), 1)
+        for k, token in enumerate(tokens):
+            out.append(Word(token, word.start + k * step, word.start + (k + 1) * step))
+    return out
+
+
+def _lexicon_set(params: dict[str, Any]) -> Any:
+    return load_lexicons(str(params["lexicons"]), warriner_csv=params.get("warriner_csv") or None,
+                         depechemood_tsv=params.get("depechemood_tsv") or None,
+                         missing=str(params["lexicon_missing"]))
+
+
+def word_windows(vectors: np.ndarray, length: int) -> np.ndarray:
+    """(n_words, length, dims): for word i, the vectors of words i-length+1 .. i, zeros before the first."""
+    n, dims = vectors.shape
+    padded = np.concatenate([np.zeros((length - 1, dims), np.float32), vectors.astype(np.float32)])
+    view = np.lib.stride_tricks.sliding_window_view(padded, length, axis=0)  # (n, dims, length)
+    return np.ascontiguousarray(view.transpose(0, 2, 1))[:n]
+
+
+def prepare_words(words: Sequence[Word], n_frames: int, subject: int, params: dict[str, Any] | None = None) -> Windows:
+    """THE preparation of a word sequence, for training and inference alike."""
+    p = {**default_params(), **(params or {})}
+    lexset = _lexicon_set(p)
+    tokens = tokens_with_times(words)
+    dims = len(lexset.dims)
+    length = int(p["window_words"])
+    fps = float(p["fps"])
+    if not tokens:
+        return Windows(inputs={WORDS_INPUT: np.zeros((0, length, dims), np.float32),
+                               SUBJECT_INPUT: np.zeros(0, np.int32)},
+                       label_frames=np.zeros(0, np.int64), n_frames=n_frames,
+                       missing=np.ones(n_frames, dtype=bool), label_spans=np.zeros((0, 2), np.int64))
+    vectors = lexset.vectors([t.text for t in tokens])
+    starts = np.array([min(max(int(math.floor(t.start * fps)), 0), n_frames - 1) for t in tokens], np.int64)
+    ends = np.array([int(math.ceil(t.end * fps)) for t in tokens], np.int64)
+    ends = np.clip(np.maximum(ends, starts + 1), 1, n_frames)
+    index = subject_index(subject, p.get("known_subjects") or [])
+    return Windows(
+        inputs={WORDS_INPUT: word_windows(vectors, length), SUBJECT_INPUT: np.full(len(tokens), index, np.int32)},
+        label_frames=ends - 1,
+        n_frames=n_frames,
+        label_spans=np.stack([starts, ends], axis=1),
+        info={"tokens": [t.text for t in tokens]},
+    )
+
+
+def check_lexicon_files(params: dict[str, Any]) -> None:
+    """A model trained with user-provided lexicon files must see the same files at inference."""
+    for key, digest in (params.get("lexicon_sha256") or {}).items():
+        path = params.get(key)
+        if not path or not Path(path).is_file():
+            raise FileNotFoundError(f"this text model was trained with lexicon file {key}={path!r}, which is missing")
+        if file_sha256(path) != digest:
+            raise ValueError(f"lexicon file {path!r} differs from the one this text model was trained with")
+
+
+class TextModality:
+    """The language modality: words (transcript or ASR) -> lexicon-vector windows -> per-frame valence."""
+
+    name = "text"
+
+    def default_params(self) -> dict[str, Any]:
+        return default_params()
+
+    def prepare(self, video: Path, *, subject: int, transcript: Path | None = None,
+                params: dict[str, Any] | None = None) -> Windows:
+        from shared.asr import resolve_source, words_for_audio
+        from shared.media import probe, read_audio
+        from shared.settings import get_settings
+
+        settings = get_settings()
+        p = {**default_params(), **(params or {})}
+        check_lexicon_files(p)
+        source = resolve_source(settings.asr_source, transcript=transcript,
+                                whisper_model_dir=settings.whisper_model_dir)
+        audio = None if source == "transcript" else read_audio(video, sample_rate=int(p["sample_rate"]))
+        words = words_for_audio(audio, source=source, transcript=transcript, sample_rate=int(p["sample_rate"]),
+                                whisper_model_dir=settings.whisper_model_dir,
+                                whisper_compute_type=settings.whisper_compute_type)
+        windows = prepare_words(words, probe(video).n_frames, subject, p)
+        windows.info["asr_source"] = source
+        return windows
+
+    def fit_params(self, windows: list[Windows], params: dict[str, Any]) -> dict[str, Any]:
+        """Record a fingerprint of user-provided lexicon files, so inference can insist on the same ones."""
+        digests = {key: file_sha256(params[key]) for key in ("warriner_csv", "depechemood_tsv")
+                   if params.get("lexicons") == "warriner+depechemood" and params.get(key)}
+        return {**params, "lexicon_sha256": digests}
+
+    def to_frames(self, predictions: np.ndarray, windows: Windows) -> np.ndarray:
+        """Frame t gets the prediction made after the last word whose span ended at or before t."""
+        out = np.full(windows.n_frames, np.nan)
+        if len(windows) == 0:
+            return out
+        predictions = np.asarray(predictions, dtype=np.float64).reshape(len(windows))
+        order = np.argsort(windows.label_frames, kind="stable")
+        heard_at = np.asarray(windows.label_frames)[order]
+        latest = np.searchsorted(heard_at, np.arange(windows.n_frames), side="right") - 1
+        return predictions[order][np.clip(latest, 0, len(order) - 1)]
+
+
+MODALITY = TextModality()

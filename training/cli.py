@@ -1,0 +1,120 @@
+"""``empathy train`` and ``empathy evaluate``: thin argument parsing over :mod:`training.trainer` / ``evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from shared.settings import MODALITIES, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
+    """``key=value`` pairs; values are JSON when they parse (numbers, lists, true/false), else strings."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"{flag} expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _int_list(text: str | None, flag: str) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError as exc:
+        raise SystemExit(f"{flag} expects comma-separated numbers, got {text!r}") from exc
+
+
+def train_main(argv: list[str]) -> int:
+    from shared.logs import configure_logging
+
+    settings = get_settings()
+    parser = argparse.ArgumentParser(
+        prog="empathy train",
+        description="Train one modality (loss 1 - CCC, Adam, early stopping on validation CCC), choose its "
+                    "low-pass cut-off and export models/<modality>/<version>/ (SavedModel + metadata.json).")
+    parser.add_argument("modality", choices=MODALITIES)
+    parser.add_argument("--data", type=Path, default=settings.data_dir, help="OMG-Empathy-layout data set")
+    parser.add_argument("--val-story", type=int, default=settings.val_story, help="story held out for validation")
+    parser.add_argument("--models-dir", type=Path, default=settings.models_dir)
+    parser.add_argument("--epochs", type=int, help="maximum epochs (default: the modality's)")
+    parser.add_argument("--batch-size", type=int, help="default: the paper's for the modality")
+    parser.add_argument("--lr", type=float, help="Adam learning rate")
+    parser.add_argument("--patience", type=int, help="epochs without a better validation CCC before stopping")
+    parser.add_argument("--hparam", action="append", metavar="KEY=VALUE",
+                        help="model hyperparameter, e.g. gru_units=16 (repeatable)")
+    parser.add_argument("--param", action="append", metavar="KEY=VALUE",
+                        help="preprocessing parameter, e.g. slice_overlap=0.5 (repeatable)")
+    parser.add_argument("--subjects", help="only these subjects, e.g. 1,2,3")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    configure_logging()
+
+    from shared.data import discover
+    from training.trainer import train
+
+    clips = discover(args.data)
+    if args.subjects:
+        wanted = set(_int_list(args.subjects, "--subjects") or [])
+        clips = [c for c in clips if c.subject in wanted]
+    result = train(args.modality, models_dir=args.models_dir, val_story=args.val_story, epochs=args.epochs,
+                   batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
+                   hparams=_key_values(args.hparam, "--hparam"), params=_key_values(args.param, "--param"),
+                   clips=clips, seed=args.seed)
+    meta = result.metadata
+    print(f"{args.modality}: exported {result.version_dir}")
+    print(f"  validation CCC {meta['val_ccc']:.3f} raw, {meta['val_ccc_filtered']:.3f} after low-pass "
+          f"{meta['cutoff_hz']} Hz + re-scaling; {meta['training']['epochs_run']} epochs "
+          f"(best {meta['training']['best_epoch']}), {meta['train_seconds']:.0f} s")
+    return 0
+
+
+def evaluate_main(argv: list[str]) -> int:
+    from shared.logs import configure_logging
+
+    settings = get_settings()
+    parser = argparse.ArgumentParser(
+        prog="empathy evaluate",
+        description="CCC per subject (rows) and story (columns) of the exported models, with subject and story "
+                    "averages (the paper's Table I), through the same pipeline the service runs.")
+    parser.add_argument("--data", type=Path, default=settings.data_dir)
+    parser.add_argument("--models-dir", type=Path, default=settings.models_dir)
+    parser.add_argument("--modality", default="all",
+                        help="one modality, a comma-separated list, or 'all' (every exported model + fusion)")
+    parser.add_argument("--stories", help="e.g. 3,6,7 (default: stories the models did not train on)")
+    parser.add_argument("--out", type=Path, help="write the tables to this CSV")
+    args = parser.parse_args(argv)
+    configure_logging()
+
+    from shared.model_store import list_versions
+    from training.evaluate import evaluate, write_csv
+
+    if args.modality == "all":
+        names = [m for m in MODALITIES if list_versions(args.models_dir / m)]
+        if not names:
+            print(f"empathy evaluate: no exported model under {args.models_dir}")
+            return 2
+    else:
+        names = [m.strip() for m in args.modality.split(",") if m.strip()]
+        unknown = [m for m in names if m not in MODALITIES]
+        if unknown:
+            raise SystemExit(f"unknown modality {unknown}; expected some of {', '.join(MODALITIES)}")
+    tables = evaluate(args.data, args.models_dir, names, stories=_int_list(args.stories, "--stories"))
+    for table in tables.values():
+        print(table.render())
+        print()
+    if args.out:
+        write_csv(tables, args.out)
+        print(f"wrote {args.out}")
+    return 0

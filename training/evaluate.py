@@ -1,0 +1,144 @@
+"""CCC per subject and story of exported models, laid out like the paper's Table I.
+
+Evaluation runs the inference pipeline itself (:func:`shared.pipeline.run_modality`: prepare -> SavedModel
+-> frames -> low-pass + per-subject re-scaling from the model's metadata), so the numbers are those a user
+of the service would get, not those of a training-time shortcut. ``fusion`` scores the fused curve of the
+modalities asked for (:func:`shared.pipeline.fuse_results`), which is what Table I reports.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shared.data import Clip, check_labels, discover
+from shared.metrics import ccc
+
+logger = logging.getLogger(__name__)
+
+FUSION = "fusion"
+
+
+@dataclass
+class Table:
+    """CCC of one model (or of the fusion) for each (subject, story) clip evaluated."""
+
+    name: str
+    scores: dict[tuple[int, int], float] = field(default_factory=dict)
+
+    @property
+    def subjects(self) -> list[int]:
+        return sorted({s for s, _ in self.scores})
+
+    @property
+    def stories(self) -> list[int]:
+        return sorted({k for _, k in self.scores})
+
+    def subject_mean(self, subject: int) -> float:
+        return float(np.mean([v for (s, _), v in self.scores.items() if s == subject]))
+
+    def story_mean(self, story: int) -> float:
+        return float(np.mean([v for (_, k), v in self.scores.items() if k == story]))
+
+    @property
+    def mean(self) -> float:
+        """Mean over subjects of the per-subject means (the paper's bottom-right cell)."""
+        return float(np.mean([self.subject_mean(s) for s in self.subjects])) if self.scores else float("nan")
+
+    def rows(self) -> list[list[str]]:
+        """Header + one row per subject + the story averages, formatted with 2 decimals like Table I."""
+        header = ["Subject", *[str(k) for k in self.stories], "Subj. Avg"]
+        body = []
+        for s in self.subjects:
+            cells = [_fmt(self.scores.get((s, k))) for k in self.stories]
+            body.append([str(s), *cells, _fmt(self.subject_mean(s))])
+        footer = ["Story Avg", *[_fmt(self.story_mean(k)) for k in self.stories], _fmt(self.mean)]
+        return [header, *body, footer]
+
+    def render(self) -> str:
+        rows = self.rows()
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = [f"{self.name}: CCC per subject (rows) and story (columns)"]
+        lines += ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+        return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{value:.2f}"
+
+
+def default_stories(clips: Sequence[Clip], metadata: dict[str, dict]) -> list[int]:
+    """Stories none of the models trained on (validation and test); all stories if that leaves none."""
+    trained = set()
+    for meta in metadata.values():
+        trained |= set(meta.get("train_stories") or [])
+    held_out = sorted({c.story for c in clips} - trained)
+    return held_out or sorted({c.story for c in clips})
+
+
+def evaluate(data_dir: Path | str, models_dir: Path | str, modalities: Sequence[str], *,
+             stories: Sequence[int] | None = None, fusion: bool = True) -> dict[str, Table]:
+    """One :class:`Table` per modality (and one for their fusion when ``fusion`` and several modalities)."""
+    from shared.fusion import FusionError
+    from shared.pipeline import STATUS_OK, fuse_results, load_local_models, run_modality
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    clips = [c for c in discover(data_dir) if c.labels is not None]
+    predictors, metadata = load_local_models(models_dir, list(modalities), batch_size=settings.batch_size)
+    chosen = set(stories) if stories else set(default_stories(clips, metadata))
+    clips = [c for c in clips if c.story in chosen]
+    if not clips:
+        raise ValueError(f"no labelled clip of stories {sorted(chosen)} under {data_dir}")
+    tables = {name: Table(name) for name in modalities}
+    with_fusion = fusion and len(modalities) > 1
+    if with_fusion:
+        tables[FUSION] = Table(FUSION)
+    for clip in clips:
+        results = {}
+        for name in modalities:
+            result = run_modality(name, clip.video, subject=clip.subject, predictor=predictors[name],
+                                  metadata=metadata[name], transcript=clip.transcript, fps=settings.fps)
+            if result.status != STATUS_OK:
+                logger.warning("modality gave no prediction", extra={"modality": name, "clip": clip.name,
+                                                                      "status": result.status, "detail": result.detail})
+            labels = check_labels(clip, result.values.size) if result.values.size else None
+            tables[name].scores[(clip.subject, clip.story)] = _score(labels, result.values)
+            results[name] = result
+        if with_fusion:
+            try:
+                fused = fuse_results(results, metadata, clip.subject, settings=settings)
+                score = _score(check_labels(clip, fused.valence.size), fused.valence)
+            except FusionError as exc:
+                logger.warning("nothing to fuse", extra={"clip": clip.name, "error": str(exc)})
+                score = 0.0
+            tables[FUSION].scores[(clip.subject, clip.story)] = score
+        logger.info("clip evaluated", extra={"clip": clip.name, "ccc": {n: round(t.scores[(clip.subject, clip.story)], 3)
+                                                                       for n, t in tables.items()}})
+    return tables
+
+
+def _score(labels: np.ndarray | None, values: np.ndarray) -> float:
+    """CCC over the frames a prediction exists for; 0 for no prediction at all (a constant scores 0)."""
+    if labels is None:
+        return 0.0
+    seen = np.isfinite(values)
+    return ccc(labels[seen], values[seen]) if seen.sum() > 1 else 0.0
+
+
+def write_csv(tables: dict[str, Table], path: Path | str) -> None:
+    """All tables in one CSV: a ``model`` column, then the rows of each table (as printed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        for table in tables.values():
+            rows = table.rows()
+            writer.writerow(["model", *rows[0]])
+            for row in rows[1:]:
+                writer.writerow([table.name, *row])
