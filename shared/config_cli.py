@@ -18,5 +18,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     settings = get_settings()
     for f in fields(settings):
-        print(f"{PREFIX}{f.name.upper()}={getattr(settings, f.name)}")
+        value = getattr(settings, f.name)
+        if f.metadata.get("secret") and value:
+            value = "<set, not shown>"
+        print(f"{PREFIX}{f.name.upper()}={value}")
     return 0

@@ -1,0 +1,98 @@
+"""The gateway's Flask application factory (served by gunicorn: ``gateway.app:create_app()``).
+
+Everything the request handlers need (settings, Redis, the job store, the Celery app used to send
+chords, the API keys, the metrics) is built here once per app and hung on ``app.config`` /
+``app.extensions``, so tests can build an app against their own Redis and several apps never share state.
+
+Failure modes are answered, never hung on: Redis calls have short timeouts (``EMPATHY_REDIS_TIMEOUT_S``)
+and a Redis or broker outage becomes a 503 with the reason; an authentication set-up without any key
+stops the app at start-up (:class:`gateway.auth.AuthConfigError`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+from flask import Flask, Response, g, jsonify, request
+from kombu.exceptions import OperationalError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from werkzeug.exceptions import HTTPException
+
+from gateway import health, jobs_api
+from gateway.auth import Authenticator
+from gateway.jobs_api import ApiError
+from gateway.metrics import GatewayMetrics
+from gateway.openapi import SPEC
+from gateway.uploads import UploadRequest
+from services.celery_app import create_app as create_celery
+from shared.jobs import JobStore
+from shared.logs import configure_logging
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    app = Flask(__name__, static_folder=None)  # serves no files: uploads and results only through the API
+    app.request_class = UploadRequest  # uploads stream to the storage volume and are removed unless kept
+    app.json.sort_keys = False  # modalities keep the canonical order (audio, text, face, landmarks, body)
+    app.config["EMPATHY_SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024
+    app.extensions["empathy_auth"] = Authenticator(settings)
+    # One quick retry (a pooled connection that died with a Redis restart is replaced), then the error:
+    # redis-py's default (3 retries, up to 10 s apart) would keep a request waiting through an outage.
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=settings.redis_timeout_s,
+                                  socket_connect_timeout=settings.redis_timeout_s,
+                                  retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 1))
+    app.extensions["empathy_redis"] = client
+    app.extensions["empathy_jobs"] = JobStore(client, ttl_s=settings.job_ttl_s)
+    app.extensions["empathy_celery"] = create_celery(settings, dispatch_only=True)
+    metrics = GatewayMetrics(client)
+    app.extensions["empathy_metrics"] = metrics
+    app.register_blueprint(jobs_api.bp)
+    app.register_blueprint(health.bp)
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        return jsonify(SPEC)
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> tuple[Response, int, dict[str, str]]:
+        return jsonify({"error": exc.message, **exc.extra}), exc.status, exc.headers
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        message = exc.description or exc.name
+        if status == 413:
+            message = f"upload larger than {settings.max_upload_mb} MiB (EMPATHY_MAX_UPLOAD_MB)"
+        return jsonify({"error": message}), status
+
+    @app.errorhandler(redis.RedisError)
+    @app.errorhandler(OperationalError)
+    def redis_error(exc: Exception) -> tuple[Response, int, dict[str, str]]:
+        log.error("redis unavailable", extra={"error": str(exc), "path": request.path})
+        return jsonify({"error": f"job store unavailable, retry later: {exc}"}), 503, {"Retry-After": "5"}
+
+    @app.before_request
+    def start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def record(response: Response) -> Response:
+        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.requests.labels(request.method, endpoint, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+        return response
+
+    return app

@@ -1,0 +1,172 @@
+"""The gateway's OpenAPI 3.0 description, served at ``/openapi.json``.
+
+Written by hand next to the code it describes; ``tests/test_gateway.py`` checks that every Flask route
+is documented here and every documented operation exists, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.settings import MODALITIES
+
+_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+_JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json({"$ref": "#/components/schemas/Error"}, description)
+
+
+MODALITY_STATUS = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["queued", "preparing", "predicting", "postprocessing",
+                                              "ok", "unavailable", "failed"]},
+        "progress": {"type": "number", "minimum": 0, "maximum": 1},
+        "detail": {"type": "string", "description": "why a modality failed or is unavailable"},
+        "seconds": {"type": "number"},
+        "attempts": {"type": "integer", "description": "deliveries, when the task was re-delivered"},
+    },
+    "required": ["status", "progress"],
+}
+
+JOB = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "state": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
+        "progress": {"type": "number", "minimum": 0, "maximum": 1},
+        "subject": {"type": "integer"},
+        "filename": {"type": "string"},
+        "created": {"type": "number", "description": "epoch seconds"},
+        "updated": {"type": "number"},
+        "finished": {"type": "number"},
+        "error": {"type": "string"},
+        "used": {"type": "array", "items": {"type": "string"}, "description": "modalities fusion used (when done)"},
+        "degraded": {"type": "boolean", "description": "done with fewer modalities than requested"},
+        "modalities": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/ModalityStatus"}},
+        "links": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+    "required": ["id", "state", "progress", "modalities"],
+}
+
+SERIES = {"type": "array", "items": {"type": "number", "nullable": True},
+          "description": "one value per 25 fps frame; null where missing"}
+
+RESULT = {
+    "type": "object",
+    "properties": {
+        "job": {"type": "string"},
+        "video": {"type": "string"},
+        "subject": {"type": "integer"},
+        "fps": {"type": "number"},
+        "n_frames": {"type": "integer"},
+        "duration_s": {"type": "number"},
+        "seconds": {"type": "number", "description": "from upload to fused result"},
+        "valence": SERIES,
+        "agreement": {**SERIES, "description": "per frame, 1 - weighted std of the modules / subject std, in [0, 1]"},
+        "fusion": {"type": "object", "properties": {
+            "used": {"type": "array", "items": {"type": "string"}},
+            "weights": {"type": "object", "additionalProperties": {"type": "number"}},
+            "weights_spec": {"type": "string"}, "cutoff_hz": {"type": "number"}}},
+        "degraded": {"type": "boolean", "description": "some requested modality did not contribute"},
+        "notes": {"type": "array", "items": {"type": "string"}, "description": "e.g. an unknown subject"},
+        "modalities": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+            "status": {"type": "string"}, "detail": {"type": "string"}, "seconds": {"type": "number"},
+            "model_version": {"type": "integer", "nullable": True}, "valence": SERIES}}},
+    },
+    "required": ["n_frames", "fps", "valence", "agreement", "modalities"],
+}
+
+_UNAUTHORIZED = {"401": _error("missing or invalid API key")}
+_UNAVAILABLE = {"503": _error("Redis (job store / broker) unavailable; retry later")}
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "security": [{"bearer": []}],
+    "info": {
+        "title": "Empathic valence gateway",
+        "version": "1",
+        "description": "Upload a video of a listener; get per-frame valence (25 fps) from five modality models "
+                       "fused as in 'Alpha and City' (OMG-Empathy), with a per-frame agreement signal.",
+    },
+    "paths": {
+        "/v1/jobs": {
+            "post": {
+                "summary": "Submit a video for analysis",
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                "schema": {"type": "string", "maxLength": 200},
+                                "description": "the same key and upload again returns the first job (200)"}],
+                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                    "type": "object",
+                    "properties": {
+                        "video": {"type": "string", "format": "binary"},
+                        "subject": {"type": "integer", "minimum": 0,
+                                    "description": "listener id (0 or absent: unknown, global statistics)"},
+                        "modalities": {"type": "string", "description": f"comma list, subset of {list(MODALITIES)}"},
+                        "transcript": {"type": "string", "format": "binary",
+                                       "description": "optional word timings (JSON), used instead of ASR"},
+                    },
+                    "required": ["video"],
+                }}}},
+                "responses": {
+                    "202": _json({"$ref": "#/components/schemas/Job"}, "accepted; Location gives the job URL"),
+                    "200": _json({"$ref": "#/components/schemas/Job"}, "idempotent replay: the job this key made"),
+                    "400": _error("bad or unknown form field, empty upload, bad transcript"),
+                    **_UNAUTHORIZED,
+                    "409": _error("the same idempotency key is still being processed"),
+                    "413": _error("upload larger than EMPATHY_MAX_UPLOAD_MB or longer than EMPATHY_MAX_DURATION_S"),
+                    "415": _error("not a usable video (not media, truncated, no video stream, no frames)"),
+                    "422": _error("idempotency key reused for a different upload"),
+                    **_UNAVAILABLE,
+                },
+            },
+        },
+        "/v1/jobs/{job_id}": {
+            "parameters": [_JOB_ID],
+            "get": {"summary": "State and per-modality progress of a job",
+                    "responses": {"200": _json({"$ref": "#/components/schemas/Job"}, "the job"),
+                                  **_UNAUTHORIZED, "404": _error("unknown job (or another key's)"),
+                                  **_UNAVAILABLE}},
+            "delete": {"summary": "Delete a job, its video and its results (revokes pending tasks)",
+                       "responses": {"204": {"description": "deleted"}, **_UNAUTHORIZED,
+                                     "404": _error("unknown job (or another key's)"), **_UNAVAILABLE}},
+        },
+        "/v1/jobs/{job_id}/result": {
+            "parameters": [_JOB_ID, {"name": "format", "in": "query", "required": False,
+                                     "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"}}],
+            "get": {"summary": "Fused valence, agreement and every module's curve",
+                    "responses": {"200": {"description": "the result",
+                                          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Result"}},
+                                                      "text/csv": {"schema": {"type": "string"}}}},
+                                  "400": _error("bad format"), **_UNAUTHORIZED, "404": _error("unknown job"),
+                                  "409": _error("job not done (or failed)"), "410": _error("result files gone")}},
+        },
+        "/v1/jobs/{job_id}/plot.png": {
+            "parameters": [_JOB_ID],
+            "get": {"summary": "Modules, fusion and agreement over time (like the paper's Fig. 3)",
+                    "responses": {"200": {"description": "PNG", "content": {"image/png": {}}},
+                                  **_UNAUTHORIZED, "404": _error("unknown job"), "409": _error("job not done")}},
+        },
+        "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": _json({"type": "object"}, "alive")}}},
+        "/readyz": {"get": {"summary": "Readiness: Redis and every model server (gRPC GetModelStatus)",
+                            "security": [],
+                            "responses": {"200": _json({"type": "object"}, "ready"),
+                                          "503": _json({"type": "object"}, "not ready; checks say why")}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
+                             "responses": {"200": {"description": "text exposition format",
+                                                   "content": {"text/plain": {}}}}}},
+        "/openapi.json": {"get": {"summary": "This document", "security": [],
+                                  "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0")}}},
+    },
+    "components": {
+        "schemas": {"Error": _ERROR, "Job": JOB, "ModalityStatus": MODALITY_STATUS, "Result": RESULT},
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                       "description": "an API key of EMPATHY_API_KEYS / EMPATHY_API_KEYS_FILE"}},
+    },
+}

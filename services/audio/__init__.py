@@ -1,0 +1,1 @@
+"""The audio worker service (Dockerfile + entry point); the work itself is in :mod:`services.tasks`."""

@@ -1,0 +1,138 @@
+"""The Celery application factory: broker, result backend, queues and routing of the whole ensemble.
+
+One queue per service (``audio``, ``text``, ``face``, ``landmarks``, ``body``, ``fusion``) so that each
+modality scales on its own (``docker compose up --scale landmarks=3`` or ``empathy up --workers
+landmarks=3``). The gateway imports this module only (never :mod:`services.tasks`, which pulls in the
+preprocessing stack) and sends tasks by name.
+
+Reliability choices (Celery's "Optimizing" guide): JSON only (no pickle from the network: a worker refuses
+any other content type), tasks are acknowledged after they ran (``task_acks_late``) and re-queued when the
+pool process running them dies (``task_reject_on_worker_lost``), and a worker reserves one task at a time
+(``worker_prefetch_multiplier = 1``) because tasks are long: a prefetched task would wait behind a video
+while another worker idles. When a whole worker dies (container killed, machine lost) its unacknowledged
+task stays in Redis and another worker re-delivers it once it is older than the visibility timeout
+(``EMPATHY_TASK_VISIBILITY_TIMEOUT_S``; workers sweep every ``EMPATHY_TASK_RESTORE_INTERVAL_S``). A chord
+counts each header task once (Celery keys its part returns by task id), so a re-delivered task never
+fires the fusion early.
+Results go through Redis **by reference**: series live on the shared storage volume, Redis carries paths
+and statuses only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.backends.redis import RedisBackend
+from kombu import Queue
+from kombu.utils.uuid import uuid
+
+from shared.settings import MODALITIES, Settings, get_settings
+
+ANALYSE_TASK = "empathy.analyse_modality"
+FUSE_TASK = "empathy.fuse"
+FUSION_QUEUE = "fusion"
+QUEUES: tuple[str, ...] = (*MODALITIES, FUSION_QUEUE)
+
+
+def route_task(name: str, args: tuple, kwargs: dict[str, Any], options: dict[str, Any], task: Any = None,
+               **_: Any) -> dict[str, str] | None:
+    """Router (Celery's ``task_routes`` function form): a modality's analysis goes to its own queue."""
+    if name == ANALYSE_TASK:
+        modality = kwargs.get("modality") if kwargs else None
+        if modality is None and len(args) > 1:
+            modality = args[1]
+        if modality not in MODALITIES:
+            raise ValueError(f"{ANALYSE_TASK} needs a modality among {MODALITIES}, got {modality!r}")
+        return {"queue": modality}
+    if name == FUSE_TASK:
+        return {"queue": FUSION_QUEUE}
+    return None
+
+
+class DispatchOnlyRedisBackend(RedisBackend):
+    """Redis result backend for a process that sends tasks but never waits on their results (the gateway).
+
+    The stock backend subscribes to every sent task's result channel so that ``AsyncResult.get()`` can
+    wait without polling; a sender that never calls ``get()`` never drains those subscriptions (celery
+    issue #6963: growing memory, and reconnect storms in ``AsyncResult.__del__`` when Redis goes away).
+    Clients follow jobs through the job store instead, so the subscription is skipped. Storing and
+    reading results (what chords need, in the workers) is unchanged.
+    """
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        return None
+
+    def add_pending_result(self, result: Any, weak: bool = False, start_drainer: bool = True) -> Any:
+        return result  # a chord's GroupResult registers its members here: no subscription either
+
+
+def create_app(settings: Settings | None = None, *, dispatch_only: bool = False) -> Celery:
+    """A configured Celery app; tasks are registered by importing :mod:`services.tasks` (workers only).
+
+    ``dispatch_only``: for senders that never wait on results (see :class:`DispatchOnlyRedisBackend`).
+    """
+    settings = settings or get_settings()
+    backend = settings.redis_url
+    if dispatch_only:
+        backend = f"{__name__}:{DispatchOnlyRedisBackend.__name__}+{settings.redis_url}"
+    app = Celery("empathy", broker=settings.redis_url, backend=backend)
+    transport_options: dict[str, Any] = {
+        "visibility_timeout": settings.task_visibility_timeout_s,
+        "unacked_restore_interval": settings.task_restore_interval_s,
+        "unacked_restore_throttle": 1,  # sweep on every interval (kombu's default scans every 10th)
+    }
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue=FUSION_QUEUE,
+        task_routes=(route_task,),
+        task_track_started=True,
+        result_expires=settings.job_ttl_s,
+        broker_connection_retry_on_startup=True,
+        # A video can take minutes: Redis must not re-deliver a running task to a second worker.
+        broker_transport_options=transport_options,
+        result_backend_transport_options={"visibility_timeout": settings.task_visibility_timeout_s},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        imports=("services.tasks",),
+    )
+    if dispatch_only:
+        # The gateway answers requests: a Redis outage must fail a submission within seconds (503), not
+        # hang it on Celery's defaults (120 s socket timeout, unbounded connect).
+        timeout = settings.redis_timeout_s
+        app.conf.update(
+            broker_connection_timeout=timeout,
+            broker_transport_options={**transport_options, "socket_timeout": timeout,
+                                      "socket_connect_timeout": timeout},
+            redis_socket_timeout=timeout,
+            redis_socket_connect_timeout=timeout,
+            task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5,
+                                       "interval_max": 1},
+        )
+    return app
+
+
+app = create_app()
+
+
+def dispatch_job(celery_app: Celery, job_id: str, modalities: list[str]) -> list[str]:
+    """Send a job as a chord: one analysis per modality (each on its queue), then fusion on ``fusion``.
+
+    Tasks are sent by name so the sender (the gateway) never imports the workers' code. Task ids are
+    chosen here and returned so that ``DELETE /v1/jobs/<id>`` can revoke what has not run yet.
+    """
+    from celery import chord
+
+    header = [celery_app.signature(ANALYSE_TASK, kwargs={"job_id": job_id, "modality": name}).set(task_id=uuid())
+              for name in modalities]
+    body = celery_app.signature(FUSE_TASK, kwargs={"job_id": job_id}).set(task_id=uuid())
+    chord(header, body).apply_async()
+    return [sig.id for sig in header] + [body.id]

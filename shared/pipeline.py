@@ -1,0 +1,220 @@
+"""The one inference pipeline: video -> per-modality valence -> fusion.
+
+Workers (one modality each, a gRPC predictor to their model server) call :func:`run_modality`; the fusion
+worker calls :func:`shared.fusion.fuse` on what they stored; ``empathy analyze`` calls
+:func:`analyze_video`, which runs the very same steps in one process with in-process predictors. Keeping
+a single path means a result from the ensemble and from ``analyze`` can only differ by the model server.
+
+A modality that cannot see anything in a video (no audio stream, no face, no words) is ``unavailable``,
+not ``failed``: fusion weighs it out and the job still succeeds. ``failed`` means something broke
+(model server down, corrupt file) and carries the error text for the job status.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from shared.fusion import FusionResult, fuse, parse_weights
+from shared.media import MediaError, NoAudioStreamError, NoVideoStreamError
+from shared.modalities.base import get_modality
+from shared.postprocess import postprocess, stats_for_subject
+from shared.settings import MODALITIES, Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# progress(modality, stage, fraction of that modality done in [0, 1])
+ProgressCallback = Callable[[str, str, float], None]
+
+STATUS_OK = "ok"
+STATUS_UNAVAILABLE = "unavailable"
+STATUS_FAILED = "failed"
+
+
+class Predictor(Protocol):
+    """Structural type of ``shared.serving_client`` predictors: ``predict(inputs) -> (n_windows, ...)``."""
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+@dataclass
+class ModalityResult:
+    name: str
+    values: np.ndarray  # (n_frames,) post-processed valence; NaN where the modality saw nothing
+    missing: np.ndarray  # (n_frames,) bool
+    status: str  # "ok" | "unavailable" | "failed"
+    detail: str = ""
+    seconds: float = 0.0
+    model_version: int | None = None
+
+
+@dataclass
+class AnalysisResult:
+    video: str
+    subject: int
+    fps: float
+    n_frames: int
+    modalities: dict[str, ModalityResult]
+    fusion: FusionResult
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _empty(name: str, status: str, detail: str, seconds: float, n_frames: int = 0) -> ModalityResult:
+    return ModalityResult(name=name, values=np.full(n_frames, np.nan), missing=np.ones(n_frames, dtype=bool),
+                          status=status, detail=detail, seconds=seconds)
+
+
+def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predictor, metadata: Mapping[str, Any],
+                 transcript: Path | str | None = None, progress: ProgressCallback | None = None,
+                 fps: float = 25.0) -> ModalityResult:
+    """Preprocess -> predict -> back onto the 25 fps grid -> post-process; never raises for bad input.
+
+    Every failure becomes a result with a status and a readable detail, because one broken modality
+    must not sink a job that four others can still answer.
+    """
+    report = progress or (lambda _name, _stage, _fraction: None)
+    started = time.monotonic()
+    version = metadata.get("version")
+    try:
+        modality = get_modality(name)
+        report(name, "preparing", 0.05)
+        windows = modality.prepare(Path(video), subject=subject,
+                                   transcript=Path(transcript) if transcript else None,
+                                   params=dict(metadata.get("preprocessing") or {}))
+        if len(windows) == 0 or windows.missing.all():
+            result = _empty(name, STATUS_UNAVAILABLE, f"{name}: nothing usable in this video",
+                            time.monotonic() - started, windows.n_frames)
+            result.model_version = version
+            return result
+        report(name, "predicting", 0.6)
+        predictions = predictor.predict(windows.inputs)
+        report(name, "postprocessing", 0.9)
+        frames = np.asarray(modality.to_frames(predictions, windows), dtype=np.float64)
+        frames[windows.missing] = np.nan
+        values = postprocess(frames, metadata, subject, fps=fps)
+    except (NoAudioStreamError, NoVideoStreamError) as exc:
+        log.info("modality unavailable", extra={"modality": name, "video": str(video), "reason": str(exc)})
+        return _empty(name, STATUS_UNAVAILABLE, str(exc), time.monotonic() - started)
+    except MediaError as exc:
+        log.warning("modality failed on media", extra={"modality": name, "video": str(video), "error": str(exc)})
+        return _empty(name, STATUS_FAILED, str(exc), time.monotonic() - started)
+    except Exception as exc:  # noqa: BLE001 - reported per modality, never fatal to the job
+        log.exception("modality failed", extra={"modality": name, "video": str(video)})
+        return _empty(name, STATUS_FAILED, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
+    missing = ~np.isfinite(values)
+    status = STATUS_UNAVAILABLE if missing.all() else STATUS_OK
+    seconds = time.monotonic() - started
+    log.info("modality done", extra={"modality": name, "status": status, "seconds": round(seconds, 3),
+                                      "n_frames": int(values.size), "missing": int(missing.sum())})
+    return ModalityResult(name=name, values=values, missing=missing, status=status,
+                          detail="" if status == STATUS_OK else f"{name}: nothing usable in this video",
+                          seconds=seconds, model_version=version)
+
+
+def align_results(results: Mapping[str, ModalityResult], names: Sequence[str]) -> dict[str, ModalityResult]:
+    """Every requested modality with a series of the common length (all-missing where it has none).
+
+    A modality that failed before it knew the video's length has no frames; fusion and the result
+    document need one series per requested modality, so it becomes an all-NaN series of that length.
+    """
+    n_frames = max((r.values.size for r in results.values()), default=0)
+    aligned: dict[str, ModalityResult] = {}
+    for name in names:
+        result = results.get(name)
+        if result is None:
+            result = _empty(name, STATUS_FAILED, "no result was stored for this modality", 0.0)
+        if result.values.size != n_frames:
+            padded = _empty(name, result.status, result.detail, result.seconds, n_frames)
+            padded.model_version = result.model_version
+            result = padded
+        aligned[name] = result
+    return aligned
+
+
+def fusion_stats(metadata: Mapping[str, Mapping[str, Any]], subject: int) -> dict[str, float] | None:
+    """The subject's label statistics for the fused curve.
+
+    Every model of one ensemble is trained on the same labels, so their ``subject_stats`` agree; the first
+    model (in the canonical modality order) that records them is used.
+    """
+    for name in MODALITIES:
+        table = (metadata.get(name) or {}).get("subject_stats")
+        if table:
+            return stats_for_subject(table, subject)
+    return None
+
+
+def subject_notes(metadata: Mapping[str, Mapping[str, Any]], subject: int) -> list[str]:
+    """A note when no model knows the listener: their curve is re-scaled with the pooled statistics."""
+    tables = [meta.get("subject_stats") or {} for meta in metadata.values()]
+    if subject != 0 and tables and not any(str(subject) in table for table in tables):
+        return [f"subject {subject} is unknown to the models: re-scaled with the statistics of all training "
+                "listeners (as subject 0)"]
+    return []
+
+
+def fuse_results(results: Mapping[str, ModalityResult], metadata: Mapping[str, Mapping[str, Any]], subject: int, *,
+                 weights_spec: str | None = None, cutoff_hz: float | None = None,
+                 settings: Settings | None = None) -> FusionResult:
+    """Fusion with the configured weights, cut-off and the subject's statistics (shared by worker and CLI)."""
+    settings = settings or get_settings()
+    weights = parse_weights(weights_spec or settings.fusion_weights, metadata)
+    cutoff = settings.fusion_cutoff_hz if cutoff_hz is None else cutoff_hz
+    return fuse(results, weights, cutoff_hz=cutoff, subject_stats=fusion_stats(metadata, subject), fps=settings.fps)
+
+
+def load_local_models(models_dir: Path | str, modalities: Sequence[str], *, batch_size: int
+                      ) -> tuple[dict[str, Predictor], dict[str, dict[str, Any]]]:
+    """In-process predictors and metadata of the latest version of each model (``empathy analyze``)."""
+    from shared.model_store import read_metadata, version_dir
+    from shared.serving_client import LocalPredictor
+
+    predictors: dict[str, Predictor] = {}
+    metadata: dict[str, dict[str, Any]] = {}
+    for name in modalities:
+        path = version_dir(models_dir, name)
+        metadata[name] = read_metadata(path)
+        predictors[name] = LocalPredictor(path, batch_size=batch_size)
+    return predictors, metadata
+
+
+def analyze_video(video: Path | str, *, subject: int | None = None, modalities: Sequence[str] | None = None,
+                  models_dir: Path | str | None = None, predictors: Mapping[str, Predictor] | None = None,
+                  metadata: Mapping[str, Mapping[str, Any]] | None = None, transcript: Path | str | None = None,
+                  weights_spec: str | None = None, cutoff_hz: float | None = None,
+                  progress: ProgressCallback | None = None, settings: Settings | None = None) -> AnalysisResult:
+    """Run every requested modality on ``video`` in this process, then fuse.
+
+    Give ``predictors`` + ``metadata`` (modality -> ...) to reuse loaded models, or ``models_dir`` to load
+    the latest version of each. Raises :class:`shared.fusion.FusionError` when no modality produced anything.
+    """
+    settings = settings or get_settings()
+    names = list(modalities or MODALITIES)
+    for name in names:
+        if name not in MODALITIES:
+            raise ValueError(f"unknown modality {name!r}; expected some of {', '.join(MODALITIES)}")
+    subject = settings.default_subject if subject is None else int(subject)
+    started = time.monotonic()
+    if predictors is None or metadata is None:
+        predictors, metadata = load_local_models(models_dir or settings.models_dir, names,
+                                                 batch_size=settings.batch_size)
+    results: dict[str, ModalityResult] = {}
+    for name in names:
+        results[name] = run_modality(name, video, subject=subject, predictor=predictors[name],
+                                     metadata=metadata[name], transcript=transcript, progress=progress,
+                                     fps=settings.fps)
+        if progress:
+            progress(name, results[name].status, 1.0)
+    results = align_results(results, names)
+    n_frames = next(iter(results.values())).values.size
+    fusion = fuse_results(results, metadata, subject, weights_spec=weights_spec, cutoff_hz=cutoff_hz,
+                          settings=settings)
+    return AnalysisResult(video=str(video), subject=subject, fps=float(settings.fps), n_frames=n_frames,
+                          modalities=results, fusion=fusion, seconds=time.monotonic() - started)

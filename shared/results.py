@@ -1,0 +1,75 @@
+"""The result document of one analysed video and its OMG-Empathy-style CSV.
+
+One document shape for every producer (the fusion worker, ``empathy analyze``) and every consumer (the
+gateway's ``/result``, ``/plot.png``, the ``submit`` client), so the CSV a user gets from the service and
+from the embedded mode are byte-for-byte comparable.
+
+The CSV starts with the ``valence`` column, as the challenge's annotation files do (tools that read the
+``valence`` header keep working), then ``agreement`` and one column per requested modality (its
+post-processed curve; empty cells where it saw nothing or failed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from shared.fusion import FusionResult
+from shared.pipeline import ModalityResult
+
+DECIMALS = 6
+
+
+def _series(values: np.ndarray) -> list[float | None]:
+    """JSON-safe list: NaN -> null (JSON has no NaN), rounded to keep documents small."""
+    return [round(float(v), DECIMALS) if math.isfinite(v) else None for v in np.asarray(values, dtype=np.float64)]
+
+
+def build_document(*, fusion: FusionResult, modalities: Mapping[str, ModalityResult], subject: int, fps: float,
+                   video: str, weights_spec: str, cutoff_hz: float, job_id: str | None = None,
+                   seconds: float | None = None, notes: Sequence[str] = ()) -> dict[str, Any]:
+    """``degraded`` is true when some requested modality did not contribute (failed or saw nothing):
+    ``fusion.used`` lists those that did and each modality's ``status``/``detail`` says why."""
+    n_frames = int(fusion.valence.size)
+    return {
+        "job": job_id,
+        "video": video,
+        "subject": int(subject),
+        "fps": float(fps),
+        "n_frames": n_frames,
+        "duration_s": round(n_frames / fps, 3),
+        "seconds": None if seconds is None else round(float(seconds), 3),
+        "valence": _series(fusion.valence),
+        "agreement": _series(fusion.agreement),
+        "fusion": {"used": list(fusion.used), "weights": {k: round(v, 6) for k, v in fusion.weights.items()},
+                   "weights_spec": weights_spec, "cutoff_hz": float(cutoff_hz)},
+        "degraded": len(fusion.used) < len(modalities),
+        "notes": list(notes),
+        "modalities": {
+            name: {"status": result.status, "detail": result.detail, "seconds": round(float(result.seconds), 3),
+                   "model_version": result.model_version,
+                   "valence": _series(result.values) if result.values.size == n_frames else [None] * n_frames}
+            for name, result in modalities.items()
+        },
+    }
+
+
+def csv_columns(document: Mapping[str, Any]) -> list[str]:
+    return ["valence", "agreement", *document["modalities"].keys()]
+
+
+def to_csv(document: Mapping[str, Any]) -> str:
+    """The document as CSV text: ``valence,agreement,<modality>...``, one row per 25 fps frame."""
+    columns: Sequence[list[float | None]] = [document["valence"], document["agreement"],
+                                             *(m["valence"] for m in document["modalities"].values())]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(csv_columns(document))
+    for row in zip(*columns, strict=True):
+        writer.writerow(["" if v is None else f"{v:.{DECIMALS}f}" for v in row])
+    return out.getvalue()
