@@ -7,14 +7,21 @@ VIDEO ?=
 setup:
 	@bash scripts/setup.sh
 
-demo: setup        ## analyse the bundled sample video and write its per-frame valence
-	@$(PY) -m shared.cli analyze $(if $(VIDEO),$(VIDEO),--sample) --out out/sample_valence.csv
+SAMPLE := data/sample/Videos/Subject_1_Story_4.mp4
+
+demo: setup        ## analyse a sample video (or VIDEO=...) in one process; builds the bundled models if missing
+	@[ -n "$(VIDEO)" ] || [ -f $(SAMPLE) ] || $(PY) -m shared.cli synth --out data/sample --subjects 1 --stories 4 --duration 60
+	@mkdir -p out
+	@$(PY) -m shared.cli analyze $(if $(VIDEO),$(VIDEO),$(SAMPLE) --subject 1) --out out/valence.csv --plot out/valence.png --json out/valence.json
 
 test: setup        ## the whole test suite (what CI runs)
 	@$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: setup   ## everything except the slow (training / ensemble) tests
 	@$(PY) -m pytest -q -m "not slow"
+
+models: setup      ## build the bundled default models (synthetic data + small models) into models/
+	@$(PY) -m gateway.bootstrap --models-dir models
 
 lint: setup
 	@.venv/bin/ruff check .
