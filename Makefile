@@ -7,10 +7,10 @@ VIDEO ?=
 setup:
 	@bash scripts/setup.sh
 
-SAMPLE := data/sample/Videos/Subject_1_Story_4.mp4
+SAMPLE := data/sample/Videos/Subject_1_Story_7.mp4
 
 demo: setup        ## analyse a sample video (or VIDEO=...) in one process; builds the bundled models if missing
-	@[ -n "$(VIDEO)" ] || [ -f $(SAMPLE) ] || $(PY) -m shared.cli synth --out data/sample --subjects 1 --stories 4 --duration 60
+	@[ -n "$(VIDEO)" ] || [ -f $(SAMPLE) ] || $(PY) -m shared.cli synth --out data/sample --subjects 1 --stories 7 --duration 60
 	@mkdir -p out
 	@$(PY) -m shared.cli analyze $(if $(VIDEO),$(VIDEO),$(SAMPLE) --subject 1) --out out/valence.csv --plot out/valence.png --json out/valence.json
 

@@ -30,16 +30,20 @@ log = logging.getLogger(__name__)
 
 # Reduced sizes for the bundled models (keyword arguments of training.trainer.train).
 SMALL_TRAINING: dict[str, dict[str, Any]] = {
-    "audio": {"hparams": {"gru_units": 32}, "epochs": 20},
-    "text": {"hparams": {"lstm_units": 16}, "epochs": 40},
-    "face": {"hparams": {"filters": [8, 16], "dense": [32, 16]}, "epochs": 12},
-    "landmarks": {"hparams": {"filters": [32, 32, 48, 48], "dense": 16}, "epochs": 20},
-    "body": {"hparams": {"depth": 10, "base_filters": 8, "head": [32, 16]}, "params": {"size": 64}, "epochs": 12},
+    "audio": {"hparams": {"gru_units": 16, "bn_momentum": 0.8}, "epochs": 12, "batch_size": 4,
+              "learning_rate": 0.01, "patience": 6},
+    "text": {"hparams": {"lstm_units": 16}, "epochs": 30, "batch_size": 32, "learning_rate": 0.01, "patience": 8},
+    "face": {"hparams": {"filters": [8, 16], "dense": [32, 16], "bn_momentum": 0.9}, "epochs": 5},
+    "landmarks": {"hparams": {"filters": [32, 32, 48, 48], "dense": 16, "bn_momentum": 0.9}, "epochs": 12},
+    "body": {"hparams": {"depth": 10, "base_filters": 8, "head": [32, 16], "bn_momentum": 0.9},
+             "params": {"size": 64}, "epochs": 6},
 }
 
-# The bundled data set: 3 listeners x 3 stories (Story 2 validates, as in the paper), 30 s each.
-DEFAULT_SUBJECTS = (1, 2, 3)
-DEFAULT_STORIES = (1, 2, 3)
+# The bundled data set: 2 listeners x 6 stories (Story 2 validates, as in the paper), 30 s each. Audio and
+# text need several distinct stories to generalise: every listener hears the same story, so 3 stories give
+# the speech models only 2 distinct recordings to learn from (validation CCC ~0 measured), 5 give them 5.
+DEFAULT_SUBJECTS = (1, 2)
+DEFAULT_STORIES = (1, 2, 3, 4, 5, 6)
 DEFAULT_DURATION_S = 30.0
 
 
