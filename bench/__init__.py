@@ -1,1 +1,2 @@
-"""Micro-benchmarks run by hand (``python -m bench.<name>``); not part of the test suite."""
+"""Benchmarks: ``empathy bench`` (:mod:`bench.run`, whole jobs) and micro-benchmarks run by hand
+(``python -m bench.decode_speed``, ``python -m bench.vision_preprocess``); none is part of the test suite."""

@@ -15,6 +15,9 @@ with no box, so the modality can mark them and fusion can weigh them out.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -81,9 +84,26 @@ class FaceObservation:
         return self.box is None
 
 
-@lru_cache(maxsize=1)
-def _detector() -> dlib.fhog_object_detector:
-    return dlib.get_frontal_face_detector()
+# dlib's HOG detector keeps the image pyramid of its current call inside the object, so one instance must
+# never run in two threads at once (dlib: "concurrent access ... is not safe"). ``empathy analyze`` tracks
+# faces in several threads: each call borrows a detector from this free list (built once, ~0.3 s, then
+# reused), so no two threads ever share one. The shape predictor is read-only and safe to share.
+_free_detectors: list[dlib.fhog_object_detector] = []
+_detectors_lock = threading.Lock()
+
+
+@contextmanager
+def _detector() -> Iterator[dlib.fhog_object_detector]:
+    """A HOG detector for this call only (borrowed from the free list, created when none is free)."""
+    with _detectors_lock:
+        detector = _free_detectors.pop() if _free_detectors else None
+    if detector is None:
+        detector = dlib.get_frontal_face_detector()
+    try:
+        yield detector
+    finally:
+        with _detectors_lock:
+            _free_detectors.append(detector)
 
 
 @lru_cache(maxsize=1)
@@ -102,7 +122,8 @@ def detect_faces(grey: np.ndarray, *, detect_width: int = 640, upsample: int = 0
         raise ValueError(f"detect_faces needs a 2-D uint8 grey frame, got {grey.dtype} {grey.shape}")
     scale = min(1.0, detect_width / grey.shape[1])
     small = grey if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    rects = _detector()(small, upsample)
+    with _detector() as detector:
+        rects = detector(small, upsample)
     boxes = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], dtype=np.float64)
     if boxes.size == 0:
         return np.zeros((0, 4))
@@ -126,7 +147,8 @@ def detect_faces_near(grey: np.ndarray, box: np.ndarray, *, margin: float = 1.0)
     scale = float(np.clip(ROI_FACE_PX / max(box[2] - box[0], 1.0), 0.25, 2.0))
     region = cv2.resize(grey[y0:y1, x0:x1], None, fx=scale, fy=scale,
                         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    rects = _detector()(region, 0)
+    with _detector() as detector:
+        rects = detector(region, 0)
     if not rects:
         return np.zeros((0, 4))
     boxes = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], dtype=np.float64)

@@ -243,10 +243,14 @@ def _rgb(frame: av.VideoFrame, crop: tuple[int, int, int, int]) -> np.ndarray:
     return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)[y0:y1, x0:x1]
 
 
-def _crop_pixels(
+def crop_pixels(
     crop: tuple[float, float, float, float] | None, width: int, height: int
 ) -> tuple[int, int, int, int]:
-    """Fractions to pixel bounds, never empty."""
+    """Fractions to pixel bounds ``(x0, y0, x1, y1)``, never empty: the one rounding rule of every crop.
+
+    Public so that code cropping an already decoded frame (one decode shared by several modalities) cuts
+    exactly the pixels :func:`iter_frames` would have cut.
+    """
     if crop is None:
         return 0, 0, width, height
     x0, y0 = round(crop[0] * width), round(crop[1] * height)
@@ -260,7 +264,7 @@ def _convert(
     size: tuple[int, int] | None,
 ) -> np.ndarray:
     """Colour conversion and crop, then resize (INTER_AREA: the right kernel for shrinking)."""
-    box = _crop_pixels(crop, frame.width, frame.height)
+    box = crop_pixels(crop, frame.width, frame.height)
     image = _gray(frame, box) if gray else _rgb(frame, box)
     if size is not None:
         image = cv2.resize(image, (int(size[0]), int(size[1])), interpolation=cv2.INTER_AREA)

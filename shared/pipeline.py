@@ -4,6 +4,9 @@ Workers (one modality each, a gRPC predictor to their model server) call :func:`
 worker calls :func:`shared.fusion.fuse` on what they stored; ``empathy analyze`` calls
 :func:`analyze_video`, which runs the very same steps in one process with in-process predictors. Keeping
 a single path means a result from the ensemble and from ``analyze`` can only differ by the model server.
+The one difference in *how* (not what) is decoding: ``analyze`` decodes the video once for the face,
+landmarks and body modalities and feeds each the same frames (:mod:`shared.modalities.frame_stream`), where
+each worker of the ensemble decodes once for its own modality.
 
 A modality that cannot see anything in a video (no audio stream, no face, no words) is ``unavailable``,
 not ``failed``: fusion weighs it out and the job still succeeds. ``failed`` means something broke
@@ -24,6 +27,7 @@ import numpy as np
 from shared.fusion import FusionResult, fuse, parse_weights
 from shared.media import MediaError, NoAudioStreamError, NoVideoStreamError
 from shared.modalities.base import get_modality
+from shared.modalities.frame_stream import FrameConsumer, Prepared, feed_together
 from shared.postprocess import postprocess, stats_for_subject
 from shared.settings import MODALITIES, Settings, get_settings
 
@@ -35,6 +39,11 @@ ProgressCallback = Callable[[str, str, float], None]
 STATUS_OK = "ok"
 STATUS_UNAVAILABLE = "unavailable"
 STATUS_FAILED = "failed"
+
+# Modalities whose windows can be anchored on every k-th frame at inference (EMPATHY_PREDICT_EVERY).
+SPARSE_MODALITIES = frozenset({"face", "landmarks", "body"})
+# Modalities that read the same grey frames: `analyze` decodes the video once for all of them.
+SHARED_DECODE = frozenset({"face", "landmarks", "body"})
 
 
 class Predictor(Protocol):
@@ -71,23 +80,43 @@ def _empty(name: str, status: str, detail: str, seconds: float, n_frames: int = 
                           status=status, detail=detail, seconds=seconds)
 
 
+def inference_params(name: str, metadata: Mapping[str, Any], settings: Settings | None = None) -> dict[str, Any]:
+    """The model's preprocessing parameters plus the inference-only ones (``predict_every``).
+
+    ``predict_every`` is never part of a model's metadata: training uses every window, and only inference
+    thins them out (the outputs are low-passed far below the anchor spacing; see
+    ``tests/test_performance_equivalence.py`` for how little the fused curve moves).
+    """
+    params = dict(metadata.get("preprocessing") or {})
+    if name in SPARSE_MODALITIES:
+        params["predict_every"] = int((settings or get_settings()).predict_every)
+    return params
+
+
 def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predictor, metadata: Mapping[str, Any],
                  transcript: Path | str | None = None, progress: ProgressCallback | None = None,
-                 fps: float = 25.0) -> ModalityResult:
+                 fps: float = 25.0, prepared: Prepared | None = None,
+                 settings: Settings | None = None) -> ModalityResult:
     """Preprocess -> predict -> back onto the 25 fps grid -> post-process; never raises for bad input.
 
     Every failure becomes a result with a status and a readable detail, because one broken modality
-    must not sink a job that four others can still answer.
+    must not sink a job that four others can still answer. ``prepared``: windows (or the error) already
+    made by a decode shared with other modalities (:func:`prepare_vision_together`); its time counts here.
     """
     report = progress or (lambda _name, _stage, _fraction: None)
-    started = time.monotonic()
+    started = time.monotonic() - (prepared.seconds if prepared is not None else 0.0)
     version = metadata.get("version")
     try:
         modality = get_modality(name)
-        report(name, "preparing", 0.05)
-        windows = modality.prepare(Path(video), subject=subject,
-                                   transcript=Path(transcript) if transcript else None,
-                                   params=dict(metadata.get("preprocessing") or {}))
+        if prepared is None:
+            report(name, "preparing", 0.05)
+            windows = modality.prepare(Path(video), subject=subject,
+                                       transcript=Path(transcript) if transcript else None,
+                                       params=inference_params(name, metadata, settings))
+        elif prepared.error is not None:
+            raise prepared.error
+        else:
+            windows = prepared.windows
         if len(windows) == 0 or windows.missing.all():
             result = _empty(name, STATUS_UNAVAILABLE, f"{name}: nothing usable in this video",
                             time.monotonic() - started, windows.n_frames)
@@ -116,6 +145,23 @@ def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predi
     return ModalityResult(name=name, values=values, missing=missing, status=status,
                           detail="" if status == STATUS_OK else f"{name}: nothing usable in this video",
                           seconds=seconds, model_version=version)
+
+
+def prepare_vision_together(video: Path | str, names: Sequence[str], *, subject: int,
+                            metadata: Mapping[str, Mapping[str, Any]],
+                            settings: Settings | None = None) -> dict[str, Prepared]:
+    """Windows of several vision modalities from one decode of ``video`` (see :mod:`shared.modalities.frame_stream`)."""
+    consumers: dict[str, FrameConsumer] = {}
+    failed: dict[str, Prepared] = {}
+    for name in names:
+        started = time.monotonic()
+        try:
+            consumers[name] = get_modality(name).frame_consumer(Path(video), subject=subject,
+                                                                params=inference_params(name, metadata[name],
+                                                                                        settings))
+        except Exception as exc:  # noqa: BLE001 - e.g. not a video: reported by run_modality like its own error
+            failed[name] = Prepared(windows=None, error=exc, seconds=time.monotonic() - started)
+    return {**failed, **(feed_together(video, consumers) if consumers else {})}
 
 
 def align_results(results: Mapping[str, ModalityResult], names: Sequence[str]) -> dict[str, ModalityResult]:
@@ -206,10 +252,17 @@ def analyze_video(video: Path | str, *, subject: int | None = None, modalities: 
         predictors, metadata = load_local_models(models_dir or settings.models_dir, names,
                                                  batch_size=settings.batch_size)
     results: dict[str, ModalityResult] = {}
+    together = [name for name in names if name in SHARED_DECODE]
+    prepared: dict[str, Prepared] = {}
+    if len(together) > 1:  # one decode for all of them, instead of one each
+        for name in together:
+            if progress:
+                progress(name, "preparing", 0.05)
+        prepared = prepare_vision_together(video, together, subject=subject, metadata=metadata, settings=settings)
     for name in names:
         results[name] = run_modality(name, video, subject=subject, predictor=predictors[name],
                                      metadata=metadata[name], transcript=transcript, progress=progress,
-                                     fps=settings.fps)
+                                     fps=settings.fps, prepared=prepared.get(name), settings=settings)
         if progress:
             progress(name, results[name].status, 1.0)
     results = align_results(results, names)

@@ -135,8 +135,25 @@ def _empty_output(signature: ModelSignature, output: str) -> np.ndarray:
     return np.empty(shape, dtype=spec.dtype)
 
 
-def _batch_slices(n: int, batch_size: int) -> list[slice]:
-    size = max(1, int(batch_size))
+def _max_batch_bytes(max_batch_mb: float | None) -> int:
+    """The byte cap of one model call: the argument, else ``EMPATHY_MAX_BATCH_MB``."""
+    if max_batch_mb is None:
+        from shared.settings import get_settings
+
+        max_batch_mb = get_settings().max_batch_mb
+    return int(float(max_batch_mb) * 2**20)
+
+
+def _batch_slices(arrays: dict[str, np.ndarray], batch_size: int, max_batch_bytes: int) -> list[slice]:
+    """Consecutive windows per model call: ``batch_size`` at most, and no more input bytes than the cap.
+
+    The cap matters for big windows only (a 16x128x128 float32 body window is 1 MiB): a paper-size 3D ResNet
+    needs ~10 MB of activations per window, so 64 of them in one call would take ~0.6 GB more memory, in the
+    model server or ``analyze``, for a few percent of speed (measured in docs/benchmarks.md).
+    """
+    n = next(iter(arrays.values())).shape[0]
+    per_window = sum(int(np.prod(a.shape[1:], dtype=np.int64)) * np.dtype(a.dtype).itemsize for a in arrays.values())
+    size = max(1, min(int(batch_size), max_batch_bytes // max(per_window, 1)))
     return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
@@ -150,7 +167,8 @@ class GrpcPredictor:
 
     def __init__(self, address: str, model_name: str, *, version: int | None = None,
                  signature: str = DEFAULT_SIGNATURE, output: str | None = None, timeout_s: float = 30.0,
-                 retries: int = 3, batch_size: int = 64, backoff_s: float = 0.2, max_backoff_s: float = 5.0) -> None:
+                 retries: int = 3, batch_size: int = 64, backoff_s: float = 0.2, max_backoff_s: float = 5.0,
+                 max_batch_mb: float | None = None) -> None:
         self.address = address
         self.model_name = model_name
         self.version = version
@@ -159,6 +177,7 @@ class GrpcPredictor:
         self.timeout_s = timeout_s
         self.retries = max(0, int(retries))
         self.batch_size = batch_size
+        self.max_batch_bytes = _max_batch_bytes(max_batch_mb)
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.last_version: int | None = None
@@ -307,7 +326,7 @@ class GrpcPredictor:
             return {name: _empty_output(signature, name) for name in names}
         pinned = self.version
         parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
-        for index, window in enumerate(_batch_slices(n, self.batch_size)):
+        for index, window in enumerate(_batch_slices(arrays, self.batch_size, self.max_batch_bytes)):
             request = wire.PredictRequest(output_filter=names)
             self._fill_spec(request.model_spec, pinned)
             request.model_spec.signature_name = self.signature
@@ -338,12 +357,13 @@ class LocalPredictor:
     """The same interface over a SavedModel loaded in this process (TensorFlow imported on construction)."""
 
     def __init__(self, saved_model_dir: Path | str, *, batch_size: int = 64, signature: str = DEFAULT_SIGNATURE,
-                 output: str | None = None) -> None:
+                 output: str | None = None, max_batch_mb: float | None = None) -> None:
         from shared.servable import Servable, ServableError
 
         self._servable_error = ServableError
         self.path = Path(saved_model_dir)
         self.batch_size = batch_size
+        self.max_batch_bytes = _max_batch_bytes(max_batch_mb)
         self.signature = signature
         self.output = output
         if not (self.path / "saved_model.pb").is_file():
@@ -371,7 +391,7 @@ class LocalPredictor:
         if n == 0:
             return {name: _empty_output(signature, name) for name in names}
         parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
-        for window in _batch_slices(n, self.batch_size):
+        for window in _batch_slices(arrays, self.batch_size, self.max_batch_bytes):
             try:
                 result = self._servable.run(self.signature, {k: v[window] for k, v in arrays.items()}, names)
             except self._servable_error as exc:

@@ -83,8 +83,19 @@ class Settings:
         "repeat", "A word missing from a lexicon: 'repeat' the previous word's vector (authors' code) or 'zero'."
     )
     # --- inference ---------------------------------------------------------------------------------
-    predict_every: int = _doc(1, "Vision modalities predict every k-th frame and interpolate onto the 25 fps grid.")
+    predict_every: int = _doc(
+        3,
+        "At inference, the face and landmarks models predict every k-th frame and the body model every k-th kept "
+        "frame (5k frames), interpolated onto the 25 fps grid (training always uses every frame). 3 keeps every "
+        "module within 5 % and the fused curve within 1 % of the listener's std of the every-frame result "
+        "(tests/test_performance_equivalence.py; 5 moves the body module ~5 %); 1 = every frame.",
+    )
     batch_size: int = _doc(64, "Windows per model call at inference.")
+    max_batch_mb: float = _doc(
+        16.0,
+        "Largest model call, in MiB of inputs: big windows (a 16x128x128 body window is 1 MiB) go fewer than "
+        "EMPATHY_BATCH_SIZE at a time, which bounds the model's memory (a paper-size 3D ResNet: ~10 MB a window).",
+    )
     default_subject: int = _doc(0, "Subject id used when a request gives none (0 = unknown: global statistics).")
     # --- fusion ------------------------------------------------------------------------------------
     fusion_weights: str = _doc(

@@ -20,13 +20,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from shared.crops import Box, box_for_subject, compose, parse_optional_box, parse_subject_boxes
 from shared.face_tracking import detect_faces
-from shared.media import iter_frames, probe
+from shared.media import crop_pixels, iter_frames, probe
 from shared.modalities.base import Windows
 from shared.modalities.frame_windows import (
+    FrameRows,
     LazyWindows,
     anchors,
     anchors_to_grid,
@@ -66,12 +68,23 @@ def body_box_around_face(face: np.ndarray, width: int, height: int) -> Box:
     return (left / width, top / height, (left + side) / width, bottom / height)
 
 
+def detection_frames(seconds: float) -> int:
+    """How many frames at the start of a video the automatic crop looks at."""
+    return max(1, int(round(seconds * get_settings().fps)))
+
+
+def crop_around(faces: list[np.ndarray], shape: tuple[int, ...]) -> Box | None:
+    """Box (fractions of a frame of ``shape``) around the median of the faces found; None when there is none."""
+    if not faces:
+        return None
+    return body_box_around_face(np.median(np.stack(faces), axis=0), shape[1], shape[0])
+
+
 def auto_crop(video: Path, listener: Box | None, seconds: float) -> Box | None:
     """Box (fractions of the listener region) around the median face of the first ``seconds``; None if no face."""
-    fps = get_settings().fps
-    n = max(1, int(round(seconds * fps)))
+    n = detection_frames(seconds)
     faces: list[np.ndarray] = []
-    shape = (0, 0)
+    shape: tuple[int, ...] = (0, 0)
     for i, grey in enumerate(iter_frames(video, gray=True, crop=listener, every=AUTO_DETECT_EVERY)):
         if i * AUTO_DETECT_EVERY >= n:
             break
@@ -79,23 +92,107 @@ def auto_crop(video: Path, listener: Box | None, seconds: float) -> Box | None:
         boxes = detect_faces(grey)
         if len(boxes):
             faces.append(boxes[0])
-    if not faces:
-        return None
-    return body_box_around_face(np.median(np.stack(faces), axis=0), shape[1], shape[0])
+    return crop_around(faces, shape)
+
+
+def configured_crop(subject: int) -> Box | None:
+    """The ``EMPATHY_BODY_CROP`` box of this subject (fractions of the listener region), if any."""
+    return box_for_subject(parse_subject_boxes(get_settings().body_crop), subject)
+
+
+def full_frame_crop(listener: Box | None, inner: Box | None, origin: str, video: Path | str) -> tuple[Box, str]:
+    """The crop as fractions of the full frame and where it came from ("whole frame" when nothing was found)."""
+    if inner is None:
+        logger.warning("no face in the first seconds: the body crop is the whole listener frame",
+                       extra={"video": str(video)})
+        return compose(listener, (0.0, 0.0, 1.0, 1.0)), "whole frame"
+    return compose(listener, inner), origin
 
 
 def body_crop(video: Path, subject: int, params: dict[str, Any]) -> tuple[Box, str]:
     """The crop (fractions of the full frame) for this video and where it came from."""
     listener = parse_optional_box(get_settings().listener_crop)
-    configured = box_for_subject(parse_subject_boxes(get_settings().body_crop), subject)
+    configured = configured_crop(subject)
     if configured is not None:
         return compose(listener, configured), "configured"
-    found = auto_crop(video, listener, float(params["auto_crop_seconds"]))
-    if found is None:
-        logger.warning("no face in the first seconds: the body crop is the whole listener frame",
-                       extra={"video": str(video)})
-        return compose(listener, (0.0, 0.0, 1.0, 1.0)), "whole frame"
-    return compose(listener, found), "automatic"
+    return full_frame_crop(listener, auto_crop(video, listener, float(params["auto_crop_seconds"])), "automatic",
+                           video)
+
+
+def body_windows(crops: np.ndarray, n_frames: int, p: dict[str, Any], info: dict[str, Any],
+                 video: Path | str) -> Windows:
+    """(n, 16, size, size) lazy windows over the kept frames, anchored every ``predict_every``-th kept frame."""
+    length, step = int(p["window"]), int(p["downsample"])
+    positions = anchors(np.ones(len(crops), dtype=bool), predict_every(p))
+    mean, std = video_zscore(crops, np.ones(len(crops), dtype=bool), per_feature=False)
+    index = window_index(positions, length, np.arange(len(crops)))
+    logger.info("body windows ready", extra={"video": str(video), "windows": len(positions), **info})
+    return Windows(inputs={INPUT_BODY: LazyWindows(crops, index, mean=mean, std=std)},
+                   label_frames=positions * step, n_frames=n_frames, info=info)
+
+
+class BodyFrames:
+    """The body modality's per-frame work over frames decoded for all vision modalities (``empathy analyze``).
+
+    It receives every grey listener-cropped frame (what face and landmarks need) and keeps every 5th, cut to
+    the body box and resized: the same pixels :meth:`BodyModality.prepare` has its own decoder cut
+    (:func:`shared.media.crop_pixels` is the one rounding rule). With an automatic crop, the kept frames of
+    the first ``auto_crop_seconds`` wait (at most a few full frames) until the faces found in them fix the box.
+    """
+
+    def __init__(self, video: Path, *, subject: int, params: dict[str, Any] | None = None) -> None:
+        self.p = {**DEFAULT_PARAMS, **(params or {})}
+        self.video = video
+        self.step, self.size = int(self.p["downsample"]), int(self.p["size"])
+        info = probe(video)
+        self.n_frames, self.frame_size = info.n_frames, (info.width, info.height)
+        self.listener = parse_optional_box(get_settings().listener_crop)
+        self.offset = crop_pixels(self.listener, *self.frame_size)[:2]  # the listener region's corner, pixels
+        configured = configured_crop(subject)
+        self.box: Box | None = compose(self.listener, configured) if configured is not None else None
+        self.origin = "configured"
+        self.detect_until = detection_frames(float(self.p["auto_crop_seconds"]))
+        self.faces: list[np.ndarray] = []
+        self.shape: tuple[int, ...] = (0, 0)
+        self.waiting: list[np.ndarray] = []  # kept frames (listener region) until the automatic box is known
+        self.crops = FrameRows(-(-self.n_frames // self.step), (self.size, self.size), np.uint8)
+        self.frame = 0
+        self.started = time.monotonic()
+
+    def _cut(self, grey: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = crop_pixels(self.box, *self.frame_size)
+        ox, oy = self.offset
+        patch = grey[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+        return np.ascontiguousarray(cv2.resize(patch, (self.size, self.size), interpolation=cv2.INTER_AREA))
+
+    def _fix_box(self) -> None:
+        self.box, self.origin = full_frame_crop(self.listener, crop_around(self.faces, self.shape), "automatic",
+                                                self.video)
+        for grey in self.waiting:
+            self.crops.append(self._cut(grey))
+        self.waiting = []
+
+    def feed(self, grey: np.ndarray) -> None:
+        frame, self.frame = self.frame, self.frame + 1
+        if self.box is None and frame < self.detect_until and frame % AUTO_DETECT_EVERY == 0:
+            self.shape = grey.shape
+            boxes = detect_faces(grey)
+            if len(boxes):
+                self.faces.append(boxes[0])
+        if frame % self.step == 0:
+            if self.box is None:
+                self.waiting.append(grey.copy())
+            else:
+                self.crops.append(self._cut(grey))
+        if self.box is None and frame + 1 >= self.detect_until:
+            self._fix_box()
+
+    def finish(self, video: Path | str = "") -> Windows:
+        if self.box is None:  # a video shorter than the detection period
+            self._fix_box()
+        info = {"crop": [round(float(v), 4) for v in self.box], "crop_from": self.origin,
+                "seconds": round(time.monotonic() - self.started, 3)}
+        return body_windows(self.crops.array, self.n_frames, self.p, info, video)
 
 
 class BodyModality:
@@ -105,23 +202,28 @@ class BodyModality:
         """Preprocessing defaults; training records them (with any overrides) in the model's metadata."""
         return dict(DEFAULT_PARAMS)
 
+    def frame_consumer(self, video: Path, *, subject: int, params: dict[str, Any] | None = None) -> BodyFrames:
+        """The per-frame part, for a decode shared with other modalities (frames: grey, listener crop)."""
+        return BodyFrames(video, subject=subject, params=params)
+
     def prepare(self, video: Path, *, subject: int, transcript: Path | None = None,
                 params: dict[str, Any] | None = None) -> Windows:
-        """(n, 16, 128, 128) windows over every 5th frame of the fixed crop, anchored every k-th kept frame."""
+        """(n, 16, 128, 128) windows over every 5th frame of the fixed crop, anchored every k-th kept frame.
+
+        On its own (a body worker) the decoder converts only the kept frames, and only the crop of them:
+        cheaper than :class:`BodyFrames`, which is for a decode already shared with other modalities.
+        """
         p = {**DEFAULT_PARAMS, **(params or {})}
-        length, step, size = int(p["window"]), int(p["downsample"]), int(p["size"])
+        step, size = int(p["downsample"]), int(p["size"])
         started = time.monotonic()
         box, origin = body_crop(video, subject, p)
         n_frames = probe(video).n_frames
-        crops = np.stack(list(iter_frames(video, gray=True, crop=box, size=(size, size), every=step)))
-        positions = anchors(np.ones(len(crops), dtype=bool), predict_every(p))
-        mean, std = video_zscore(crops, np.ones(len(crops), dtype=bool), per_feature=False)
-        index = window_index(positions, length, np.arange(len(crops)))
+        crops = FrameRows(-(-n_frames // step), (size, size), np.uint8)
+        for crop in iter_frames(video, gray=True, crop=box, size=(size, size), every=step):
+            crops.append(crop)
         info = {"crop": [round(float(v), 4) for v in box], "crop_from": origin,
                 "seconds": round(time.monotonic() - started, 3)}
-        logger.info("body windows ready", extra={"video": str(video), "windows": len(positions), **info})
-        return Windows(inputs={INPUT_BODY: LazyWindows(crops, index, mean=mean, std=std)},
-                       label_frames=positions * step, n_frames=n_frames, info=info)
+        return body_windows(crops.array, n_frames, p, info, video)
 
     def to_frames(self, predictions: np.ndarray, windows: Windows) -> np.ndarray:
         """Window predictions anchor at their label frames (multiples of 5); linear in between, the last held."""

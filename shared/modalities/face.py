@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from shared.crops import parse_optional_box
 from shared.face_tracking import FaceTracker, TrackerConfig, crop_box
-from shared.media import iter_frames
+from shared.media import probe
 from shared.modalities.base import Windows, subject_index
+from shared.modalities.frame_stream import listener_frames, prefetched
 from shared.modalities.frame_windows import (
+    FrameRows,
     LazyWindows,
     anchors,
     anchors_to_grid,
@@ -33,7 +34,6 @@ from shared.modalities.frame_windows import (
     video_zscore,
     window_index,
 )
-from shared.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,50 @@ INPUT_FACE = "face"
 INPUT_SUBJECT = "subject"
 
 
+class FaceFrames:
+    """The face modality's per-frame work, fed one grey (listener-cropped) frame at a time.
+
+    :meth:`FaceModality.prepare` feeds it from its own decode; ``empathy analyze`` feeds it from the one
+    decode it shares among the vision modalities (:mod:`shared.modalities.frame_stream`), so both paths
+    run exactly this code.
+    """
+
+    def __init__(self, n_frames: int, *, subject: int, params: dict[str, Any] | None = None) -> None:
+        self.p = {**DEFAULT_PARAMS, **(params or {})}
+        self.size, self.margin = int(self.p["size"]), float(self.p["margin"])
+        self.subject = subject
+        self.tracker = FaceTracker(TrackerConfig.from_params(self.p))
+        self.crops = FrameRows(n_frames, (self.size, self.size), np.uint8)  # missing frames stay zeros, never read
+        self.present = FrameRows(n_frames, (), bool)
+        self.started = time.monotonic()
+
+    def feed(self, grey: np.ndarray) -> None:
+        seen = self.tracker.update(grey)
+        self.present.append(not seen.missing)
+        if seen.missing:
+            self.crops.skip()
+        else:
+            self.crops.append(crop_box(grey, seen.box, self.size, margin=self.margin))
+
+    def finish(self, video: Path | str = "") -> Windows:
+        """The (n, 10, 48, 48) windows, anchored every ``predict_every``-th visible frame."""
+        length = int(self.p["window"])
+        features, missing = self.crops.array, ~self.present.array
+        ends = anchors(~missing, predict_every(self.p))
+        if ends.size:
+            mean, std = video_zscore(features, ~missing, per_feature=False)
+            index = window_index(ends, length, hold_last(~missing))
+        else:  # no face anywhere: no windows, every frame missing
+            mean, std, index = 0.0, 1.0, np.zeros((0, length), dtype=np.int64)
+        windows = LazyWindows(features, index, mean=mean, std=std)
+        who = subject_index(self.subject, self.p.get("known_subjects") or [])
+        info = {"detections": self.tracker.detections, "missing_frames": int(missing.sum()),
+                "seconds": round(time.monotonic() - self.started, 3)}
+        logger.info("face windows ready", extra={"video": str(video), "windows": len(ends), **info})
+        return Windows(inputs={INPUT_FACE: windows, INPUT_SUBJECT: np.full(len(ends), who, dtype=np.int32)},
+                       label_frames=ends, n_frames=len(features), missing=missing, info=info)
+
+
 class FaceModality:
     name = "face"
 
@@ -55,36 +99,17 @@ class FaceModality:
         """Preprocessing defaults; training records them (with any overrides) in the model's metadata."""
         return dict(DEFAULT_PARAMS)
 
+    def frame_consumer(self, video: Path, *, subject: int, params: dict[str, Any] | None = None) -> FaceFrames:
+        """The per-frame part, for a decode shared with other modalities (frames: grey, listener crop)."""
+        return FaceFrames(probe(video).n_frames, subject=subject, params=params)
+
     def prepare(self, video: Path, *, subject: int, transcript: Path | None = None,
                 params: dict[str, Any] | None = None) -> Windows:
         """Track the face through the video, crop it, and build the (n, 10, 48, 48) windows."""
-        p = {**DEFAULT_PARAMS, **(params or {})}
-        size, margin, length = int(p["size"]), float(p["margin"]), int(p["window"])
-        started = time.monotonic()
-        tracker = FaceTracker(TrackerConfig.from_params(p))
-        crops: list[np.ndarray] = []
-        present: list[bool] = []
-        blank = np.zeros((size, size), dtype=np.uint8)  # never read: missing frames are not window content
-        for grey in iter_frames(video, gray=True, crop=parse_optional_box(get_settings().listener_crop)):
-            seen = tracker.update(grey)
-            present.append(not seen.missing)
-            crops.append(blank if seen.missing else crop_box(grey, seen.box, size, margin=margin))
-        n_frames = len(crops)
-        missing = ~np.asarray(present, dtype=bool)
-        features = np.stack(crops) if crops else np.zeros((0, size, size), dtype=np.uint8)
-        ends = anchors(~missing, predict_every(p))
-        if ends.size:
-            mean, std = video_zscore(features, ~missing, per_feature=False)
-            index = window_index(ends, length, hold_last(~missing))
-        else:  # no face anywhere: no windows, every frame missing
-            mean, std, index = 0.0, 1.0, np.zeros((0, length), dtype=np.int64)
-        windows = LazyWindows(features, index, mean=mean, std=std)
-        who = subject_index(subject, p.get("known_subjects") or [])
-        info = {"detections": tracker.detections, "missing_frames": int(missing.sum()),
-                "seconds": round(time.monotonic() - started, 3)}
-        logger.info("face windows ready", extra={"video": str(video), "windows": len(ends), **info})
-        return Windows(inputs={INPUT_FACE: windows, INPUT_SUBJECT: np.full(len(ends), who, dtype=np.int32)},
-                       label_frames=ends, n_frames=n_frames, missing=missing, info=info)
+        frames = self.frame_consumer(video, subject=subject, params=params)
+        for grey in prefetched(listener_frames(video)):
+            frames.feed(grey)
+        return frames.finish(video)
 
     def to_frames(self, predictions: np.ndarray, windows: Windows) -> np.ndarray:
         """Window predictions anchor at their label frames; linear in between; NaN on missing frames."""

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from shared.settings import get_settings
 from shared.windows import interpolate_anchors
 
 
@@ -68,10 +67,48 @@ class LazyWindows:
         return out if dtype is None else out.astype(dtype)
 
 
+class FrameRows:
+    """Per-frame features appended one frame at a time into one preallocated array.
+
+    The decoder announces the frame count up front (``probe().n_frames``), so a video's features take one
+    array of exactly that size: no list of small arrays and no ``np.stack`` copy, which would double the
+    peak memory of a long video. Should more rows come than announced, the array grows (doubling).
+    """
+
+    def __init__(self, capacity: int, row_shape: tuple[int, ...], dtype: Any, *, fill: float = 0) -> None:
+        self._rows = np.full((max(int(capacity), 1), *row_shape), fill, dtype=dtype)
+        self._fill = fill
+        self.count = 0
+
+    def _next(self) -> int:
+        if self.count == len(self._rows):
+            self._rows = np.concatenate([self._rows, np.full_like(self._rows, self._fill)])
+        self.count += 1
+        return self.count - 1
+
+    def append(self, row: np.ndarray) -> None:
+        index = self._next()  # may replace self._rows: take the index first
+        self._rows[index] = row
+
+    def skip(self) -> None:
+        """A frame without a feature of its own: its row keeps the fill value."""
+        self._next()
+
+    @property
+    def array(self) -> np.ndarray:
+        """The rows appended so far (a view, no copy)."""
+        return self._rows[:self.count]
+
+
 def predict_every(params: dict[str, Any]) -> int:
-    """Anchor spacing k: ``params['predict_every']`` when given (training passes 1), else the setting."""
+    """Anchor spacing k: ``params['predict_every']`` when given, else 1 (a window on every frame).
+
+    Only inference thins windows out: :func:`shared.pipeline.run_modality` passes the
+    ``EMPATHY_PREDICT_EVERY`` setting, while training (which never passes it) always gets every window,
+    whatever the setting says: fewer training windows would silently change the model.
+    """
     value = params.get("predict_every")
-    k = int(value) if value is not None else int(get_settings().predict_every)
+    k = int(value) if value is not None else 1
     if k < 1:
         raise ValueError(f"predict_every must be >= 1, got {k}")
     return k

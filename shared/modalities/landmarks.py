@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from shared.crops import parse_optional_box
 from shared.face_tracking import N_LANDMARKS, FaceTracker, TrackerConfig
-from shared.media import iter_frames
+from shared.media import probe
 from shared.modalities.base import Windows
+from shared.modalities.frame_stream import listener_frames, prefetched
 from shared.modalities.frame_windows import (
+    FrameRows,
     LazyWindows,
     anchors,
     anchors_to_grid,
@@ -33,7 +34,6 @@ from shared.modalities.frame_windows import (
     video_zscore,
     window_index,
 )
-from shared.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -45,16 +45,42 @@ INPUT_LANDMARKS = "landmarks"
 N_SERIES = 2 * N_LANDMARKS  # x0, y0, x1, y1, ... x67, y67
 
 
-def extract_landmarks(video: Path, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, int]:
-    """(n_frames, 136) float32 raw coordinates (NaN rows where missing), the missing mask, HOG runs."""
-    tracker = FaceTracker(TrackerConfig.from_params(params), landmarks=True)
-    rows: list[np.ndarray] = []
-    nan_row = np.full(N_SERIES, np.nan, dtype=np.float32)
-    for grey in iter_frames(video, gray=True, crop=parse_optional_box(get_settings().listener_crop)):
-        seen = tracker.update(grey)
-        rows.append(nan_row if seen.landmarks is None else seen.landmarks.reshape(N_SERIES))
-    points = np.stack(rows) if rows else np.zeros((0, N_SERIES), dtype=np.float32)
-    return points, np.isnan(points[:, 0]), tracker.detections
+class LandmarkFrames:
+    """The landmarks modality's per-frame work, fed one grey (listener-cropped) frame at a time.
+
+    :meth:`LandmarksModality.prepare` feeds it from its own decode; ``empathy analyze`` from the decode it
+    shares among the vision modalities (:mod:`shared.modalities.frame_stream`): the same code either way.
+    """
+
+    def __init__(self, n_frames: int, *, params: dict[str, Any] | None = None) -> None:
+        self.p = {**DEFAULT_PARAMS, **(params or {})}
+        self.tracker = FaceTracker(TrackerConfig.from_params(self.p), landmarks=True)
+        self.points = FrameRows(n_frames, (N_SERIES,), np.float32, fill=np.nan)  # NaN rows = missing
+        self.started = time.monotonic()
+
+    def feed(self, grey: np.ndarray) -> None:
+        seen = self.tracker.update(grey)
+        if seen.landmarks is None:
+            self.points.skip()
+        else:
+            self.points.append(seen.landmarks.reshape(N_SERIES))
+
+    def finish(self, video: Path | str = "") -> Windows:
+        """(n, 25, 136) windows z-normalised per series over the video, anchored every ``predict_every``-th frame."""
+        length = int(self.p["window"])
+        points = self.points.array
+        missing = np.isnan(points[:, 0])
+        ends = anchors(~missing, predict_every(self.p))
+        if ends.size:
+            mean, std = video_zscore(points, ~missing, per_feature=True)
+            index = window_index(ends, length, hold_last(~missing))
+        else:  # no face anywhere: no windows, every frame missing
+            mean, std, index = np.zeros(N_SERIES), np.ones(N_SERIES), np.zeros((0, length), dtype=np.int64)
+        info = {"detections": self.tracker.detections, "missing_frames": int(missing.sum()),
+                "seconds": round(time.monotonic() - self.started, 3)}
+        logger.info("landmark windows ready", extra={"video": str(video), "windows": len(ends), **info})
+        return Windows(inputs={INPUT_LANDMARKS: LazyWindows(points, index, mean=mean, std=std)},
+                       label_frames=ends, n_frames=len(points), missing=missing, info=info)
 
 
 class LandmarksModality:
@@ -64,24 +90,17 @@ class LandmarksModality:
         """Preprocessing defaults; training records them (with any overrides) in the model's metadata."""
         return dict(DEFAULT_PARAMS)
 
+    def frame_consumer(self, video: Path, *, subject: int, params: dict[str, Any] | None = None) -> LandmarkFrames:
+        """The per-frame part, for a decode shared with other modalities (frames: grey, listener crop)."""
+        return LandmarkFrames(probe(video).n_frames, params=params)
+
     def prepare(self, video: Path, *, subject: int, transcript: Path | None = None,
                 params: dict[str, Any] | None = None) -> Windows:
         """Landmarks of every frame, then (n, 25, 136) windows z-normalised per series over the video."""
-        p = {**DEFAULT_PARAMS, **(params or {})}
-        length = int(p["window"])
-        started = time.monotonic()
-        points, missing, detections = extract_landmarks(video, p)
-        ends = anchors(~missing, predict_every(p))
-        if ends.size:
-            mean, std = video_zscore(points, ~missing, per_feature=True)
-            index = window_index(ends, length, hold_last(~missing))
-        else:  # no face anywhere: no windows, every frame missing
-            mean, std, index = np.zeros(N_SERIES), np.ones(N_SERIES), np.zeros((0, length), dtype=np.int64)
-        info = {"detections": detections, "missing_frames": int(missing.sum()),
-                "seconds": round(time.monotonic() - started, 3)}
-        logger.info("landmark windows ready", extra={"video": str(video), "windows": len(ends), **info})
-        return Windows(inputs={INPUT_LANDMARKS: LazyWindows(points, index, mean=mean, std=std)},
-                       label_frames=ends, n_frames=len(points), missing=missing, info=info)
+        frames = self.frame_consumer(video, subject=subject, params=params)
+        for grey in prefetched(listener_frames(video)):
+            frames.feed(grey)
+        return frames.finish(video)
 
     def to_frames(self, predictions: np.ndarray, windows: Windows) -> np.ndarray:
         """Window predictions anchor at their label frames; linear in between; NaN on missing frames."""
