@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,9 @@ class FaceModality:
                 params: dict[str, Any] | None = None) -> Windows:
         """Track the face through the video, crop it, and build the (n, 10, 48, 48) windows."""
         frames = self.frame_consumer(video, subject=subject, params=params)
-        for grey in prefetched(listener_frames(video)):
-            frames.feed(grey)
+        with closing(prefetched(listener_frames(video))) as decoded:  # an error here stops the decoder at once
+            for grey in decoded:
+                frames.feed(grey)
         return frames.finish(video)
 
     def to_frames(self, predictions: np.ndarray, windows: Windows) -> np.ndarray:

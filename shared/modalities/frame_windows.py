@@ -158,17 +158,24 @@ def hold_last(present: np.ndarray) -> np.ndarray:
     return np.where(held < 0, np.flatnonzero(present)[0], held)
 
 
+ZSCORE_CHUNK_BYTES = 4 * 2**20  # float64 bytes converted at a time by video_zscore
+
+
 def video_zscore(features: np.ndarray, present: np.ndarray, *, per_feature: bool,
-                 chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+                 chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-video mean and std over the present frames: one scalar each, or one per feature column.
 
     Accumulated over chunks of frames (float64 sums), so a long video's uint8 crops are never converted
     to float all at once; applied lazily by :class:`LazyWindows`. A flat feature (std ~ 0) gets std 1 so it
-    stays finite instead of blowing noise up.
+    stays finite instead of blowing noise up. ``chunk`` (frames) defaults to :data:`ZSCORE_CHUNK_BYTES` worth
+    of float64: a fixed number of frames would make the peak depend on the feature size (1024 body crops of
+    128x128 are 134 MB as float64, twice that with their squares).
     """
     rows = np.flatnonzero(np.asarray(present, dtype=bool))
     if rows.size == 0:
         raise ValueError("video_zscore needs at least one present frame")
+    if chunk is None:
+        chunk = max(1, ZSCORE_CHUNK_BYTES // (8 * max(1, int(np.prod(features.shape[1:], dtype=np.int64)))))
     total = total_sq = 0.0
     count = 0
     for start in range(0, rows.size, chunk):
