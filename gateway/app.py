@@ -23,10 +23,11 @@ from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
 from gateway import health, jobs_api
-from gateway.auth import Authenticator
+from gateway.auth import Authenticator, FailureLimiter
 from gateway.jobs_api import ApiError
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import SPEC
+from gateway.server import ReadDeadlineError, begin_body
 from gateway.uploads import UploadRequest
 from services.celery_app import create_app as create_celery
 from shared.jobs import JobStore
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["EMPATHY_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024
     app.extensions["empathy_auth"] = Authenticator(settings)
+    app.extensions["empathy_failures"] = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window_s)
     # One quick retry (a pooled connection that died with a Redis restart is replaced), then the error:
     # redis-py's default (3 retries, up to 10 s apart) would keep a request waiting through an outage.
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=settings.redis_timeout_s,
@@ -71,12 +73,25 @@ def create_app(settings: Settings | None = None) -> Flask:
         return jsonify({"error": exc.message, **exc.extra}), exc.status, exc.headers
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[Response, int]:
+    def http_error(exc: HTTPException) -> tuple[Response, int, dict[str, str]]:
         status = exc.code or 500
         message = exc.description or exc.name
+        headers = {}
         if status == 413:
             message = f"upload larger than {settings.max_upload_mb} MiB (EMPATHY_MAX_UPLOAD_MB)"
-        return jsonify({"error": message}), status
+            headers["Connection"] = "close"  # the rest of the body is not read
+        return jsonify({"error": message}), status, headers
+
+    @app.errorhandler(ReadDeadlineError)
+    def too_slow(exc: ReadDeadlineError) -> tuple[Response, int, dict[str, str]]:
+        log.warning("request cut off: client too slow", extra={"error": str(exc), "remote": request.remote_addr})
+        return jsonify({"error": f"request timeout: {exc} (EMPATHY_UPLOAD_MIN_RATE_KIB_S, "
+                                 "EMPATHY_UPLOAD_IDLE_TIMEOUT_S)"}), 408, {"Connection": "close"}
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        log.exception("unexpected error", extra={"path": request.path})
+        return jsonify({"error": f"internal error ({type(exc).__name__}); see the gateway's log"}), 500
 
     @app.errorhandler(redis.RedisError)
     @app.errorhandler(OperationalError)
@@ -87,6 +102,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.before_request
     def start_timer() -> None:
         g.started = time.perf_counter()
+        begin_body(request.environ)  # under gunicorn (gateway.server): the body must keep a minimum rate
 
     @app.after_request
     def record(response: Response) -> Response:

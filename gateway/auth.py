@@ -18,6 +18,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import threading
+import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,3 +111,58 @@ class Authenticator:
     def owns(caller: Caller, owner: str | None) -> bool:
         """Whether ``caller`` may see a job filed under ``owner`` (constant-time comparison)."""
         return owner is not None and hmac.compare_digest(caller.owner, owner)
+
+
+class FailureLimiter:
+    """How many refused requests (401, 404 for unknown jobs) a client address or a presented key made lately.
+
+    Guessing keys or job ids costs the guesser a request each; beyond ``limit`` refusals within
+    ``window_s`` every request of that address or key is answered 429 (``Retry-After``) without being
+    looked at, until the oldest refusal leaves the window. Counted per key too, so a guesser spreading over
+    many addresses still cannot hammer one key, and per address, so random keys from one address do not
+    escape. In memory, per gateway process: a limit on cost, not an accounting.
+    """
+
+    MAX_SUBJECTS = 50_000  # bound on remembered addresses/keys (random keys must not grow memory forever)
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._events: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, subject: str, now: float) -> deque[float] | None:
+        events = self._events.get(subject)
+        while events and events[0] <= now - self.window_s:
+            events.popleft()
+        return events
+
+    def retry_after(self, *subjects: str) -> float | None:
+        """Seconds until the first of ``subjects`` is allowed again; None when none is over the limit."""
+        if self.limit <= 0:
+            return None
+        now = time.monotonic()
+        waits = []
+        with self._lock:
+            for subject in subjects:
+                events = self._recent(subject, now)
+                if events and len(events) >= self.limit:
+                    waits.append(events[-self.limit] + self.window_s - now)
+        return max(waits) if waits else None
+
+    def record(self, *subjects: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._events) >= self.MAX_SUBJECTS:
+                for subject in [s for s in self._events if not self._recent(s, now)]:
+                    del self._events[subject]
+                while len(self._events) >= self.MAX_SUBJECTS:
+                    del self._events[next(iter(self._events))]  # oldest inserted first
+            for subject in subjects:
+                self._events.setdefault(subject, deque()).append(now)
+
+
+def presented_key(authorization: str | None) -> str | None:
+    """A short digest naming the token a request presented (valid or not), for :class:`FailureLimiter`."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return f"key:{token_digest(token.strip())[:32]}" if scheme.lower() == "bearer" and token.strip() else None

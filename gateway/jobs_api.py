@@ -25,14 +25,14 @@ from kombu.exceptions import OperationalError
 from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
-from gateway.auth import Authenticator, Caller
+from gateway.auth import Authenticator, Caller, FailureLimiter, presented_key
 from gateway.plot import render_png
 from gateway.uploads import keep_upload, sanitize_filename, stored_suffix, upload_path
 from services.celery_app import dispatch_job
 from shared.asr import ASRError, read_word_file
 from shared.data import TranscriptError
 from shared.jobs import DONE, IdempotencyConflict, JobStore, new_job_id, valid_job_id
-from shared.media import MediaError, VideoInfo, probe
+from shared.media import MediaError, MediaLimitError, VideoInfo, check_limits, probe
 from shared.results import to_csv
 from shared.settings import MODALITIES, Settings
 from shared.storage import job_dir, read_json, remove_job
@@ -71,17 +71,37 @@ def _caller() -> Caller:
     return g.caller
 
 
+def _limiter() -> FailureLimiter:
+    return current_app.extensions["empathy_failures"]
+
+
+def _failure_subjects(caller: Caller | None = None) -> tuple[str, ...]:
+    """What a refused request counts against: the client's address, and the key it presented."""
+    key = f"key:{caller.owner[:32]}" if caller is not None else presented_key(request.headers.get("Authorization"))
+    return (f"addr:{request.remote_addr}", *([key] if key else []))
+
+
 @bp.before_request
 def authenticate() -> None:
-    """Every ``/v1/jobs`` request names its key before anything is read (an upload included)."""
+    """Every ``/v1/jobs`` request names its key before anything is read (an upload included).
+
+    A client address or key that was refused too often lately gets 429 before its key is even checked.
+    """
+    retry_after = _limiter().retry_after(*_failure_subjects())
+    if retry_after is not None:
+        log.warning("refused: too many failed requests", extra={"path": request.path, "remote": request.remote_addr})
+        raise ApiError(429, "too many refused requests (unknown key or job) from this client; retry later "
+                            "(EMPATHY_AUTH_FAILURE_LIMIT)",
+                       headers={"Retry-After": str(max(1, int(retry_after + 0.999))), "Connection": "close"})
     authenticator: Authenticator = current_app.extensions["empathy_auth"]
     caller = authenticator.identify(request.headers.get("Authorization"))
     if caller is None:
+        _limiter().record(*_failure_subjects())
         log.warning("refused: missing or invalid API key", extra={"path": request.path, "method": request.method,
                                                                    "remote": request.remote_addr})
         raise ApiError(401, "missing or invalid API key: send 'Authorization: Bearer <token>' "
                             "(empathy submit --api-key / EMPATHY_API_KEY)",
-                       headers={"WWW-Authenticate": 'Bearer realm="empathy"'})
+                       headers={"WWW-Authenticate": 'Bearer realm="empathy"', "Connection": "close"})
     g.caller = caller
 
 
@@ -92,6 +112,7 @@ def _job_or_404(job_id: str) -> dict[str, Any]:
     if valid_job_id(job_id) and Authenticator.owns(_caller(), store.owner(job_id)):
         status = store.status(job_id)
     if status is None:
+        _limiter().record(*_failure_subjects(_caller()))
         raise ApiError(404, f"no job {job_id[:64]!r} (unknown, deleted or expired)")
     return status
 
@@ -172,6 +193,10 @@ def _check_video(path: Path, label: str, settings: Settings) -> VideoInfo:
         raise ApiError(415, f"not a usable video: {label} lasts {info.duration_s:.2f} s, shorter than "
                             f"{settings.min_duration_s:g} s (EMPATHY_MIN_DURATION_S); a still image is not a video",
                        kind="TooShortError")
+    try:
+        check_limits(info, max_frame_size=settings.max_frame_size, max_pixel_rate=settings.max_pixel_rate)
+    except MediaLimitError as exc:
+        raise ApiError(413, str(exc).replace(path.name, label), kind="MediaLimitError") from None
     if info.duration_s > settings.max_duration_s:
         raise ApiError(413, f"the video lasts {info.duration_s:.0f} s, longer than the limit of "
                             f"{settings.max_duration_s:.0f} s (EMPATHY_MAX_DURATION_S)")

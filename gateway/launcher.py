@@ -1,20 +1,23 @@
-"""``empathy up``: the whole ensemble as local processes, for machines without Docker.
+"""``empathy up``: the whole ensemble as local processes under one supervisor, for machines without Docker.
 
 It starts what ``docker-compose.yml`` starts, with the same environment variables:
 
 * a ``redis-server`` of its own (AOF persistence under ``<storage>/redis``), unless ``--redis-url`` or
   ``EMPATHY_REDIS_URL`` names one;
-* one ``empathy serve-models`` per modality (our TF-Serving-compatible server; gRPC on ``--base-port``
-  + 2 i, REST on the next port), or a single one serving every model with ``--one-model-server``;
-* the five modality workers and the fusion worker (``python -m services.<name>``), with
-  ``--workers landmarks=3,face=2`` to run several workers on a queue (as ``--scale`` does);
-* the gateway under gunicorn.
+* ONE ``empathy serve-models`` serving all five models (``--models-dir``; gRPC on ``--base-port``, REST on
+  the next port): TensorFlow is loaded once, not five times;
+* the five modality workers and the fusion worker (``python -m services.<name>``, Celery's ``threads``
+  pool: one process each, no second copy of the libraries in a pool child), with ``--workers
+  landmarks=3,face=2`` to run several workers on a queue (as ``--scale`` does);
+* the gateway under gunicorn (``gateway.server``: threads with request-read deadlines, JSON errors).
 
-Children run in their own sessions, so Ctrl-C reaches only the launcher, which then stops them in
-order (gateway, workers, model servers, Redis): SIGTERM first, SIGKILL after a grace period.
-A worker that dies on its own is started again (as compose's ``restart: unless-stopped`` does; its
-unfinished task is delivered again after ``EMPATHY_TASK_VISIBILITY_TIMEOUT_S``), at most
-``MAX_WORKER_RESTARTS`` times; any other process dying stops the ensemble with a non-zero exit.
+The launcher is a supervisor: any child that exits (a worker, the model server, Redis, the gateway) is
+logged with its exit status and started again after a back-off (1 s doubling to 30 s; reset once it has
+run for a minute), on the same ports and, for Redis, the same append-only file, so accepted jobs and their
+queued tasks survive. A child's death never stops the ensemble. Children run in their own sessions, so
+Ctrl-C reaches only the launcher, which then stops every process group it started, in order (gateway,
+workers, model server, Redis): SIGTERM first, SIGKILL after a grace period (a second Ctrl-C kills at once),
+so that nothing is left behind.
 
 API keys: unless ``EMPATHY_API_KEYS``/``EMPATHY_API_KEYS_FILE`` name some (or ``EMPATHY_AUTH=off``), a
 key is generated for this run and printed once with the ready line; only the gateway gets the keys.
@@ -22,8 +25,8 @@ key is generated for this run and printed once with the ready line; only the gat
 What survives a restart of ``empathy up`` with the same ``--storage-dir``: its Redis appends every write to
 ``<storage>/redis/appendonly.aof`` (fsync every second), so accepted jobs, their queued tasks and their
 states come back, and the videos and results stay in ``<storage>/jobs``; workers take the queued tasks up
-again. Ctrl-C lets running analyses finish (up to the 30 s grace); one cut short is delivered again after
-the visibility timeout. With ``--redis-url`` that Redis's own persistence applies.
+again. Ctrl-C lets running analyses finish (up to the grace period); one cut short is taken up again by
+the job watchdog (``services.watchdog``). With ``--redis-url`` that Redis's own persistence applies.
 """
 
 from __future__ import annotations
@@ -52,7 +55,10 @@ log = logging.getLogger(__name__)
 
 WORKER_QUEUES = (*MODALITIES, "fusion")
 WORKER_GROUP = 1
-MAX_WORKER_RESTARTS = 5
+BACKOFF_FIRST_S = 1.0  # first restart delay of a child that exited; doubles while it keeps exiting
+BACKOFF_MAX_S = 30.0
+BACKOFF_RESET_S = 60.0  # a child that ran this long before exiting starts again after BACKOFF_FIRST_S
+STOP_GRACE_S = 30.0  # SIGTERM -> SIGKILL
 KEY_VARIABLES = (f"{PREFIX}API_KEYS", f"{PREFIX}API_KEYS_FILE")  # secrets: the gateway's environment only
 
 
@@ -64,6 +70,9 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     restarts: int = 0
+    started_at: float = 0.0
+    backoff_s: float = 0.0
+    restart_at: float | None = None  # set while an exited child waits for its back-off
 
 
 def free_port() -> int:
@@ -95,8 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models-dir", type=Path, default=settings.models_dir)
     parser.add_argument("--storage-dir", type=Path, default=settings.storage_dir)
     parser.add_argument("--base-port", type=int, default=8500,
-                        help="first model-server port (gRPC; REST on the next); 0 = pick free ports")
-    parser.add_argument("--one-model-server", action="store_true", help="one model server for all five models")
+                        help="model-server port (gRPC; REST on the next); 0 = pick free ports")
     parser.add_argument("--workers", type=parse_workers, default=parse_workers(""),
                         help="workers per queue, e.g. landmarks=3,face=2 (default 1 each)")
     parser.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for /readyz")
@@ -104,10 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class Launcher:
+    """Starts the children, restarts those that exit, and stops them all on request."""
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.children: list[Child] = []
         self.stopping = False
+        self.kill_now = False  # a second Ctrl-C: no grace period
         self.env = {k: v for k, v in os.environ.items() if k not in KEY_VARIABLES}
         self.env.update({f"{PREFIX}MODELS_DIR": str(args.models_dir.resolve()),
                          f"{PREFIX}STORAGE_DIR": str(args.storage_dir.resolve()),
@@ -115,11 +126,10 @@ class Launcher:
         self.key_env = {k: os.environ[k] for k in KEY_VARIABLES if os.environ.get(k)}
 
     def spawn(self, name: str, group: int, argv: list[str], env: dict[str, str] | None = None) -> Child:
-        env = env or self.env
-        process = subprocess.Popen(argv, env=env, start_new_session=True)
-        child = Child(name, group, process, argv, env)
+        child = Child(name, group, _popen(argv, env or self.env), argv, env or self.env)
+        child.started_at = time.monotonic()
         self.children.append(child)
-        log.info("started", extra={"process": name, "pid": process.pid, "argv": " ".join(argv)})
+        log.info("started", extra={"child": name, "pid": child.process.pid, "argv": " ".join(argv)})
         return child
 
     def generate_key(self) -> str | None:
@@ -130,16 +140,28 @@ class Launcher:
         self.key_env = {f"{PREFIX}API_KEYS": f"local:{token}"}
         return token
 
-    def restart(self, child: Child) -> bool:
-        """Start a dead worker again; False when it is not a worker or keeps dying."""
-        if child.group != WORKER_GROUP or child.restarts >= MAX_WORKER_RESTARTS:
-            return False
-        log.warning("worker exited; starting it again", extra={"process": child.name, "pid": child.process.pid,
-                                                               "returncode": child.process.returncode,
-                                                               "restarts": child.restarts + 1})
-        child.process = subprocess.Popen(child.argv, env=child.env, start_new_session=True)
-        child.restarts += 1
-        return True
+    def supervise(self) -> None:
+        """One pass: log each child that exited and start it again once its back-off has passed."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.process.poll() is None or self.stopping:
+                continue
+            if child.restart_at is None:
+                ran_s = now - child.started_at
+                child.backoff_s = BACKOFF_FIRST_S if ran_s >= BACKOFF_RESET_S else min(
+                    BACKOFF_MAX_S, max(BACKOFF_FIRST_S, child.backoff_s * 2))
+                child.restart_at = now + child.backoff_s
+                _kill_group(child.process.pid, signal.SIGKILL)  # a dead leader's pool/threads must not linger
+                log.warning("child exited; restarting it after a back-off",
+                            extra={"child": child.name, "pid": child.process.pid,
+                                   "returncode": child.process.returncode, "ran_s": round(ran_s, 1),
+                                   "restart_in_s": child.backoff_s, "restarts": child.restarts})
+            elif now >= child.restart_at:
+                child.process = _popen(child.argv, child.env)
+                child.started_at, child.restart_at = now, None
+                child.restarts += 1
+                log.warning("child restarted", extra={"child": child.name, "pid": child.process.pid,
+                                                      "restarts": child.restarts})
 
     def _port(self, preferred: int) -> int:
         return preferred if preferred else free_port()
@@ -160,22 +182,14 @@ class Launcher:
         self.env[f"{PREFIX}REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         wait_port("127.0.0.1", port, timeout=20)
 
-    def start_model_servers(self) -> None:
-        cli = [sys.executable, "-m", "shared.cli", "serve-models", "--host", "127.0.0.1"]
+    def start_model_server(self) -> None:
+        """One model server for the five models: one TensorFlow in memory instead of five."""
         base = self.args.base_port
-        if self.args.one_model_server:
-            grpc_port, rest_port = self._port(base), self._port(base + 1 if base else 0)
-            self.spawn("model-server", 2, [*cli, "--models-dir", str(self.args.models_dir.resolve()),
-                                           "--port", str(grpc_port), "--rest_api_port", str(rest_port)])
-            for name in MODALITIES:
-                self.env[f"{PREFIX}{name.upper()}_MODEL_SERVER"] = f"127.0.0.1:{grpc_port}"
-            return
-        for i, name in enumerate(MODALITIES):
-            grpc_port = self._port(base + 2 * i if base else 0)
-            rest_port = self._port(base + 2 * i + 1 if base else 0)
-            self.spawn(f"{name}-serving", 2, [*cli, "--model_name", name, "--model_base_path",
-                                              str((self.args.models_dir / name).resolve()),
-                                              "--port", str(grpc_port), "--rest_api_port", str(rest_port)])
+        grpc_port, rest_port = self._port(base), self._port(base + 1 if base else 0)
+        self.spawn("model-server", 2, [sys.executable, "-m", "shared.cli", "serve-models", "--host", "127.0.0.1",
+                                       "--models-dir", str(self.args.models_dir.resolve()),
+                                       "--port", str(grpc_port), "--rest_api_port", str(rest_port)])
+        for name in MODALITIES:
             self.env[f"{PREFIX}{name.upper()}_MODEL_SERVER"] = f"127.0.0.1:{grpc_port}"
 
     def start_workers(self) -> None:
@@ -186,24 +200,16 @@ class Launcher:
 
     def start_gateway(self) -> str:
         bind = f"{self.args.host}:{self.args.port}"
-        self.spawn("gateway", 0, [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", "1",
-                                  "--threads", "8", "--timeout", "300", "gateway.app:create_app()"],
+        self.spawn("gateway", 0, [sys.executable, "-m", "gunicorn", "--config", "python:gateway.server",
+                                  "--bind", bind, "gateway.app:create_app()"],
                    env={**self.env, **self.key_env})
         host = "127.0.0.1" if self.args.host in ("0.0.0.0", "") else self.args.host
         return f"http://{host}:{self.args.port}"
 
-    def check_children(self) -> Child | None:
-        """The first child that exited, if any."""
-        return next((c for c in self.children if c.process.poll() is not None), None)
-
     def wait_ready(self, url: str) -> bool:
         deadline = time.monotonic() + self.args.ready_timeout
         while time.monotonic() < deadline and not self.stopping:
-            dead = self.check_children()
-            if dead is not None:
-                log.error("process exited during start-up", extra={"process": dead.name,
-                                                                     "returncode": dead.process.returncode})
-                return False
+            self.supervise()
             try:
                 with urllib.request.urlopen(f"{url}/readyz", timeout=10) as response:
                     if response.status == 200:
@@ -213,21 +219,37 @@ class Launcher:
             time.sleep(1.0)
         return False
 
-    def stop(self, grace_s: float = 30.0) -> None:
-        """Stop every child, group by group (gateway, workers, model servers, Redis)."""
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop every child's process group, group by group (gateway, workers, model server, Redis).
+
+        SIGTERM, then SIGKILL once ``grace_s`` has passed (at once after a second Ctrl-C); the whole
+        process group each time, so gunicorn's and Celery's own children go too.
+        """
         for group in sorted({c.group for c in self.children}):
-            members = [c for c in self.children if c.group == group and c.process.poll() is None]
+            members = [c for c in self.children if c.group == group]
             for child in members:
-                child.process.terminate()
+                _kill_group(child.process.pid, signal.SIGTERM)
             deadline = time.monotonic() + grace_s
             for child in members:
-                try:
-                    child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    log.warning("killing", extra={"process": child.name, "pid": child.process.pid})
-                    child.process.kill()
-                    child.process.wait(timeout=10)
+                while child.process.poll() is None and time.monotonic() < deadline and not self.kill_now:
+                    time.sleep(0.1)
+                if child.process.poll() is None:
+                    log.warning("killing", extra={"child": child.name, "pid": child.process.pid})
+                _kill_group(child.process.pid, signal.SIGKILL)  # stragglers of the group, if any
+                child.process.wait(timeout=10)
         log.info("ensemble stopped")
+
+
+def _popen(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """A child in a session (and process group) of its own: Ctrl-C reaches only the launcher."""
+    return subprocess.Popen(argv, env=env, start_new_session=True)
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def wait_port(host: str, port: int, timeout: float) -> None:
@@ -253,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     launcher = Launcher(args)
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
+        launcher.kill_now = launcher.stopping  # the second Ctrl-C: no grace period
         launcher.stopping = True
 
     signal.signal(signal.SIGINT, request_stop)
@@ -260,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         launcher.start_redis()
-        launcher.start_model_servers()
+        launcher.start_model_server()
         launcher.start_workers()
         generated_key = launcher.generate_key()
         url = launcher.start_gateway()
@@ -275,12 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"API key generated for this run (set EMPATHY_API_KEYS to choose your own):\n"
                       f"  export EMPATHY_API_KEY={generated_key}", flush=True)
             while not launcher.stopping:
-                dead = launcher.check_children()
-                if dead is not None and not launcher.restart(dead):
-                    log.error("process exited; stopping the ensemble",
-                              extra={"process": dead.name, "returncode": dead.process.returncode})
-                    code = 1
-                    break
+                launcher.supervise()
                 time.sleep(0.5)
     finally:
         launcher.stop()

@@ -13,7 +13,9 @@ while another worker idles. When a whole worker dies (container killed, machine 
 task stays in Redis and another worker re-delivers it once it is older than the visibility timeout
 (``EMPATHY_TASK_VISIBILITY_TIMEOUT_S``; workers sweep every ``EMPATHY_TASK_RESTORE_INTERVAL_S``). A chord
 counts each header task once (Celery keys its part returns by task id), so a re-delivered task never
-fires the fusion early.
+fires the fusion early. Outages are waited out by the workers (broker reconnection without limit,
+result-backend writes retried for ``EMPATHY_REDIS_OUTAGE_S``); what still slips through (a worker killed
+mid-task, a chord that never fired) is caught by the job watchdog (:mod:`services.watchdog`).
 Results go through Redis **by reference**: series live on the shared storage volume, Redis carries paths
 and statuses only.
 """
@@ -96,6 +98,13 @@ def create_app(settings: Settings | None = None, *, dispatch_only: bool = False)
         task_track_started=True,
         result_expires=settings.job_ttl_s,
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a worker waits for Redis however long it is away
+        # Storing a task's return and counting a chord's parts survive a Redis outage of up to
+        # EMPATHY_REDIS_OUTAGE_S (retries with jittered exponential back-off up to 5 s each).
+        result_backend_always_retry=True,
+        result_backend_max_retries=int(settings.redis_outage_s / 2.5) + 10,
+        result_backend_base_sleep_between_retries_ms=100,
+        result_backend_max_sleep_between_retries_ms=5000,
         # A video can take minutes: Redis must not re-deliver a running task to a second worker.
         broker_transport_options=transport_options,
         result_backend_transport_options={"visibility_timeout": settings.task_visibility_timeout_s},
@@ -114,6 +123,7 @@ def create_app(settings: Settings | None = None, *, dispatch_only: bool = False)
                                       "socket_connect_timeout": timeout},
             redis_socket_timeout=timeout,
             redis_socket_connect_timeout=timeout,
+            result_backend_always_retry=False,
             task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5,
                                        "interval_max": 1},
         )

@@ -5,15 +5,25 @@ on the ``fusion`` queue. An analysis task never raises for a broken modality: it
 series and returns, because a raising header task would cancel the chord and leave the other four
 modalities' work unused. Tasks only pass storage paths and statuses (results by reference).
 
-A task whose worker died is delivered again (``task_acks_late``); each delivery is counted in the job
-store, and after ``EMPATHY_TASK_MAX_ATTEMPTS`` deliveries the modality is recorded as ``failed`` instead
-of being run once more, so a video that crashes its worker every time cannot loop forever.
+A task whose worker died is delivered again (``task_acks_late``, or sooner by the watchdog, which sees its
+heartbeat stop: :mod:`services.watchdog`); each delivery is counted in the job store, and after
+``EMPATHY_TASK_MAX_ATTEMPTS`` deliveries the modality is recorded as ``failed`` instead of being run once
+more, so a video that crashes its worker every time cannot loop forever.
+
+Outages inside a task are waited out, within bounds, never turned into a lost job: job-store calls retry
+while Redis is away (``EMPATHY_REDIS_OUTAGE_S``), and a model server that is restarting or still loading is
+waited for until it reports the model AVAILABLE (``EMPATHY_MODEL_LOAD_TIMEOUT_S``) before the prediction is
+tried again. An analysis task returns exactly the same outcome when a duplicate delivery finds the stored
+result, so Celery's chord (a Redis set of the parts' returns) counts it once.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +31,7 @@ import numpy as np
 
 from services.celery_app import ANALYSE_TASK, FUSE_TASK, app
 from shared.jobs import FINAL_STATES, MODALITY_FINAL, JobStore
+from shared.media import MediaError, check_limits, probe
 from shared.model_store import latest_version, load_metadata
 from shared.pipeline import (
     STATUS_FAILED,
@@ -40,8 +51,45 @@ _models: dict[str, tuple[int, dict[str, Any], Any]] = {}  # modality -> (version
 
 
 def job_store() -> JobStore:
+    """The workers' job store: its calls wait through a Redis outage (``EMPATHY_REDIS_OUTAGE_S``)."""
     settings = get_settings()
-    return JobStore.from_url(settings.redis_url, ttl_s=settings.job_ttl_s)
+    return JobStore.from_url(settings.redis_url, ttl_s=settings.job_ttl_s, outage_s=settings.redis_outage_s)
+
+
+class PatientPredictor:
+    """A gRPC predictor that waits for a restarting or loading model server instead of failing the modality.
+
+    The client's own retries (``EMPATHY_MODEL_SERVER_RETRIES``, seconds) cover a blip; a model server that
+    was restarted needs tens of seconds to load its models. When the retries are spent, this waits until the
+    server reports the model AVAILABLE (``GetModelStatus``, at most ``EMPATHY_MODEL_LOAD_TIMEOUT_S``) and
+    predicts once more; if it never comes, the modality fails with both reasons.
+    """
+
+    def __init__(self, predictor: Any, load_timeout_s: float) -> None:
+        self.predictor = predictor
+        self.load_timeout_s = load_timeout_s
+
+    @property
+    def last_version(self) -> int | None:
+        return self.predictor.last_version
+
+    def metadata(self) -> Any:
+        return self.predictor.metadata()
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        from shared.serving_client import ModelUnavailableError
+
+        try:
+            return self.predictor.predict(inputs)
+        except ModelUnavailableError as first:
+            log.warning("model server unavailable; waiting for it to load",
+                        extra={"predictor": repr(self.predictor), "error": str(first),
+                               "timeout_s": self.load_timeout_s})
+            try:
+                self.predictor.wait_until_available(self.load_timeout_s)
+            except ModelUnavailableError as waited:
+                raise ModelUnavailableError(f"{first}; then {waited}") from None
+            return self.predictor.predict(inputs)
 
 
 def model_for(modality: str) -> tuple[dict[str, Any], Any]:
@@ -60,8 +108,40 @@ def model_for(modality: str) -> tuple[dict[str, Any], Any]:
         predictor = GrpcPredictor(settings.model_server_for(modality), modality, version=version,
                                   timeout_s=settings.model_server_timeout_s, retries=settings.model_server_retries,
                                   batch_size=settings.batch_size, backoff_s=settings.model_server_backoff_s)
-        _models[modality] = cached = (version, metadata, predictor)
+        _models[modality] = cached = (version, metadata, PatientPredictor(predictor, settings.model_load_timeout_s))
     return cached[1], cached[2]
+
+
+@contextmanager
+def heartbeat(store: JobStore, job_id: str, modality: str, lease_s: float) -> Iterator[None]:
+    """Refresh the modality's heartbeat every ``lease_s / 6`` while the body runs (the watchdog's lease)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(lease_s / 6):
+            try:
+                store.heartbeat(job_id, modality)
+            except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
+                log.warning("heartbeat not written", extra={"job": job_id, "modality": modality})
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{modality}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _failed(modality: str, detail: str, seconds: float = 0.0) -> ModalityResult:
+    return ModalityResult(name=modality, values=np.zeros(0), missing=np.zeros(0, dtype=bool), status=STATUS_FAILED,
+                          detail=detail, seconds=seconds)
+
+
+def check_media(video: Path) -> None:
+    """The frame-size and pixel-rate limits the gateway applies at upload, again here (from headers only)."""
+    settings = get_settings()
+    check_limits(probe(video), max_frame_size=settings.max_frame_size, max_pixel_rate=settings.max_pixel_rate)
 
 
 @app.task(name=ANALYSE_TASK, bind=True)
@@ -73,41 +153,44 @@ def analyse_modality(self: Any, job_id: str, modality: str) -> dict[str, Any]:
     worker = self.request.hostname or ""
     if not store.exists(job_id) or not directory.is_dir():
         log.info("job gone, skipping", extra={"job": job_id, "modality": modality})
-        return {"modality": modality, "status": "cancelled", "series": None, "worker": worker}
+        return {"modality": modality, "status": "cancelled", "series": None}
     stored = stored_outcome(store, directory, job_id, modality)
-    if stored is not None:  # a second delivery of a task that did finish: its result stands
+    if stored is not None:  # a second delivery of a task that did finish: its result, exactly as returned before
         log.warning("duplicate delivery of a finished task", extra={"job": job_id, "modality": modality})
-        return {**stored, "worker": worker}
+        return stored
     started = time.monotonic()
     attempt = store.start_attempt(job_id, modality)
     if attempt > settings.task_max_attempts:
         log.error("giving up on a task its workers keep dying on",
                   extra={"job": job_id, "modality": modality, "attempts": attempt - 1})
-        result = ModalityResult(name=modality, values=np.zeros(0), missing=np.zeros(0, dtype=bool),
-                                status=STATUS_FAILED, detail=f"gave up after {attempt - 1} deliveries: the worker "
-                                f"stopped each time while analysing this video ({modality})")
-        return _store_result(store, directory, job_id, result, worker)
+        result = _failed(modality, f"gave up after {attempt - 1} deliveries: the worker stopped each time while "
+                                   f"analysing this video ({modality})")
+        return _store_result(store, directory, job_id, result)
     if attempt > 1:
         log.warning("task re-delivered", extra={"job": job_id, "modality": modality, "attempt": attempt})
     store.update_modality(job_id, modality, status="preparing", progress=0.01, worker=worker)
+    store.heartbeat(job_id, modality)
 
     def progress(name: str, stage: str, fraction: float) -> None:
         store.update_modality(job_id, name, status=stage, progress=fraction)
 
-    try:
-        subject = int(store.raw(job_id).get("subject") or settings.default_subject)
-        transcript = directory / "transcript.json"
-        metadata, predictor = model_for(modality)
-        result = run_modality(modality, find_video(directory), subject=subject, predictor=predictor,
-                              metadata=metadata, transcript=transcript if transcript.is_file() else None,
-                              progress=progress, fps=settings.fps)
-    except Exception as exc:  # noqa: BLE001 - no model, no video...: a failed modality, never a broken chord
-        log.exception("analysis failed", extra={"job": job_id, "modality": modality})
-        result = ModalityResult(name=modality, values=np.zeros(0), missing=np.zeros(0, dtype=bool),
-                                status=STATUS_FAILED, detail=f"{type(exc).__name__}: {exc}",
-                                seconds=time.monotonic() - started)
+    with heartbeat(store, job_id, modality, settings.task_lease_s):
+        try:
+            subject = int(store.raw(job_id).get("subject") or settings.default_subject)
+            transcript = directory / "transcript.json"
+            video = find_video(directory)
+            check_media(video)
+            metadata, predictor = model_for(modality)
+            result = run_modality(modality, video, subject=subject, predictor=predictor,
+                                  metadata=metadata, transcript=transcript if transcript.is_file() else None,
+                                  progress=progress, fps=settings.fps)
+        except MediaError as exc:
+            result = _failed(modality, str(exc), time.monotonic() - started)
+        except Exception as exc:  # noqa: BLE001 - no model, no video...: a failed modality, never a broken chord
+            log.exception("analysis failed", extra={"job": job_id, "modality": modality})
+            result = _failed(modality, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
     result.detail = result.detail.replace(f"{directory}/", "")  # clients see "video.mp4: ...", not server paths
-    return _store_result(store, directory, job_id, result, worker)
+    return _store_result(store, directory, job_id, result)
 
 
 def stored_outcome(store: JobStore, directory: Path, job_id: str, modality: str) -> dict[str, Any] | None:
@@ -124,18 +207,21 @@ def stored_outcome(store: JobStore, directory: Path, job_id: str, modality: str)
     return None
 
 
-def _store_result(store: JobStore, directory: Path, job_id: str, result: ModalityResult,
-                  worker: str) -> dict[str, Any]:
-    """Save a modality's series and final status; the chord outcome of an analysis task."""
+def _store_result(store: JobStore, directory: Path, job_id: str, result: ModalityResult) -> dict[str, Any]:
+    """Save a modality's series and final status; the chord outcome of an analysis task.
+
+    The outcome holds only what a duplicate delivery returns too (:func:`stored_outcome`): the chord's
+    set of returns then sees one member per task however often it ran.
+    """
     modality = result.name
     if not store.exists(job_id) or not directory.is_dir():  # deleted while we worked
-        return {"modality": modality, "status": "cancelled", "series": None, "worker": worker}
+        return {"modality": modality, "status": "cancelled", "series": None}
     path = save_series(directory, result)
     store.update_modality(job_id, modality, status=result.status, progress=1.0, detail=result.detail,
                           seconds=result.seconds)
     log.info("analysis stored", extra={"job": job_id, "modality": modality, "status": result.status,
                                         "seconds": round(result.seconds, 3)})
-    return {"modality": modality, "status": result.status, "series": str(path), "worker": worker}
+    return {"modality": modality, "status": result.status, "series": str(path)}
 
 
 @app.task(name=FUSE_TASK, bind=True)
@@ -150,9 +236,14 @@ def fuse(self: Any, outcomes: list[dict[str, Any]], job_id: str) -> dict[str, An
     raw = store.raw(job_id)
     if raw.get("state") in FINAL_STATES:  # fused already (a second delivery): the result stands
         return {"job": job_id, "state": raw["state"], "result": raw.get("result") or None, "worker": worker}
+    names = [m for m in raw.get("modalities", "").split(",") if m]
+    reported = {o.get("modality") for o in outcomes if o.get("status") in MODALITY_FINAL}
+    pending = [m for m in names if m not in reported and raw.get(f"{m}.status") not in MODALITY_FINAL]
+    if pending:  # a modality neither reported nor finished: the watchdog fuses once every modality is done
+        log.warning("fusion asked before every modality finished", extra={"job": job_id, "pending": pending})
+        return {"job": job_id, "state": "waiting", "result": None, "worker": worker}
     try:
         subject = int(raw.get("subject") or settings.default_subject)
-        names = [m for m in raw.get("modalities", "").split(",") if m]
         stored = [o["modality"] for o in outcomes if o.get("series") and o["modality"] in names]
         results: dict[str, ModalityResult] = {}
         metadata: dict[str, dict[str, Any]] = {}

@@ -15,7 +15,11 @@ Hash ``empathy:job:<id>`` fields::
     <m>.status       queued | preparing | predicting | postprocessing | ok | unavailable | failed
     <m>.progress     0..1;  <m>.detail  error or reason;  <m>.seconds;  <m>.worker (hostname)
     <m>.attempts     deliveries of the modality's task (a re-delivered task after a worker died counts 2)
-    fusion.worker    hostname of the fusion worker
+    <m>.heartbeat    epoch seconds: set when queued, refreshed by the running task (watchdog's lease)
+    fusion.worker    hostname of the fusion worker;  fusion.requested  when the watchdog last sent fusion
+
+Jobs not yet finished are also members of the sorted set ``empathy:active`` (score: creation time): the
+watchdog (:mod:`services.watchdog`) looks only at those.
 
 Idempotency keys (``POST /v1/jobs`` with ``Idempotency-Key``) live beside the jobs as
 ``empathy:idem:<owner>:<sha256 of the key>`` -> ``<job id> <fingerprint of the upload>``, with the jobs' TTL.
@@ -32,8 +36,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 KEY_PREFIX = "empathy:job:"
+ACTIVE_KEY = "empathy:active"
 IDEMPOTENCY_PREFIX = "empathy:idem:"
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -62,8 +69,21 @@ class JobStore:
         self.ttl_s = ttl_s
 
     @classmethod
-    def from_url(cls, url: str, *, ttl_s: int) -> JobStore:
-        return cls(redis.Redis.from_url(url, decode_responses=True), ttl_s=ttl_s)
+    def from_url(cls, url: str, *, ttl_s: int, outage_s: float = 0.0) -> JobStore:
+        """A store on its own connection pool; ``outage_s`` > 0: every call retries through a Redis outage.
+
+        Workers use ``outage_s`` (``EMPATHY_REDIS_OUTAGE_S``): a job-store write inside a task must wait for
+        Redis to come back instead of raising out of the task (which broke the chord and left the job
+        ``running``). Each retry waits at most 2 s, so the calls give up after about ``outage_s``. The
+        gateway uses no retry: a request answers 503 at once instead.
+        """
+        if outage_s <= 0:
+            return cls(redis.Redis.from_url(url, decode_responses=True), ttl_s=ttl_s)
+        retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), int(outage_s / 2.0) + 3,
+                      supported_errors=(redis.ConnectionError, redis.TimeoutError, OSError))
+        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
+                                      retry=retry)
+        return cls(client, ttl_s=ttl_s)
 
     @staticmethod
     def key(job_id: str) -> str:
@@ -88,7 +108,25 @@ class JobStore:
             fields[f"{name}.status"] = QUEUED
             fields[f"{name}.progress"] = 0.0
             fields[f"{name}.detail"] = ""
+            fields[f"{name}.heartbeat"] = fields["created"]
         self._write(job_id, fields)
+        self.client.zadd(ACTIVE_KEY, {job_id: float(fields["created"])})
+
+    def active_jobs(self) -> list[str]:
+        """Jobs created and not yet seen finished (oldest first)."""
+        return list(self.client.zrange(ACTIVE_KEY, 0, -1))
+
+    def forget_active(self, job_id: str) -> None:
+        self.client.zrem(ACTIVE_KEY, job_id)
+
+    def heartbeat(self, job_id: str, modality: str) -> None:
+        """A running task is alive (the watchdog re-queues a modality whose heartbeat is older than a lease)."""
+        if self.exists(job_id):
+            self._write(job_id, {f"{modality}.heartbeat": f"{time.time():.3f}"})
+
+    def requeued(self, job_id: str, modality: str) -> None:
+        """The watchdog sent a modality's task again: queued, with a fresh lease."""
+        self._write(job_id, {f"{modality}.status": QUEUED, f"{modality}.heartbeat": f"{time.time():.3f}"})
 
     def exists(self, job_id: str) -> bool:
         return bool(self.client.exists(self.key(job_id)))
@@ -175,9 +213,11 @@ class JobStore:
         if worker is not None:
             fields["fusion.worker"] = worker
         self._write(job_id, fields)
+        self.forget_active(job_id)
         return True
 
     def delete(self, job_id: str) -> bool:
+        self.forget_active(job_id)
         return bool(self.client.delete(self.key(job_id)))
 
     def status(self, job_id: str) -> dict[str, Any] | None:

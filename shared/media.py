@@ -184,6 +184,38 @@ def probe(path: str | Path) -> VideoInfo:
         )
 
 
+class MediaLimitError(MediaError):
+    """The video is larger than the frame-size or pixel-rate limit (known from its headers, before decoding)."""
+
+
+def parse_frame_size(text: str) -> tuple[int, int]:
+    """``"3840x2160"`` -> (3840, 2160)."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.strip().isdigit() or not height.strip().isdigit():
+        raise ValueError(f"a frame size is 'WIDTHxHEIGHT', got {text!r}")
+    return int(width), int(height)
+
+
+def check_limits(info: VideoInfo, *, max_frame_size: str, max_pixel_rate: float) -> None:
+    """Refuse a video whose frames or pixel rate exceed the limits, from :func:`probe`'s header values only.
+
+    Decoding cost and memory grow with pixels per frame and frames per second, not with file size: a
+    750 KB file of three 16000x16000 frames costs each vision worker gigabytes. The frame limit applies in
+    either orientation (portrait 2160x3840 passes a 3840x2160 limit); the rate uses the source's frame rate
+    (every source frame is decoded), 25 fps when the header has none.
+    """
+    limit_w, limit_h = parse_frame_size(max_frame_size)
+    width, height = info.width, info.height
+    if width * height > limit_w * limit_h or max(width, height) > max(limit_w, limit_h):
+        raise MediaLimitError(f"{info.path.name}: frames of {width}x{height} are larger than the limit of "
+                              f"{limit_w}x{limit_h} (EMPATHY_MAX_FRAME_SIZE)")
+    fps = info.native_fps if info.native_fps > 0 else float(get_settings().fps)
+    rate = width * height * fps
+    if rate > max_pixel_rate:
+        raise MediaLimitError(f"{info.path.name}: {width}x{height} at {fps:g} fps is {rate / 1e6:.0f} Mpixel/s, "
+                              f"more than the limit of {max_pixel_rate / 1e6:.0f} Mpixel/s (EMPATHY_MAX_PIXEL_RATE)")
+
+
 def _check_crop(crop: tuple[float, float, float, float] | None) -> None:
     if crop is None:
         return

@@ -129,6 +129,38 @@ class Settings:
     )
     model_server_backoff_s: float = _doc(0.5, "First delay between model-server retries; doubles each retry (max 5 s).")
     redis_timeout_s: float = _doc(3.0, "Connect/read timeout of the gateway's Redis calls: an outage answers 503, never hangs.")
+    redis_outage_s: float = _doc(
+        300.0, "How long workers keep retrying job-store and result writes while Redis is unreachable (s)."
+    )
+    model_load_timeout_s: float = _doc(
+        300.0,
+        "How long a worker waits for its model server to report the model AVAILABLE (start-up, restart, "
+        "loading) before it takes a task or predicts (s).",
+    )
+    task_lease_s: float = _doc(
+        60.0,
+        "A running analysis refreshes its heartbeat in the job store every lease/6 s; the watchdog re-queues a "
+        "modality whose heartbeat is older than this (its worker died) and fuses jobs whose chord never fired.",
+    )
+    watchdog_interval_s: float = _doc(10.0, "How often the job watchdog (in the fusion workers) looks at running jobs (s).")
+    gateway_threads: int = _doc(
+        64, "Threads of the gateway's gunicorn worker (each waits on one client socket with read deadlines)."
+    )
+    request_header_timeout_s: float = _doc(10.0, "A client must send its request line and headers within this (s).")
+    upload_idle_timeout_s: float = _doc(
+        10.0, "Longest wait for the next bytes of a request; also the grace before the upload rate is enforced (s)."
+    )
+    upload_min_rate_kib_s: float = _doc(
+        64.0, "Slowest accepted upload, averaged after the grace (KiB/s): slower clients get 408 and are cut off."
+    )
+    max_frame_size: str = _doc(
+        "3840x2160",
+        "Largest accepted frame, 'WxH': more pixels per frame (in either orientation) get 413, read from the "
+        "stream headers before any decode; workers refuse the same.",
+    )
+    max_pixel_rate: float = _doc(
+        3840 * 2160 * 60.0, "Largest accepted pixels per second of video (width x height x frame rate): 413 above."
+    )
     # --- security ----------------------------------------------------------------------------------
     auth: bool = _doc(
         True, "Require an API key (Authorization: Bearer <token>) on /v1; 'off' only for local development."
@@ -137,6 +169,12 @@ class Settings:
         "", "API keys of the gateway as 'name:token,name2:token2' (prefer EMPATHY_API_KEYS_FILE).", secret=True
     )
     api_keys_file: str = _doc("", "File with one 'name:token' per line ('#' comments) read by the gateway.")
+    auth_failure_limit: int = _doc(
+        30,
+        "Refused requests (401, and 404 for unknown jobs) per client address and per presented key within "
+        "EMPATHY_AUTH_FAILURE_WINDOW_S; beyond it every request of that address/key gets 429 until the window passes.",
+    )
+    auth_failure_window_s: float = _doc(60.0, "Window of EMPATHY_AUTH_FAILURE_LIMIT (seconds).")
 
     def model_server_for(self, modality: str) -> str:
         """Per-modality gRPC address: EMPATHY_<MODALITY>_MODEL_SERVER, else :attr:`model_server`."""
