@@ -20,7 +20,7 @@ from kombu.exceptions import OperationalError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from gateway import health, jobs_api
 from gateway.auth import Authenticator, FailureLimiter
@@ -49,9 +49,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["empathy_failures"] = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window_s)
     # One quick retry (a pooled connection that died with a Redis restart is replaced), then the error:
     # redis-py's default (3 retries, up to 10 s apart) would keep a request waiting through an outage.
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=settings.redis_timeout_s,
-                                  socket_connect_timeout=settings.redis_timeout_s,
-                                  retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 1))
+    # Each attempt gets half of EMPATHY_REDIS_TIMEOUT_S, so an unreachable Redis (no answer at all, not
+    # just a refused connection) is a 503 within EMPATHY_REDIS_TIMEOUT_S, not twice that.
+    attempt_s = settings.redis_timeout_s * 0.45
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=attempt_s,
+                                  socket_connect_timeout=attempt_s,
+                                  retry=Retry(ExponentialBackoff(cap=0.1, base=0.05), 1))
     app.extensions["empathy_redis"] = client
     app.extensions["empathy_jobs"] = JobStore(client, ttl_s=settings.job_ttl_s)
     app.extensions["empathy_celery"] = create_celery(settings, dispatch_only=True)
@@ -74,6 +77,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int, dict[str, str]]:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(exc, ClientDisconnected) and isinstance(cause, ReadDeadlineError):
+            return too_slow(cause)  # werkzeug reports the cut-off body as a disconnect
         status = exc.code or 500
         message = exc.description or exc.name
         headers = {}

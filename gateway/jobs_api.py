@@ -181,22 +181,23 @@ def _uploaded_video(upload: FileStorage | None) -> tuple[Path, str]:
 
 
 def _check_video(path: Path, label: str, settings: Settings) -> VideoInfo:
-    """PyAV's probe of the upload: 415 unless it is a decodable video of some length, 413 when too long."""
+    """PyAV's probe of the upload: 413 when its frames or pixel rate exceed the limits (headers only, before
+    anything decodes a frame), 415 unless it is a decodable video of some length, 413 when too long."""
     try:
         info = probe(path)
     except MediaError as exc:
         reason = str(exc).replace(str(path), label)  # the client's name, not the server's path
         raise ApiError(415, f"not a usable video: {reason}", kind=type(exc).__name__) from None
+    try:
+        check_limits(info, max_frame_size=settings.max_frame_size, max_pixel_rate=settings.max_pixel_rate)
+    except MediaLimitError as exc:
+        raise ApiError(413, str(exc).replace(path.name, label), kind="MediaLimitError") from None
     if info.n_frames == 0:
         raise ApiError(415, f"not a usable video: {label} has no frames", kind="NoFramesError")
     if info.duration_s < settings.min_duration_s:
         raise ApiError(415, f"not a usable video: {label} lasts {info.duration_s:.2f} s, shorter than "
                             f"{settings.min_duration_s:g} s (EMPATHY_MIN_DURATION_S); a still image is not a video",
                        kind="TooShortError")
-    try:
-        check_limits(info, max_frame_size=settings.max_frame_size, max_pixel_rate=settings.max_pixel_rate)
-    except MediaLimitError as exc:
-        raise ApiError(413, str(exc).replace(path.name, label), kind="MediaLimitError") from None
     if info.duration_s > settings.max_duration_s:
         raise ApiError(413, f"the video lasts {info.duration_s:.0f} s, longer than the limit of "
                             f"{settings.max_duration_s:.0f} s (EMPATHY_MAX_DURATION_S)")

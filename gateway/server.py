@@ -19,6 +19,7 @@ the network:
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 import time
@@ -32,6 +33,9 @@ from shared.settings import get_settings
 
 class ReadDeadlineError(ConnectionResetError):
     """A client sent its request too slowly; the connection is dropped (gunicorn treats it as a reset)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ECONNRESET, message)
 
 
 class DeadlineSocket(socket.socket):

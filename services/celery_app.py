@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None, *, dispatch_only: bool = False)
         result_expires=settings.job_ttl_s,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a worker waits for Redis however long it is away
+        worker_cancel_long_running_tasks_on_connection_loss=False,  # a running analysis outlives a Redis restart
         # Storing a task's return and counting a chord's parts survive a Redis outage of up to
         # EMPATHY_REDIS_OUTAGE_S (retries with jittered exponential back-off up to 5 s each).
         result_backend_always_retry=True,
@@ -116,7 +117,7 @@ def create_app(settings: Settings | None = None, *, dispatch_only: bool = False)
     if dispatch_only:
         # The gateway answers requests: a Redis outage must fail a submission within seconds (503), not
         # hang it on Celery's defaults (120 s socket timeout, unbounded connect).
-        timeout = settings.redis_timeout_s
+        timeout = settings.redis_timeout_s * 0.45  # two attempts at most: the whole within EMPATHY_REDIS_TIMEOUT_S
         app.conf.update(
             broker_connection_timeout=timeout,
             broker_transport_options={**transport_options, "socket_timeout": timeout,
@@ -124,8 +125,8 @@ def create_app(settings: Settings | None = None, *, dispatch_only: bool = False)
             redis_socket_timeout=timeout,
             redis_socket_connect_timeout=timeout,
             result_backend_always_retry=False,
-            task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5,
-                                       "interval_max": 1},
+            task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.1,
+                                       "interval_max": 0.1},
         )
     return app
 
