@@ -70,3 +70,26 @@ def tmp_models_dir(tmp_path: Path) -> Path:
     path = tmp_path / "models"
     path.mkdir()
     return path
+
+
+# Even smaller than the bundled models: the ensemble tests check the plumbing and that learning happened at all.
+TINY_TRAINING = {
+    "audio": {"hparams": {"gru_units": 16}, "epochs": 8},
+    "text": {"hparams": {"lstm_units": 8}, "epochs": 20},
+    "face": {"hparams": {"filters": [4, 8], "dense": [16, 8]}, "epochs": 6},
+    "landmarks": {"hparams": {"filters": [16, 16, 16, 16], "dense": 8}, "epochs": 10},
+    "body": {"hparams": {"depth": 10, "base_filters": 4, "head": [16, 8]}, "params": {"size": 48}, "epochs": 6},
+}
+
+
+@pytest.fixture(scope="session")
+def ensemble_models(tmp_path_factory: pytest.TempPathFactory, synthetic_dataset: Path) -> Path:
+    """Tiny trained models of the five modalities (once per session; EMPATHY_TEST_MODELS reuses a directory)."""
+    existing = os.environ.get("EMPATHY_TEST_MODELS")
+    if existing:
+        return Path(existing)
+    from gateway.bootstrap import build_default_models
+
+    models_dir = tmp_path_factory.mktemp("ensemble") / "models"
+    build_default_models(models_dir, data_dir=synthetic_dataset, overrides=TINY_TRAINING)
+    return models_dir

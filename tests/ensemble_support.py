@@ -86,7 +86,7 @@ def redis_db(url: str, db: int) -> str:
 
 def ensemble_env(redis_url: str, storage_dir: Path, models_dir: Path, **extra: str) -> dict[str, str]:
     env = {"EMPATHY_REDIS_URL": redis_url, "EMPATHY_STORAGE_DIR": str(storage_dir),
-           "EMPATHY_MODELS_DIR": str(models_dir), "EMPATHY_LOG_LEVEL": "WARNING"}
+           "EMPATHY_MODELS_DIR": str(models_dir)}  # every other setting at its default (the log level too)
     env.update(extra)
     return env
 

@@ -16,6 +16,10 @@ Faults and what must happen:
 * a worker SIGKILLed while it holds a task: the task is re-delivered to the other worker;
 * Redis restarting: the gateway answers 503 at once, accepted jobs and their queued tasks survive
   (append-only file, as in compose and ``empathy up``), and finish once Redis is back;
+* Redis away and the model server restarting while a task runs: the task waits for both (job-store
+  writes retried, the model waited for until AVAILABLE) and the job finishes complete, not degraded;
+* a worker SIGKILLed mid-task at the default visibility timeout (an hour): the watchdog sees its heartbeat
+  stop and sends the task again within a lease; a job whose chord never fired is fused by the watchdog;
 * a pickle message on a queue: refused by the worker (JSON only).
 """
 
@@ -38,6 +42,7 @@ from services.celery_app import FUSE_TASK
 from services.celery_app import create_app as create_celery
 from shared.jobs import JobStore
 from shared.pipeline import ModalityResult
+from shared.settings import Settings
 from shared.storage import job_dir, save_series
 from tests.conftest import free_port
 from tests.ensemble_support import (
@@ -248,7 +253,8 @@ def test_a_model_server_down_or_wrong_fails_only_its_modality(redis_url: str, tm
     url = redis_db(redis_url, 10)
     redis.Redis.from_url(url).flushdb()
     env = base_env(url, tmp_path, models, model_server)
-    specs = [("audio", "audio", {"EMPATHY_AUDIO_MODEL_SERVER": down}),
+    # Nothing will ever listen at `down`: a one-second wait for the model to load instead of the default.
+    specs = [("audio", "audio", {"EMPATHY_AUDIO_MODEL_SERVER": down, "EMPATHY_MODEL_LOAD_TIMEOUT_S": "1"}),
              ("body", "body", {"EMPATHY_BODY_MODEL_SERVER": f"127.0.0.1:{wrong.grpc_port}"}),
              ("text", "text", {}), ("fusion", "fusion", {})]
     try:
@@ -262,7 +268,7 @@ def test_a_model_server_down_or_wrong_fails_only_its_modality(redis_url: str, tm
             audio, body = job["modalities"]["audio"], job["modalities"]["body"]
             assert audio["status"] == "failed" and f"no model server answered at {down} after 3 attempts" \
                 in audio["detail"]
-            assert audio["seconds"] < 10  # 2 retries with a 0.1 s backoff, not a hang
+            assert audio["seconds"] < 10  # 2 retries with a 0.1 s backoff, a 1 s wait for loading, not a hang
             assert body["status"] == "failed" and "SignatureMismatchError" in body["detail"]
             assert "unknown inputs ['body']" in body["detail"] and "pixels" in body["detail"]
             document = client.get(f"/v1/jobs/{degraded}/result").get_json()
@@ -288,7 +294,7 @@ def test_a_worker_killed_while_it_holds_a_task_is_replaced_by_another(redis_url:
     redis.Redis.from_url(url).flushdb()
     env = base_env(url, tmp_path, models, f"127.0.0.1:{late_port}", EMPATHY_MODEL_SERVER_RETRIES="60",
                    EMPATHY_MODEL_SERVER_BACKOFF_S="0.2", EMPATHY_TASK_VISIBILITY_TIMEOUT_S="4",
-                   EMPATHY_TASK_RESTORE_INTERVAL_S="1")
+                   EMPATHY_TASK_RESTORE_INTERVAL_S="1", EMPATHY_MODEL_LOAD_TIMEOUT_S="1")
     store = JobStore.from_url(url, ttl_s=600)
     video = write_tiny_video(tmp_path / "clip.mp4")
     specs = [("audio", "audio-1", {}), ("audio", "audio-2", {}), ("fusion", "fusion", {})]
@@ -376,3 +382,93 @@ def test_workers_refuse_pickle_messages(redis_url: str, tmp_path: Path) -> None:
     log = worker_log(tmp_path, "fusion")
     assert "untrusted content of type pickle" in log, log[-2000:]
     assert os.path.isfile(job_dir(tmp_path / "storage", sentinel) / "result.json")
+
+
+@pytest.mark.slow
+def test_redis_away_and_a_model_server_restart_during_a_task_lose_nothing(tmp_path: Path, models: Path,
+                                                                          media: dict[str, Path]) -> None:
+    redis_server = RedisServer(tmp_path / "redis", free_port()).start()
+    port = free_port()
+    server = start_model_server(models, port=port)
+    env = base_env(redis_server.url, tmp_path, models, f"127.0.0.1:{port}")
+    store = JobStore.from_url(redis_server.url, ttl_s=600)
+    try:
+        with running_workers(tmp_path, env, [("audio", "audio", {}), ("fusion", "fusion", {})]), \
+                gateway(env) as client:
+            server.stop()  # the model server goes away (and will come back with nothing loaded)
+            server = None
+            job_id = submit(client, media["tiny"], "audio")
+            wait_for(lambda: store.raw(job_id).get("audio.status") == "predicting", timeout=60,
+                     what="the worker predicting")
+            time.sleep(2.0)  # its quick retries spent: now waiting for the model to load
+            redis_server.stop()
+            time.sleep(12.0)  # the outage that used to end the job degraded (TimeoutError) or stuck
+            redis_server.start()
+            server = start_model_server(models, port=port)
+            job = final_state(client, job_id)
+            assert job["state"] == "done" and job["degraded"] is False and job["used"] == ["audio"], job
+            assert job["modalities"]["audio"]["status"] == "ok" and "attempts" not in job["modalities"]["audio"]
+    finally:
+        if server is not None:
+            server.stop()
+        redis_server.stop()
+    assert "waiting for it to load" in worker_log(tmp_path, "audio")
+
+
+@pytest.mark.slow
+def test_a_task_whose_worker_died_is_sent_again_well_before_the_visibility_timeout(
+        redis_url: str, tmp_path: Path, models: Path, media: dict[str, Path]) -> None:
+    port = free_port()
+    server = start_model_server(models, port=port)
+    url = redis_db(redis_url, 13)
+    redis.Redis.from_url(url).flushdb()
+    env = base_env(url, tmp_path, models, f"127.0.0.1:{port}")  # visibility timeout and lease: the defaults
+    store = JobStore.from_url(url, ttl_s=600)
+    specs = [("audio", "audio-1", {}), ("audio", "audio-2", {}), ("fusion", "fusion", {})]
+    try:
+        with running_workers(tmp_path, env, specs, own_group=True) as workers, gateway(env) as client:
+            server.stop()  # so that the task is still running (waiting for the model) when its worker dies
+            server = None
+            job_id = submit(client, media["tiny"], "audio")
+            wait_for(lambda: store.raw(job_id).get("audio.status") == "predicting", timeout=60,
+                     what="a worker predicting")
+            holder = store.raw(job_id)["audio.worker"].split("@")[0]
+            kill_group(workers[holder])
+            killed_at = time.monotonic()
+            server = start_model_server(models, port=port)
+            job = final_state(client, job_id, timeout=240)
+            waited = time.monotonic() - killed_at
+            assert job["state"] == "done" and job["modalities"]["audio"]["status"] == "ok", job
+            assert job["modalities"]["audio"]["attempts"] == 2
+            lease = Settings().task_lease_s
+            assert waited < 3 * lease + 30, waited  # a lease and a sweep, not the hour of the visibility timeout
+    finally:
+        if server is not None:
+            server.stop()
+    assert "task vanished; sending it again" in worker_log(tmp_path, "fusion")
+
+
+def test_the_watchdog_resends_lost_tasks_and_fuses_jobs_whose_chord_never_fired(redis_url: str,
+                                                                                 tmp_path: Path) -> None:
+    from services.watchdog import sweep
+
+    url = redis_db(redis_url, 14)
+    redis.Redis.from_url(url).flushdb()
+    env = ensemble_env(url, tmp_path / "storage", tmp_path / "models")
+    store = JobStore.from_url(url, ttl_s=600)
+    lost, unfused = "d" * 32, "e" * 32
+    store.create(lost, subject=0, filename="a.mp4", video="", modalities=["audio"])  # its message never sent
+    store.create(unfused, subject=0, filename="b.mp4", video="", modalities=["audio"])
+    values = np.sin(np.arange(100) / 10.0)
+    save_series(job_dir(tmp_path / "storage", unfused), ModalityResult("audio", values, np.isnan(values), "ok"))
+    store.update_modality(unfused, "audio", status="ok", progress=1.0)
+    with environment(env) as settings:
+        app = create_celery(settings)
+        later = time.time() + settings.task_lease_s + 1
+        assert sweep(store, app, settings, now=time.time()) == {"analyses": 0, "fusions": 0}  # within the lease
+        assert sweep(store, app, settings, now=later) == {"analyses": 1, "fusions": 1}
+        assert redis.Redis.from_url(url).llen("audio") == 1
+        assert sweep(store, app, settings, now=later + 1) == {"analyses": 0, "fusions": 0}  # in line now
+    with running_workers(tmp_path, env, [("fusion", "fusion", {})]):
+        wait_for(lambda: store.raw(unfused).get("state") == "done", timeout=30, what="the watchdog's fusion")
+    assert store.raw(lost)["audio.status"] == "queued" and store.active_jobs() == [lost]

@@ -39,28 +39,6 @@ pytestmark = pytest.mark.slow
 FUSED_CCC_THRESHOLD = 0.3
 DURATION_S = 20.0
 
-# Even smaller than the bundled models: this test checks the plumbing and that learning happened at all.
-TINY_TRAINING = {
-    "audio": {"hparams": {"gru_units": 16}, "epochs": 8},
-    "text": {"hparams": {"lstm_units": 8}, "epochs": 20},
-    "face": {"hparams": {"filters": [4, 8], "dense": [16, 8]}, "epochs": 6},
-    "landmarks": {"hparams": {"filters": [16, 16, 16, 16], "dense": 8}, "epochs": 10},
-    "body": {"hparams": {"depth": 10, "base_filters": 4, "head": [16, 8]}, "params": {"size": 48}, "epochs": 6},
-}
-
-
-@pytest.fixture(scope="session")
-def ensemble_models(tmp_path_factory: pytest.TempPathFactory, synthetic_dataset: Path) -> Path:
-    existing = os.environ.get("EMPATHY_TEST_MODELS")
-    if existing:
-        return Path(existing)
-    from gateway.bootstrap import build_default_models
-
-    models_dir = tmp_path_factory.mktemp("ensemble") / "models"
-    build_default_models(models_dir, data_dir=synthetic_dataset, overrides=TINY_TRAINING)
-    return models_dir
-
-
 @pytest.fixture(scope="session")
 def held_out_clip(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     from shared.synthetic import generate_clip
@@ -87,7 +65,7 @@ def test_the_ensemble_end_to_end(ensemble_models: Path, held_out_clip, redis_url
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(REPO), "EMPATHY_FUSION_WEIGHTS": "ccc",
-           "EMPATHY_FUSION_CUTOFF_HZ": "0.1", "EMPATHY_LOG_LEVEL": "WARNING", **api_keys_env()}
+           "EMPATHY_FUSION_CUTOFF_HZ": "0.1", **api_keys_env()}
     log_path = tmp_path / "up.log"
     with log_path.open("wb") as log:
         launcher = subprocess.Popen(
@@ -166,3 +144,206 @@ def test_the_ensemble_end_to_end(ensemble_models: Path, held_out_clip, redis_url
                 launcher.kill()
                 launcher.wait()
     assert launcher.returncode == 0, log_path.read_text()[-5000:]
+
+
+# --- `empathy up` at its defaults: smoke test, memory, Ctrl-C, chaos ---------------------------------------
+def _clean_env() -> dict[str, str]:
+    """The test's environment without any EMPATHY_* variable: every setting at its default."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("EMPATHY_")}, "PYTHONPATH": str(REPO)}
+
+
+class Up:
+    """``empathy up`` as a user runs it; only ports and directories are chosen (free / temporary)."""
+
+    def __init__(self, models_dir: Path, workdir: Path) -> None:
+        from tests.conftest import free_port
+
+        self.port, self.model_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "up.log"
+        self.out_path = workdir / "up.out"
+        with self.log_path.open("wb") as log, self.out_path.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "shared.cli", "up", "--port", str(self.port), "--base-port",
+                 str(self.model_port), "--models-dir", str(models_dir), "--storage-dir", str(workdir / "storage")],
+                cwd=workdir, env=_clean_env(), stdout=out, stderr=log)
+        self.key = ""
+        self.seen: set[int] = set()
+
+    def wait_ready(self, timeout: float = 300.0) -> None:
+        def ready() -> bool:
+            assert self.process.poll() is None, self.log_path.read_text()[-5000:]
+            self.remember()
+            return "export EMPATHY_API_KEY=" in self.out_path.read_text()
+
+        wait_for(ready, timeout=timeout, interval=1.0, what="empathy up ready")
+        self.key = self.out_path.read_text().split("export EMPATHY_API_KEY=", 1)[1].split()[0]
+
+    def remember(self) -> None:
+        """Every process ever seen under the launcher: Ctrl-C must leave none of them."""
+        from bench.procstat import descendants
+
+        self.seen.update(descendants(self.process.pid))
+
+    def rss_mib(self) -> float:
+        from bench.procstat import descendants
+
+        total = 0
+        for pid in [self.process.pid, *descendants(self.process.pid)]:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        return total / 1024.0
+
+    def ctrl_c(self) -> int:
+        self.remember()
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=120)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+
+    def left_behind(self) -> list[int]:
+        def alive(pid: int) -> bool:
+            try:
+                return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+            except OSError:
+                return False
+
+        return sorted(pid for pid in self.seen if alive(pid))
+
+
+def _submit_and_wait(up: Up, video: Path, *, timeout: float, retry_until: float | None = None) -> dict:
+    """Upload (retried on connection errors and 503, with an idempotency key) and follow the job to its end."""
+    import uuid
+
+    import requests
+
+    headers = {"Authorization": f"Bearer {up.key}"}
+    idempotency = uuid.uuid4().hex
+    deadline = time.monotonic() + timeout
+    job_id = None
+    while job_id is None:
+        assert time.monotonic() < deadline, "upload never accepted"
+        try:
+            with video.open("rb") as fh:
+                response = requests.post(f"{up.url}/v1/jobs", files={"video": (video.name, fh)},
+                                         data={"subject": "1"}, timeout=30,
+                                         headers={**headers, "Idempotency-Key": idempotency})
+            if response.status_code in (200, 202):
+                job_id = response.json()["id"]
+            else:
+                assert response.status_code in (502, 503, 504), response.text
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    while True:
+        assert time.monotonic() < deadline, f"job {job_id} not finished in {timeout} s"
+        try:
+            response = requests.get(f"{up.url}/v1/jobs/{job_id}", headers=headers, timeout=30)
+            if response.status_code == 200 and response.json()["state"] in ("done", "failed"):
+                status = response.json()
+                csv = requests.get(f"{up.url}/v1/jobs/{job_id}/result?format=csv", headers=headers, timeout=30)
+                status["csv"] = csv.text if csv.status_code == 200 else ""
+                return status
+        except requests.RequestException:
+            pass
+        time.sleep(1.0)
+
+
+def _complete_rows(csv: str, n_frames: int) -> bool:
+    lines = csv.splitlines()
+    return (len(lines) == 1 + n_frames and lines[0].split(",")[:2] == ["valence", "agreement"]
+            and all(line.split(",")[0] not in ("", "nan") for line in lines[1:]))
+
+
+def test_empathy_up_at_its_defaults_analyses_a_clip_and_ctrl_c_leaves_nothing(
+        ensemble_models: Path, held_out_clip, tmp_path: Path) -> None:  # noqa: ANN001
+    up = Up(ensemble_models, tmp_path)
+    try:
+        up.wait_ready()
+        idle_mib = up.rss_mib()
+        job = _submit_and_wait(up, held_out_clip.video, timeout=900)
+        busy_mib = up.rss_mib()
+        assert job["state"] == "done" and job["degraded"] is False, job
+        assert _complete_rows(job["csv"], int(DURATION_S * 25))
+        (tmp_path / "memory.txt").write_text(f"idle {idle_mib:.0f} MiB, after a job {busy_mib:.0f} MiB")
+        print(f"empathy up RSS: idle {idle_mib:.0f} MiB, after a job {busy_mib:.0f} MiB")
+    finally:
+        code = up.ctrl_c()
+    log = up.log_path.read_text()
+    assert code == 0, log[-5000:]
+    assert '"level": "ERROR"' not in log.split("ensemble stopped")[0] or "Traceback" not in log, log[-5000:]
+    assert up.left_behind() == [], up.left_behind()
+    assert len(up.seen) >= 8  # redis, the model server, six workers, gunicorn (+ its worker)
+
+
+CHAOS_JOBS = 10
+CHAOS_DURATION_S = 4.0
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    from shared.synthetic import generate_clip
+
+    return generate_clip(tmp_path_factory.mktemp("chaos_clip"), subject=1, story=5, duration_s=CHAOS_DURATION_S,
+                         width=320, height=180, seed=3)
+
+
+def test_chaos_a_random_child_killed_every_few_seconds_loses_no_job(
+        ensemble_models: Path, short_clip, tmp_path: Path) -> None:  # noqa: ANN001
+    """While 10 jobs run, SIGKILL one of `empathy up`'s children (Redis, the model server, a worker, the
+    gateway) at random every 5-8 s: every job finishes done with every row, and Ctrl-C leaves nothing."""
+    import random
+    import threading
+
+    from bench.procstat import label_of
+
+    rng = random.Random(11)
+    up = Up(ensemble_models, tmp_path)
+    results: list[dict] = []
+    kills: list[str] = []
+    try:
+        up.wait_ready()
+        errors: list[BaseException] = []
+
+        def client() -> None:
+            try:
+                results.append(_submit_and_wait(up, short_clip.video, timeout=1500))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        clients = [threading.Thread(target=client, daemon=True) for _ in range(CHAOS_JOBS)]
+        for thread in clients:
+            thread.start()
+            time.sleep(0.3)
+        while any(t.is_alive() for t in clients) and len(kills) < 15:
+            time.sleep(rng.uniform(5.0, 8.0))
+            up.remember()
+            children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                        and _parent(int(p.name)) == up.process.pid]
+            if children:
+                victim = rng.choice(children)
+                kills.append(label_of(victim))
+                os.kill(victim, signal.SIGKILL)
+        for thread in clients:
+            thread.join(timeout=1500)
+        assert not errors, errors
+    finally:
+        code = up.ctrl_c()
+    summary = (f"{len(kills)} kills ({', '.join(kills)}); states {[r['state'] for r in results]}; "
+               f"degraded {sum(bool(r.get('degraded')) for r in results)}")
+    print("chaos:", summary)
+    (tmp_path / "chaos.txt").write_text(summary)
+    assert len(results) == CHAOS_JOBS and all(r["state"] == "done" for r in results), summary
+    assert all(_complete_rows(r["csv"], int(CHAOS_DURATION_S * 25)) for r in results), summary
+    assert code == 0 and up.left_behind() == [], (code, up.left_behind())
+
+
+def _parent(pid: int) -> int | None:
+    from bench.procstat import parent_of
+
+    return parent_of(pid)

@@ -49,7 +49,6 @@ def env(redis_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     url = redis_db(redis_url, 5)
     redis.Redis.from_url(url).flushdb()
     values = {**ensemble_env(url, tmp_path / "storage", tmp_path / "models"), **api_keys_env()}
-    values.pop("EMPATHY_LOG_LEVEL")
     with environment(values):
         yield values
 
@@ -126,7 +125,6 @@ def test_refused_requests_are_limited_per_address_and_per_key(client, env) -> No
 def test_redis_down_or_unreachable_answers_503_within_the_timeout(tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "redis", free_port()).start()
     values = {**ensemble_env(server.url, tmp_path / "storage", tmp_path / "models"), **api_keys_env()}
-    values.pop("EMPATHY_LOG_LEVEL")
     video = write_tiny_video(tmp_path / "clip.mp4")
     timeout = get_settings().redis_timeout_s
     try:

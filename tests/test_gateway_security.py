@@ -40,7 +40,7 @@ def env(redis_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     url = redis_db(redis_url, 8)
     redis.Redis.from_url(url).flushdb()
     values = ensemble_env(url, tmp_path / "storage", tmp_path / "models", EMPATHY_MODEL_SERVER="127.0.0.1:1",
-                          EMPATHY_LOG_LEVEL="INFO", **api_keys_env())
+                          **api_keys_env())
     with environment(values):
         yield values
 
