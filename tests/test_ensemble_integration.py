@@ -276,7 +276,7 @@ def test_empathy_up_at_its_defaults_analyses_a_clip_and_ctrl_c_leaves_nothing(
         code = up.ctrl_c()
     log = up.log_path.read_text()
     assert code == 0, log[-5000:]
-    assert '"level": "ERROR"' not in log.split("ensemble stopped")[0] or "Traceback" not in log, log[-5000:]
+    assert "Traceback" not in log, log[-5000:]  # at the default log level, with nothing killed: no error at all
     assert up.left_behind() == [], up.left_behind()
     assert len(up.seen) >= 8  # redis, the model server, six workers, gunicorn (+ its worker)
 
