@@ -30,7 +30,7 @@ from tests.ensemble_support import REPO, wait_for
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 NOT_RUN = re.compile(r"^<!-- not-run: (?P<reason>.{10,}) -->$")
-JOB_ID = re.compile(r"(?:\"id\": \"|job )([0-9a-f]{32})")
+JOB_ID = re.compile(r"(?:\"id\":\s*\"|job )([0-9a-f]{32})")  # a job id a command printed
 SERVER_COMMANDS = (".venv/bin/empathy up",)
 
 
@@ -87,6 +87,7 @@ class Page:
 
     def __init__(self, workdir: Path, models: Path, video: Path) -> None:
         self.dir = workdir
+        workdir.mkdir(parents=True)
         (workdir / ".venv").symlink_to(REPO / ".venv")
         shutil.copytree(models, workdir / "models")
         shutil.copy(video, workdir / "video.mp4")
