@@ -110,7 +110,7 @@ class Page:
 
     def start_server(self, command: str) -> None:
         log = self.dir / f"server-{len(self.servers)}.log"
-        if free_port_in_use(8500) and "--base-port" not in command:
+        if port_in_use(8500) and "--base-port" not in command:
             command += f" --base-port {free_port()}"  # a port that must be free here
         with log.open("wb") as out:
             server = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=self.dir, env=self.env,
@@ -135,7 +135,7 @@ class Page:
             assert code == 0, f"a server did not stop cleanly on Ctrl-C: {code}"
 
 
-def free_port_in_use(port: int) -> bool:
+def port_in_use(port: int) -> bool:
     import socket
 
     with socket.socket() as sock:
