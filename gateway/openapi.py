@@ -83,7 +83,8 @@ RESULT = {
     "required": ["n_frames", "fps", "valence", "agreement", "modalities"],
 }
 
-_UNAUTHORIZED = {"401": _error("missing or invalid API key")}
+_UNAUTHORIZED = {"401": _error("missing or invalid API key"),
+                 "429": _error("too many refused requests from this address or key (EMPATHY_AUTH_FAILURE_LIMIT)")}
 _UNAVAILABLE = {"503": _error("Redis (job store / broker) unavailable; retry later")}
 
 SPEC: dict[str, Any] = {
@@ -120,7 +121,10 @@ SPEC: dict[str, Any] = {
                     "400": _error("bad or unknown form field, empty upload, bad transcript"),
                     **_UNAUTHORIZED,
                     "409": _error("the same idempotency key is still being processed"),
-                    "413": _error("upload larger than EMPATHY_MAX_UPLOAD_MB or longer than EMPATHY_MAX_DURATION_S"),
+                    "408": _error("the upload arrived slower than EMPATHY_UPLOAD_MIN_RATE_KIB_S"),
+                    "413": _error("upload larger than EMPATHY_MAX_UPLOAD_MB, longer than EMPATHY_MAX_DURATION_S, "
+                                  "frames larger than EMPATHY_MAX_FRAME_SIZE or pixel rate above "
+                                  "EMPATHY_MAX_PIXEL_RATE"),
                     "415": _error("not a usable video (not media, truncated, no video stream, no frames)"),
                     "422": _error("idempotency key reused for a different upload"),
                     **_UNAVAILABLE,
