@@ -83,13 +83,14 @@ TINY_TRAINING = {
 
 
 @pytest.fixture(scope="session")
-def ensemble_models(tmp_path_factory: pytest.TempPathFactory, synthetic_dataset: Path) -> Path:
-    """Tiny trained models of the five modalities (once per session; EMPATHY_TEST_MODELS reuses a directory)."""
+def ensemble_models(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """Tiny trained models of the five modalities (once per session; EMPATHY_TEST_MODELS reuses a directory,
+    and then no synthetic data set is generated either)."""
     existing = os.environ.get("EMPATHY_TEST_MODELS")
     if existing:
         return Path(existing)
     from gateway.bootstrap import build_default_models
 
     models_dir = tmp_path_factory.mktemp("ensemble") / "models"
-    build_default_models(models_dir, data_dir=synthetic_dataset, overrides=TINY_TRAINING)
+    build_default_models(models_dir, data_dir=request.getfixturevalue("synthetic_dataset"), overrides=TINY_TRAINING)
     return models_dir
