@@ -1,4 +1,4 @@
-"""The whole ensemble, every part real: ``empathy up`` starts our gRPC model servers (one per modality), the
+"""The whole ensemble, every part real: ``empathy up`` starts our gRPC model server (one, for the five models), the
 five modality workers and the fusion worker (Celery, real subprocesses) and the gateway under gunicorn,
 on a real redis-server. A held-out synthetic video (a story no model trained on) goes in over HTTP with
 ``empathy submit --wait``; the result must cover every frame, carry every modality, and follow the ground
