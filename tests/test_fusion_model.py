@@ -19,12 +19,20 @@ from shared.fusion import (
     load_fusion_model,
     parse_weights,
     resolve,
+    weight_from_ccc,
 )
 from shared.metrics import ccc
 from shared.pipeline import ModalityResult, fuse_results
 from shared.results import build_document, to_csv
 from shared.settings import MODALITIES, Settings
-from training.fusion import ClipCurves, band_calibration, choose_cutoff, fit_learned, fit_ridge
+from training.fusion import (
+    ClipCurves,
+    band_calibration,
+    band_residuals,
+    choose_cutoff,
+    fit_learned,
+    fit_ridge,
+)
 
 FPS = 25.0
 STATS = {"mean": 0.1, "std": 0.3}
@@ -82,11 +90,13 @@ def test_short_clips_do_not_degenerate_to_a_slope(seconds: int) -> None:
 
 
 # ----------------------------------------------------------------------------------- weights
-def test_ccc_weights_fall_back_clearly() -> None:
+def test_ccc_weights_are_inverse_error_variances_and_fall_back_clearly() -> None:
+    assert weight_from_ccc(0.5) == pytest.approx(0.25 / 0.75)
+    assert weight_from_ccc(-0.3) == 0.0 and weight_from_ccc(1.0) == weight_from_ccc(0.99) < np.inf
     weights, notes = ccc_weights({"audio": {"val_ccc_filtered": 0.5}, "face": {"val_ccc": 0.9},
                                   "body": {"val_ccc_filtered": -0.2}, "text": {}})
-    assert weights == {"audio": 0.5, "face": 0.9, "body": 0.0, "text": 0.0}  # text: like the weakest (body, 0)
-    assert len(notes) == 1 and "'text'" in notes[0]
+    assert weights == pytest.approx({"audio": 1 / 3, "face": 0.81 / 0.19, "body": 0.0, "text": 0.0})
+    assert len(notes) == 1 and "'text'" in notes[0]  # text: like the weakest recorded (body, 0)
     weights, notes = ccc_weights({"audio": {}, "face": {}})
     assert weights == {"audio": 1.0, "face": 0.1} and "paper" in notes[0]
 
@@ -95,7 +105,8 @@ def test_learned_without_a_fusion_model_falls_back_to_ccc_with_a_note() -> None:
     metadata = {"audio": {"val_ccc_filtered": 0.4}, "face": {"val_ccc_filtered": 0.8}}
     plan = resolve("learned", metadata, None)
     assert plan["method"] == "ccc" and plan["learned"] is None
-    assert plan["weights"] == {"audio": 0.4, "face": 0.8} and plan["cutoff_hz"] == 0.01
+    assert plan["weights"] == {"audio": weight_from_ccc(0.4), "face": weight_from_ccc(0.8)}
+    assert plan["cutoff_hz"] == 0.01
     assert any("learned" in note for note in plan["notes"]) and any("not calibrated" in n for n in plan["notes"])
 
 
@@ -152,6 +163,23 @@ def test_band_calibrated_on_validation_holds_its_coverage_on_new_clips() -> None
         out = fuse(clip.results, weights, cutoff_hz=cutoff, subject_stats=STATS, band=band, min_cycles=3)
         inside.append((clip.labels >= out.band_low) & (clip.labels <= out.band_high))
     assert abs(np.mean(np.concatenate(inside)) - 0.8) < 0.1
+
+
+def test_band_residuals_replay_the_level_and_scale_of_other_stories() -> None:
+    """A fused curve with the right shape, re-scaled to the pooled statistics, is wrong by exactly the level
+    and scale by which another story's labels differ from them."""
+    clip = validation_set(n_clips=1)[0]
+    z_true = (clip.labels - clip.labels.mean()) / clip.labels.std()
+    perfect = type("Fused", (), {"valence": STATS["mean"] + STATS["std"] * z_true})()
+    stories = [(STATS["mean"] + 0.15, STATS["std"]), (STATS["mean"], 1.5 * STATS["std"])]
+    shifted, wider = band_residuals(clip, perfect, stories)
+    assert np.allclose(shifted, 0.5)  # 0.15 / 0.3
+    assert np.allclose(wider, 0.5 * z_true)
+    (plain,) = band_residuals(clip, perfect)
+    assert np.allclose(plain, (clip.labels - perfect.valence) / STATS["std"])
+    band = band_calibration([clip], [fuse(clip.results, {"face": 1.0}, cutoff_hz=0, subject_stats=STATS)], 0.8,
+                            {1: stories})
+    assert band["val_coverage"] == pytest.approx(0.8, abs=0.01) and band["val_coverage_plain"] >= 0.8
 
 
 def test_calibrate_band_reaches_the_quantile() -> None:

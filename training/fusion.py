@@ -13,8 +13,10 @@ needs is fit on the same validation story the modules were tuned on, through the
    frames, augmented with copies where a module is missing (whole clip, or random 4 s blocks) so that it
    learns what to do without it; its ridge penalty is chosen by leave-one-clip-out CCC;
 4. the confidence band of each method is calibrated (:func:`shared.fusion.calibrate_band`) to hold
-   ``EMPATHY_FUSION_BAND_COVERAGE`` of the validation labels -- for ``learned`` on its leave-one-clip-out
-   curves, so the band does not inherit the fit's optimism;
+   ``EMPATHY_FUSION_BAND_COVERAGE`` of the validation labels replayed with the level and scale of every
+   training story (:func:`band_residuals`: a new story's labels do not sit exactly at the subject's pooled
+   statistics the curve is re-scaled to) -- for ``learned`` on its leave-one-clip-out curves, so the band
+   does not inherit the fit's optimism;
 5. export ``models/fusion/<version>/metadata.json`` (staging + atomic rename, as for the other models) with
    the modules' versions and the data-set hash.
 """
@@ -49,6 +51,9 @@ from shared.settings import MODALITIES, PAPER_FUSION_WEIGHTS, Settings, get_sett
 logger = logging.getLogger(__name__)
 
 RIDGE_ALPHAS: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0, 10000.0)
+# The modules' grid plus 0 = no final low-pass: every module is already low-passed at its own validated cut-off,
+# and a second filter can only remove more (on the bundled models it costs 0.03-0.1 CCC on held-out clips).
+NO_FILTER = 0.0
 DROP_BLOCK_S = 4.0  # length of the random missing blocks of the augmentation
 DROP_BLOCK_SHARE = 0.2  # share of blocks each module loses in the augmented copy
 
@@ -89,13 +94,16 @@ def _fused(curves: ClipCurves, weights: Mapping[str, float], cutoff: float, *, m
 def choose_cutoff(clips: Sequence[ClipCurves], weights: Mapping[str, float], grid: Sequence[float], *,
                   min_cycles: float, fps: float = 25.0,
                   learned: LearnedFusion | None = None) -> tuple[float, dict[str, float]]:
-    """The grid cut-off with the best mean validation CCC of the fused curve; ties -> the highest cut-off."""
+    """The grid cut-off with the best mean validation CCC of the fused curve; ties -> the least smoothing.
+
+    0 in the grid means no final low-pass (the least smoothing of all).
+    """
     scores = {}
     for cutoff in grid:
         fused = [_fused(c, weights, cutoff, min_cycles=min_cycles, fps=fps, learned=learned) for c in clips]
         scores[str(cutoff)] = float(np.mean([ccc(c.labels, f.valence) for c, f in zip(clips, fused, strict=True)]))
     best = max(scores.values())
-    chosen = max(c for c in grid if scores[str(c)] >= best - 1e-9)
+    chosen = max((c for c in grid if scores[str(c)] >= best - 1e-9), key=lambda c: np.inf if c <= 0 else c)
     return float(chosen), scores
 
 
@@ -130,7 +138,14 @@ def _augmented(curves: ClipCurves, modules: Sequence[str], rng: np.random.Genera
 
 def fit_ridge(clips: Sequence[ClipCurves], modules: Sequence[str], consensus: Mapping[str, float], alpha: float, *,
               seed: int = 0, fps: float = 25.0) -> LearnedFusion:
-    """Ridge on the augmented validation frames (intercept not penalised)."""
+    """Ridge on the augmented validation frames (intercept not penalised), module weights >= 0.
+
+    Why non-negative: every module is fit to predict valence, so a negative weight only ever exploits errors
+    that happen to be shared by two good modules on the few validation clips (unconstrained, the bundled
+    models' validation gives the body module -0.36: face, landmarks and body are nearly collinear there).
+    """
+    from scipy.optimize import lsq_linear
+
     rng = np.random.default_rng(seed)
     rows, targets = [], []
     for curves in clips:
@@ -139,10 +154,11 @@ def fit_ridge(clips: Sequence[ClipCurves], modules: Sequence[str], consensus: Ma
             rows.append(learned_features(z, modules, consensus, y.size))
             targets.append(y)
     x, y = np.concatenate(rows), np.concatenate(targets)
-    penalty = alpha * np.eye(x.shape[1])
-    penalty[-1, -1] = 0.0
-    coef = np.linalg.solve(x.T @ x + penalty, x.T @ y)
     m = len(modules)
+    penalty = np.sqrt(alpha) * np.eye(x.shape[1])[:-1]  # every coefficient but the intercept
+    lower = np.concatenate([np.zeros(m), np.full(x.shape[1] - m, -np.inf)])
+    coef = lsq_linear(np.vstack([x, penalty]), np.concatenate([y, np.zeros(len(penalty))]),
+                      bounds=(lower, np.full(x.shape[1], np.inf)), method="bvls").x
     return LearnedFusion(modules=list(modules), coef_values=[float(v) for v in coef[:m]],
                          coef_mask=[float(v) for v in coef[m:2 * m]], coef_agreement=float(coef[2 * m]),
                          intercept=float(coef[2 * m + 1]), consensus_weights=dict(consensus), alpha=float(alpha))
@@ -170,16 +186,61 @@ def fit_learned(clips: Sequence[ClipCurves], modules: Sequence[str], consensus: 
     return fit_ridge(clips, modules, consensus, best, seed=seed, fps=fps), scores, held_out[str(best)]
 
 
-def band_calibration(clips: Sequence[ClipCurves], fused: Sequence[Any], coverage: float) -> dict[str, float]:
-    """Band ``k``/``floor`` from the validation residuals, plus the coverage it reaches there."""
-    residuals, spread = [], []
+def story_statistics(clips: Sequence[Clip]) -> dict[int, list[tuple[float, float]]]:
+    """Per subject, the (mean, std) of the labels of each of its clips (one per story)."""
+    from shared.data import read_labels
+
+    out: dict[int, list[tuple[float, float]]] = {}
+    for clip in clips:
+        if clip.labels is not None:
+            labels = read_labels(clip.labels)
+            out.setdefault(clip.subject, []).append((float(labels.mean()), float(labels.std())))
+    return out
+
+
+def band_residuals(curves: ClipCurves, result: Any,
+                   story_stats: Sequence[tuple[float, float]] = ()) -> list[np.ndarray]:
+    """Residuals of one validation clip in units of the subject's std, as a story the models never saw would
+    have them.
+
+    The fused curve is re-scaled to the subject's pooled statistics ``(mu, sigma)``, but a new story's labels
+    have their own mean and std: the validation story happens to sit close to the pooled ones (bundled data:
+    within 0.04 std), other stories of the same listener sit up to 0.6 std away. So each validation residual
+    is also replayed with the mean and std ``(m_k, s_k)`` of every training story k of that listener::
+
+        r_k = (m_k - mu) / sigma + (s_k / sigma) z_true - z_fused
+
+    (``z_true``: the clip's labels standardised; ``z_fused``: the fused curve in units of (mu, sigma)): the
+    shape error measured on validation plus the level and scale error a new story brings. Without training
+    stories of that listener, the plain residual is used.
+    """
+    stats = curves.stats or {"mean": float(np.mean(curves.labels)), "std": float(np.std(curves.labels)) or 1.0}
+    mu, sigma = float(stats["mean"]), float(stats["std"])
+    if not story_stats:
+        return [(curves.labels - result.valence) / sigma]
+    spread_labels = float(np.std(curves.labels)) or 1.0
+    z_true = (curves.labels - float(np.mean(curves.labels))) / spread_labels
+    z_fused = (result.valence - mu) / sigma
+    return [(m_k - mu) / sigma + (s_k / sigma) * z_true - z_fused for m_k, s_k in story_stats]
+
+
+def band_calibration(clips: Sequence[ClipCurves], fused: Sequence[Any], coverage: float,
+                     story_stats: Mapping[int, Sequence[tuple[float, float]]] | None = None) -> dict[str, float]:
+    """Band ``k``/``floor`` from the validation residuals (:func:`band_residuals`), and the coverage reached
+    on the replayed residuals (``val_coverage``, the target by construction) and on the plain validation
+    residuals (``val_coverage_plain``)."""
+    residuals, spread, plain, plain_spread = [], [], [], []
     for curves, result in zip(clips, fused, strict=True):
-        std = curves.stats["std"] if curves.stats else float(np.std(curves.labels)) or 1.0
-        residuals.append((curves.labels - result.valence) / std)
-        spread.append(result.spread)
+        replayed = band_residuals(curves, result, (story_stats or {}).get(curves.clip.subject, ()))
+        residuals += replayed
+        spread += [result.spread] * len(replayed)
+        plain += band_residuals(curves, result)
+        plain_spread.append(result.spread)
     r, s = np.concatenate(residuals), np.concatenate(spread)
     band = calibrate_band(r, s, coverage)
     band["val_coverage"] = float(np.mean(np.abs(r) <= band["k"] * (s + band["floor"])))
+    r, s = np.concatenate(plain), np.concatenate(plain_spread)
+    band["val_coverage_plain"] = float(np.mean(np.abs(r) <= band["k"] * (s + band["floor"])))
     return band
 
 
@@ -205,14 +266,15 @@ def train_fusion(data_dir: Path | str | None = None, *, models_dir: Path | str =
     started = time.monotonic()
     settings = settings or get_settings()
     coverage = settings.fusion_band_coverage if coverage is None else coverage
-    grid = tuple(grid or CUTOFF_GRID_HZ)
+    grid = tuple(grid or (NO_FILTER, *CUTOFF_GRID_HZ))
     from shared.model_store import list_versions
 
     names = [m for m in (modalities or MODALITIES) if list_versions(Path(models_dir) / m)]
     if not names:
         raise TrainingError(f"no exported module under {models_dir}: train the modules first")
     all_clips = [c for c in (clips if clips is not None else discover(data_dir)) if c.labels is not None]
-    _, val_clips = split_by_story(all_clips, val_story)
+    train_clips, val_clips = split_by_story(all_clips, val_story)
+    story_stats = story_statistics(train_clips)
     if not val_clips:
         raise TrainingError(f"no labelled Story {val_story} clip to fit the fusion on")
     curves, metadata = module_curves(val_clips, models_dir, names, settings=settings)
@@ -223,7 +285,8 @@ def train_fusion(data_dir: Path | str | None = None, *, models_dir: Path | str =
         cutoff, scores = choose_cutoff(curves, weights, grid, min_cycles=min_cycles, fps=fps)
         fused = [_fused(c, weights, cutoff, min_cycles=min_cycles, fps=fps) for c in curves]
         methods[method] = {"weights": weights, "cutoff_hz": cutoff, "cutoff_scores": scores,
-                           "val_ccc": scores[str(cutoff)], "band": band_calibration(curves, fused, coverage)}
+                           "val_ccc": scores[str(cutoff)],
+                           "band": band_calibration(curves, fused, coverage, story_stats)}
     model, alpha_scores, held_out = fit_learned(curves, names, weights_ccc, cutoff=methods["ccc"]["cutoff_hz"],
                                                 min_cycles=min_cycles, fps=fps, seed=seed)
     cutoff, scores = choose_cutoff(curves, weights_ccc, grid, min_cycles=min_cycles, fps=fps, learned=model)
@@ -233,7 +296,7 @@ def train_fusion(data_dir: Path | str | None = None, *, models_dir: Path | str =
                           "val_ccc": scores[str(cutoff)], "alpha_scores_loo": alpha_scores,
                           "val_ccc_loo": float(np.mean([ccc(c.labels, f.valence)
                                                         for c, f in zip(curves, held_out, strict=True)])),
-                          "band": band_calibration(curves, held_out, coverage)}
+                          "band": band_calibration(curves, held_out, coverage, story_stats)}
     module_hashes = {n: metadata[n].get("dataset_hash") for n in names}
     data_hash = dataset_fingerprint(all_clips)
     if any(h not in (None, data_hash) for h in module_hashes.values()):
