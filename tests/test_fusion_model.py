@@ -125,7 +125,8 @@ def validation_set(n_clips: int = 3, seconds: int = 60, seed: int = 0) -> list[C
 def test_learned_fusion_beats_the_paper_preset_and_survives_missing_modules() -> None:
     train, test = validation_set(seed=0), validation_set(seed=50)
     consensus = {m: 0.5 for m in MODALITIES}
-    model, scores, held_out = fit_learned(train, list(MODALITIES), consensus, cutoff=0.05, min_cycles=3)
+    model, scores, held_out = fit_learned(train, list(MODALITIES), consensus, cutoff=0.05, min_cycles=3,
+                                          alphas=(10.0, 1000.0))
     assert len(held_out) == len(train) and set(scores) and model.alpha in {float(a) for a in scores}
     # it learned that face and landmarks are the good modules
     assert min(model.coef_values[2], model.coef_values[3]) > max(model.coef_values[0], model.coef_values[1])

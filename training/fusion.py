@@ -7,8 +7,9 @@ needs is fit on the same validation story the modules were tuned on, through the
 
 1. every module predicts every validation clip (post-processed with its own cut-off and statistics);
 2. for each method (``paper``, ``ccc``, ``learned``) the final cut-off is chosen on the trainer's grid
-   (:data:`training.trainer.CUTOFF_GRID_HZ`), with the clip-length bound of inference applied (ties -> the
-   highest cut-off, the least smoothing: below the bound every grid value means the same on these clips);
+   (:data:`training.trainer.CUTOFF_GRID_HZ`) plus 0 = no final low-pass, with the clip-length bound of
+   inference applied (ties -> the least smoothing: below the bound every grid value means the same on
+   these clips);
 3. the learned fusion (:class:`shared.fusion.LearnedFusion`, a ridge per frame) is fit on the validation
    frames, augmented with copies where a module is missing (whole clip, or random 4 s blocks) so that it
    learns what to do without it; its ridge penalty is chosen by leave-one-clip-out CCC;
