@@ -181,6 +181,8 @@ def submit_parser() -> argparse.ArgumentParser:
     parser.add_argument("--subject", type=int, default=None)
     parser.add_argument("--modalities", default=None, help="comma list (default: all five)")
     parser.add_argument("--transcript", type=Path, default=None, help="word timings JSON (skips ASR)")
+    parser.add_argument("--fusion", default=None,
+                        help="fusion of this job: ccc | paper | learned | audio=1,... (default: the service's)")
     parser.add_argument("--wait", action="store_true", help="wait for the result (progress bar) and save it")
     parser.add_argument("--out", type=Path, default=None, help="CSV to write with --wait (default: <video>_valence.csv)")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between status requests")
@@ -244,6 +246,8 @@ def submit_main(argv: list[str] | None = None) -> int:
     form: dict[str, str] = {"modalities": ",".join(names)}
     if args.subject is not None:
         form["subject"] = str(args.subject)
+    if args.fusion:
+        form["fusion"] = args.fusion
     try:
         response = _upload(requests, f"{base}/v1/jobs", args, form, headers)
     except GatewayError as exc:
