@@ -152,7 +152,8 @@ def _print_summary(document: dict[str, Any], out: Path, seconds: float, truth: A
         detail = f" - {entry['detail']}" if entry["detail"] else ""
         print(f"  {name:10s} {entry['status']:12s} {shown:12s} {entry['seconds']:.1f} s{score(entry['valence'])}{detail}")
     fusion = document["fusion"]
-    print(f"fusion {fusion['method']} (cut-off {fusion['cutoff_hz']:.3g} Hz){score(document['valence'])}")
+    cutoff = f"final low-pass {fusion['cutoff_hz']:.3g} Hz" if fusion["cutoff_hz"] > 0 else "no final low-pass"
+    print(f"fusion {fusion['method']} ({cutoff}){score(document['valence'])}")
     if agreement:
         print(f"mean agreement {sum(agreement) / len(agreement):.2f}")
     for note in document.get("notes", []):

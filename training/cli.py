@@ -95,7 +95,8 @@ def _train_fusion(args: argparse.Namespace, clips: list[Any]) -> int:
     print(f"fusion: exported {result.version_dir} (fit on {', '.join(meta['val_clips'])})")
     for method, entry in meta["methods"].items():
         band = entry["band"]
-        print(f"  {method:8s} validation CCC {entry['val_ccc']:.3f}, cut-off {entry['cutoff_hz']} Hz, band "
+        cutoff = f"{entry['cutoff_hz']} Hz" if entry["cutoff_hz"] > 0 else "none"
+        print(f"  {method:8s} validation CCC {entry['val_ccc']:.3f}, final low-pass {cutoff}, band "
               f"+-{band['k']:.2f} x (spread + {band['floor']:g} std) holds {band['val_coverage']:.0%} "
               f"(target {meta['band_coverage']:.0%})")
     for note in meta.get("notes", []):
