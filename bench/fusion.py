@@ -150,6 +150,12 @@ def run(models_dir: Path, data_dir: Path, clips_dir: Path, *, stories: Sequence[
         if stated:
             checks += [f"band coverage of {k} {np.mean(cover[k]):.0%} within 5 points of {stated:.0%}: "
                        f"{'yes' if abs(np.mean(cover[k]) - stated) <= 0.05 else 'NO'}" for k in list(fusions)[1:]]
+        from training.evaluate import Table, render_side_by_side
+
+        tables = {key: Table(key) for key in [*names, *fusions]}
+        for key, table in tables.items():
+            table.scores = {(c.clip.subject, c.clip.story): per[key][i] for i, c in enumerate(curves)}
+        table_i = [render_side_by_side(tables), "", *[tables[k].render() + "\n" for k in fusions]]
         block = "\n".join([
             f"Held-out {'Story' if len(stories) == 1 else 'Stories'} {', '.join(map(str, stories))}: {len(curves)} "
             f"clips of {duration_s:g} s (listeners {subjects}), modules of "
@@ -162,6 +168,12 @@ def run(models_dir: Path, data_dir: Path, clips_dir: Path, *, stories: Sequence[
             *lines,
             "",
             *[f"* {check}" for check in checks],
+            "",
+            "Table I of every fusion (`training.evaluate`'s tables, as `empathy evaluate` prints them):",
+            "",
+            "```text",
+            *table_i,
+            "```",
             "",
             f"({time.monotonic() - started:.0f} s, `python -m bench.fusion --models-dir {models_dir} "
             f"--data {data_dir} --duration {duration_s:g} --stories {','.join(map(str, stories))}`)",
