@@ -11,6 +11,7 @@ import pytest
 from shared.data import discover
 from shared.fusion import FUSION_MODEL_DIR, load_fusion_model
 from tests.ensemble_support import export_tiny_model
+from training.fusion import NO_FILTER
 from training.trainer import CUTOFF_GRID_HZ, dataset_hash
 
 pytestmark = pytest.mark.slow
@@ -47,7 +48,8 @@ def test_train_fusion_exports_a_versioned_fusion_model(synthetic_dataset: Path, 
     assert meta["val_clips"] == ["Subject_1_Story_2", "Subject_2_Story_2"]
     assert set(meta["methods"]) == {"paper", "ccc", "learned"}
     for entry in meta["methods"].values():
-        assert entry["cutoff_hz"] in CUTOFF_GRID_HZ and set(entry["cutoff_scores"]) == {str(c) for c in CUTOFF_GRID_HZ}
+        grid = (NO_FILTER, *CUTOFF_GRID_HZ)
+        assert entry["cutoff_hz"] in grid and set(entry["cutoff_scores"]) == {str(c) for c in grid}
         assert entry["band"]["k"] > 0 and entry["band"]["val_coverage"] == pytest.approx(0.8, abs=0.02)
     learned = model.learned()
     assert learned is not None and learned.modules == list(MODULES) and len(learned.coef_values) == 2
