@@ -329,6 +329,18 @@ def calibrate_band(residuals: np.ndarray, spread: np.ndarray, coverage: float,
     return best
 
 
+def band_for_duration(band: Mapping[str, Any], duration_s: float) -> dict[str, Any]:
+    """The band calibration for a clip of ``duration_s``: the ``by_duration`` entry nearest in log-duration.
+
+    A calibration without ``by_duration`` applies to every length.
+    """
+    entries = band.get("by_duration") or []
+    if not entries or duration_s <= 0:
+        return dict(band)
+    nearest = min(entries, key=lambda e: abs(math.log(float(e["duration_s"]) / duration_s)))
+    return {**band, "k": float(nearest["k"]), "floor": float(nearest["floor"])}
+
+
 # ----------------------------------------------------------------------------------- fusing
 def fuse(results: Mapping[str, SeriesResult], weights: Mapping[str, float], *, cutoff_hz: float = PAPER_CUTOFF_HZ,
          subject_stats: Mapping[str, float] | None, fps: float = 25.0, learned: LearnedFusion | None = None,
@@ -378,7 +390,7 @@ def fuse(results: Mapping[str, SeriesResult], weights: Mapping[str, float], *, c
     relative = np.where(coverage >= 1, relative, np.nan)
     smoothed = smooth_and_rescale(fill_gaps(relative), cutoff_hz=cutoff, stats=None, fps=fps)
     smoothed = np.where(np.isfinite(smoothed), np.maximum(smoothed, 0.0), 0.0)
-    chosen = dict(band or DEFAULT_BAND)
+    chosen = band_for_duration(band or DEFAULT_BAND, n_frames / fps)
     half = float(chosen["k"]) * (smoothed + float(chosen["floor"])) * (scale if scale > 0 else 1.0)
     normalised = {name: float(base[i] / base.sum()) for i, name in enumerate(usable)}
     return FusionResult(valence=valence, agreement=agreement, used=usable, weights=normalised, coverage=coverage,

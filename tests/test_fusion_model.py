@@ -12,6 +12,7 @@ import pytest
 from shared.data import Clip
 from shared.fusion import (
     FUSION_MODEL_DIR,
+    band_for_duration,
     calibrate_band,
     ccc_weights,
     effective_cutoff,
@@ -181,6 +182,20 @@ def test_band_residuals_replay_the_level_and_scale_of_other_stories() -> None:
     band = band_calibration([clip], [fuse(clip.results, {"face": 1.0}, cutoff_hz=0, subject_stats=STATS)], 0.8,
                             {1: stories})
     assert band["val_coverage"] == pytest.approx(0.8, abs=0.01) and band["val_coverage_plain"] >= 0.8
+
+
+def test_band_is_calibrated_per_clip_length_and_narrows_for_longer_clips() -> None:
+    """Longer clips wander less from the pooled statistics: the replayed deviations shrink as sqrt(T_cal / T)."""
+    clips = validation_set(n_clips=2, seconds=30)
+    fused = [fuse(c.results, {"face": 1.0, "body": 1.0}, cutoff_hz=0, subject_stats=STATS) for c in clips]
+    stories = {1: [(STATS["mean"] + 0.2, STATS["std"]), (STATS["mean"] - 0.15, 0.7 * STATS["std"])]}
+    band = band_calibration(clips, fused, 0.8, stories, durations_s=(20.0, 30.0, 60.0, 300.0))
+    assert band["calibration_duration_s"] == pytest.approx(30.0)
+    widths = {e["duration_s"]: e["k"] * (np.mean(fused[0].spread) + e["floor"]) for e in band["by_duration"]}
+    assert widths[20.0] == pytest.approx(widths[30.0])  # shorter than the calibration clips: no extrapolation
+    assert widths[30.0] > widths[60.0] > widths[300.0]
+    assert band_for_duration(band, 70.0)["k"] == band["by_duration"][2]["k"]  # nearest length in log scale
+    assert band_for_duration({"k": 1.5, "floor": 0.2}, 70.0) == {"k": 1.5, "floor": 0.2}
 
 
 def test_calibrate_band_reaches_the_quantile() -> None:

@@ -55,6 +55,8 @@ RIDGE_ALPHAS: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0, 10000.0)
 # The modules' grid plus 0 = no final low-pass: every module is already low-passed at its own validated cut-off,
 # and a second filter can only remove more (on the bundled models it costs 0.03-0.1 CCC on held-out clips).
 NO_FILTER = 0.0
+# Clip lengths the band is calibrated for (the nearest is used at inference; see band_calibration).
+BAND_DURATIONS_S: tuple[float, ...] = (20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 480.0)
 DROP_BLOCK_S = 4.0  # length of the random missing blocks of the augmentation
 DROP_BLOCK_SHARE = 0.2  # share of blocks each module loses in the augmented copy
 
@@ -199,8 +201,8 @@ def story_statistics(clips: Sequence[Clip]) -> dict[int, list[tuple[float, float
     return out
 
 
-def band_residuals(curves: ClipCurves, result: Any,
-                   story_stats: Sequence[tuple[float, float]] = ()) -> list[np.ndarray]:
+def band_residuals(curves: ClipCurves, result: Any, story_stats: Sequence[tuple[float, float]] = (), *,
+                   shrink: float = 1.0) -> list[np.ndarray]:
     """Residuals of one validation clip in units of the subject's std, as a story the models never saw would
     have them.
 
@@ -212,8 +214,10 @@ def band_residuals(curves: ClipCurves, result: Any,
         r_k = (m_k - mu) / sigma + (s_k / sigma) z_true - z_fused
 
     (``z_true``: the clip's labels standardised; ``z_fused``: the fused curve in units of (mu, sigma)): the
-    shape error measured on validation plus the level and scale error a new story brings. Without training
-    stories of that listener, the plain residual is used.
+    shape error measured on validation plus the level and scale error a new story brings. ``shrink`` scales
+    the story's deviations ``m_k - mu`` and ``s_k - sigma`` (a longer clip's level and spread wander less
+    from the pooled ones, see :func:`band_calibration`). Without training stories of that listener, the
+    plain residual is used.
     """
     stats = curves.stats or {"mean": float(np.mean(curves.labels)), "std": float(np.std(curves.labels)) or 1.0}
     mu, sigma = float(stats["mean"]), float(stats["std"])
@@ -222,24 +226,47 @@ def band_residuals(curves: ClipCurves, result: Any,
     spread_labels = float(np.std(curves.labels)) or 1.0
     z_true = (curves.labels - float(np.mean(curves.labels))) / spread_labels
     z_fused = (result.valence - mu) / sigma
-    return [(m_k - mu) / sigma + (s_k / sigma) * z_true - z_fused for m_k, s_k in story_stats]
+    return [shrink * (m_k - mu) / sigma + (1.0 + shrink * (s_k - sigma) / sigma) * z_true - z_fused
+            for m_k, s_k in story_stats]
 
 
 def band_calibration(clips: Sequence[ClipCurves], fused: Sequence[Any], coverage: float,
-                     story_stats: Mapping[int, Sequence[tuple[float, float]]] | None = None) -> dict[str, float]:
-    """Band ``k``/``floor`` from the validation residuals (:func:`band_residuals`), and the coverage reached
-    on the replayed residuals (``val_coverage``, the target by construction) and on the plain validation
-    residuals (``val_coverage_plain``)."""
-    residuals, spread, plain, plain_spread = [], [], [], []
+                     story_stats: Mapping[int, Sequence[tuple[float, float]]] | None = None, *,
+                     fps: float = 25.0, durations_s: Sequence[float] = BAND_DURATIONS_S) -> dict[str, Any]:
+    """Band ``k``/``floor`` from the validation residuals (:func:`band_residuals`), one pair per clip length.
+
+    The training stories' clips (``story_stats``) are as long as the validation clips (``T_cal``); the level
+    and spread of a clip of T seconds wander from the listener's pooled statistics less the longer it is,
+    like a mean over T seconds (~ 1 / sqrt(T)). So for each length T of ``durations_s`` the replayed
+    deviations are scaled by ``min(1, sqrt(T_cal / T))`` and ``k``/``floor`` calibrated on them
+    (``by_duration``; inference takes the nearest length). Top-level ``k``/``floor`` are those of ``T_cal``.
+    Also returned: the coverage reached on the replayed residuals at ``T_cal`` (``val_coverage``, the
+    target by construction) and on the plain validation residuals (``val_coverage_plain``).
+    """
+    t_cal = float(np.mean([c.labels.size / fps for c in clips]))
+
+    def pooled(shrink: float) -> tuple[np.ndarray, np.ndarray]:
+        residuals, spread = [], []
+        for curves, result in zip(clips, fused, strict=True):
+            replayed = band_residuals(curves, result, (story_stats or {}).get(curves.clip.subject, ()), shrink=shrink)
+            residuals += replayed
+            spread += [result.spread] * len(replayed)
+        return np.concatenate(residuals), np.concatenate(spread)
+
+    r, s = pooled(1.0)
+    band: dict[str, Any] = calibrate_band(r, s, coverage)
+    band["val_coverage"] = float(np.mean(np.abs(r) <= band["k"] * (s + band["floor"])))
+    band["calibration_duration_s"] = round(t_cal, 2)
+    band["by_duration"] = []
+    for duration in durations_s:
+        shrink = min(1.0, float(np.sqrt(t_cal / duration)))
+        entry = calibrate_band(*pooled(shrink), coverage)
+        band["by_duration"].append({"duration_s": float(duration), "shrink": round(shrink, 4), "k": entry["k"],
+                                    "floor": entry["floor"]})
+    plain, plain_spread = [], []
     for curves, result in zip(clips, fused, strict=True):
-        replayed = band_residuals(curves, result, (story_stats or {}).get(curves.clip.subject, ()))
-        residuals += replayed
-        spread += [result.spread] * len(replayed)
         plain += band_residuals(curves, result)
         plain_spread.append(result.spread)
-    r, s = np.concatenate(residuals), np.concatenate(spread)
-    band = calibrate_band(r, s, coverage)
-    band["val_coverage"] = float(np.mean(np.abs(r) <= band["k"] * (s + band["floor"])))
     r, s = np.concatenate(plain), np.concatenate(plain_spread)
     band["val_coverage_plain"] = float(np.mean(np.abs(r) <= band["k"] * (s + band["floor"])))
     return band
