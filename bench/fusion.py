@@ -160,10 +160,10 @@ def run(models_dir: Path, data_dir: Path, clips_dir: Path, *, stories: Sequence[
             f"Held-out {'Story' if len(stories) == 1 else 'Stories'} {', '.join(map(str, stories))}: {len(curves)} "
             f"clips of {duration_s:g} s (listeners {subjects}), modules of "
             f"`{models_dir}`; fusion fit on Story {settings.val_story} "
-            f"({'the existing fusion model' if use_fusion_model else 'fit by the benchmark'}; validated cut-offs "
-            + ", ".join(f"{m} {v} Hz" for m, v in cutoffs.items()) + f"; applied on {duration_s:g} s clips after "
-            f"the clip-length bound: >= {settings.fusion_min_cycles:g} cycles = "
-            f"{settings.fusion_min_cycles / duration_s:.3g} Hz). CCC per clip (official scorer's maths, whole clip):",
+            f"({'the existing fusion model' if use_fusion_model else 'fit by the benchmark'}; final low-pass chosen "
+            "on validation: " + ", ".join(f"{m} {f'{v} Hz' if v else 'none'}" for m, v in cutoffs.items())
+            + f"; a cut-off is raised to >= {settings.fusion_min_cycles / duration_s:.3g} Hz on {duration_s:g} s "
+            f"clips, {settings.fusion_min_cycles:g} cycles). CCC per clip (official scorer's maths, whole clip):",
             "",
             *lines,
             "",
