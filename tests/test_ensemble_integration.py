@@ -8,10 +8,10 @@ Models: tiny versions of the five architectures, trained once per session on the
 set through the ordinary training API (:func:`gateway.bootstrap.build_default_models`); set
 EMPATHY_TEST_MODELS to a directory holding all five to reuse them.
 
-The clips are 20 s long, while the paper's final 0.01 Hz low-pass is meant for 5-8 minute videos (its
-time constant is 16 s: on a 20 s clip it leaves only the edges, which re-scaling then blows up). The
-ensemble therefore runs with EMPATHY_FUSION_CUTOFF_HZ=0.1 and CCC-proportional weights
-(EMPATHY_FUSION_WEIGHTS=ccc), both documented settings.
+The clips are 20 s long. The ensemble runs with an explicit final cut-off (EMPATHY_FUSION_CUTOFF_HZ=0.1,
+which the clip-length bound raises to 0.15 Hz: 3 cycles over 20 s) and the validation-CCC weights
+(EMPATHY_FUSION_WEIGHTS=ccc), both documented settings; the fusion model fit by the bootstrap supplies the
+calibrated band.
 """
 
 from __future__ import annotations
