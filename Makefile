@@ -8,11 +8,12 @@ setup:
 	@bash scripts/setup.sh
 
 SAMPLE := data/sample/Videos/Subject_1_Story_7.mp4
+SAMPLE_LABELS := data/sample/Annotations/Subject_1_Story_7.csv
 
 demo: setup        ## analyse a sample video (or VIDEO=...) in one process; builds the bundled models if missing
 	@[ -n "$(VIDEO)" ] || [ -f $(SAMPLE) ] || $(PY) -m shared.cli synth --out data/sample --subjects 1 --stories 7 --duration 60
 	@mkdir -p out
-	@$(PY) -m shared.cli analyze $(if $(VIDEO),$(VIDEO),$(SAMPLE) --subject 1) --out out/valence.csv --plot out/valence.png --json out/valence.json
+	@$(PY) -m shared.cli analyze $(if $(VIDEO),$(VIDEO),$(SAMPLE) --subject 1 --annotation $(SAMPLE_LABELS)) --out out/valence.csv --plot out/valence.png --json out/valence.json
 
 test: setup        ## the whole test suite (what CI runs)
 	@$(PY) -m pytest -q -p no:cacheprovider

@@ -4,7 +4,9 @@
 shipping binary weights, the project builds them reproducibly the first time (and caches them under
 ``models/``): it generates a small synthetic OMG-Empathy-layout set (:mod:`shared.synthetic`) and trains
 every missing modality with reduced model sizes through the ordinary training API
-(:func:`training.trainer.train`), so the result is a normal versioned model repository.
+(:func:`training.trainer.train`), then the fusion on their validation predictions
+(:func:`training.fusion.train_fusion`: cut-offs, learned fusion, confidence bands), so the result is a
+normal versioned model repository.
 
     python -m gateway.bootstrap --models-dir models --data-dir data/synthetic
 
@@ -52,6 +54,43 @@ def missing_models(models_dir: Path | str, modalities: Sequence[str]) -> list[st
     return [name for name in modalities if not list_versions(Path(models_dir) / name)]
 
 
+def fusion_missing(models_dir: Path | str) -> bool:
+    """True when ``models_dir`` has no fusion model (``models/fusion/<version>/metadata.json``)."""
+    from shared.fusion import fusion_versions
+
+    return not fusion_versions(models_dir)
+
+
+def ensure_fusion(models_dir: Path | str, *, data_dir: Path | str) -> Path | None:
+    """Fit the fusion model when it is missing and every module was trained on ``data_dir``'s data set.
+
+    Modules trained on other data (their ``dataset_hash`` differs) must not get a fusion fit on the synthetic
+    set: then nothing is built and fusion runs without a fusion model (its notes say so).
+    """
+    from shared.data import discover
+    from shared.model_store import load_metadata
+
+    if not fusion_missing(models_dir):
+        return None
+    names = [m for m in MODALITIES if list_versions(Path(models_dir) / m)]
+    clips = [c for c in discover(data_dir) if c.labels is not None] if Path(data_dir).is_dir() else []
+    if not names or not clips:
+        return None
+    from training.fusion import dataset_fingerprint, train_fusion
+
+    expected = dataset_fingerprint(clips)
+    foreign = [m for m in names if load_metadata(models_dir, m).get("dataset_hash") != expected]
+    if foreign:
+        log.warning("no bundled fusion model: some modules were trained on another data set",
+                    extra={"modules": foreign, "data_dir": str(data_dir)})
+        return None
+    started = time.monotonic()
+    result = train_fusion(models_dir=models_dir, clips=clips)
+    log.info("bundled fusion model ready", extra={"path": str(result.version_dir),
+                                                  "seconds": round(time.monotonic() - started, 1)})
+    return Path(result.version_dir)
+
+
 def ensure_dataset(data_dir: Path | str, *, subjects: Sequence[int] = DEFAULT_SUBJECTS,
                    stories: Sequence[int] = DEFAULT_STORIES, duration_s: float = DEFAULT_DURATION_S,
                    seed: int = 0) -> Path:
@@ -75,7 +114,8 @@ def ensure_dataset(data_dir: Path | str, *, subjects: Sequence[int] = DEFAULT_SU
 def build_default_models(models_dir: Path | str, *, data_dir: Path | str,
                          modalities: Sequence[str] = MODALITIES, overrides: dict[str, dict[str, Any]] | None = None,
                          on_model: Callable[[str, float], None] | None = None) -> dict[str, Path]:
-    """Train every modality of ``modalities`` that has no model yet; returns modality -> version dir.
+    """Train every modality of ``modalities`` that has no model yet, then the fusion model if it is missing;
+    returns name -> version dir (``fusion`` included when it was fit).
 
     ``overrides`` replaces entries of :data:`SMALL_TRAINING` per modality (tests use even smaller ones).
     """
@@ -83,7 +123,8 @@ def build_default_models(models_dir: Path | str, *, data_dir: Path | str,
 
     todo = missing_models(models_dir, modalities)
     if not todo:
-        return {}
+        fused = ensure_fusion(models_dir, data_dir=data_dir)
+        return {"fusion": fused} if fused is not None else {}
     ensure_dataset(data_dir)
     built: dict[str, Path] = {}
     for name in todo:
@@ -98,6 +139,9 @@ def build_default_models(models_dir: Path | str, *, data_dir: Path | str,
                                                "seconds": round(seconds, 1)})
         if on_model is not None:
             on_model(name, seconds)
+    fused = ensure_fusion(models_dir, data_dir=data_dir)
+    if fused is not None:
+        built["fusion"] = fused
     return built
 
 
@@ -120,6 +164,14 @@ def main(argv: list[str] | None = None) -> int:
         versions = list_versions(args.models_dir / name)
         state = "built" if name in built else "already there"
         print(f"{name:10s} {state:14s} {args.models_dir / name / str(versions[-1])}")
+    from shared.fusion import FUSION_MODEL_DIR, fusion_versions
+
+    fusion = fusion_versions(args.models_dir)
+    if fusion:
+        state = "built" if "fusion" in built else "already there"
+        print(f"{'fusion':10s} {state:14s} {args.models_dir / FUSION_MODEL_DIR / str(fusion[-1])}")
+    else:
+        print(f"{'fusion':10s} {'none':14s} (modules not trained on {args.data_dir}: fusion without a model)")
     return 0
 
 

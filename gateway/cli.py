@@ -53,7 +53,10 @@ def analyze_parser() -> argparse.ArgumentParser:
     parser.add_argument("--modalities", default=None, help="comma list (default: all five)")
     parser.add_argument("--models-dir", type=Path, default=None, help="model repository (default EMPATHY_MODELS_DIR)")
     parser.add_argument("--transcript", type=Path, default=None, help="word timings JSON (skips ASR)")
-    parser.add_argument("--weights", default=None, help="fusion weights: paper | ccc | audio=1,text=1,...")
+    parser.add_argument("--weights", "--fusion", dest="weights", default=None,
+                        help="fusion: ccc | paper | learned | audio=1,text=1,... (default EMPATHY_FUSION_WEIGHTS)")
+    parser.add_argument("--annotation", type=Path, default=None,
+                        help="ground-truth valence CSV (OMG-Empathy annotation): drawn in --plot, CCC printed")
     parser.add_argument("--no-build", action="store_true",
                         help="fail instead of building the bundled default models when some are missing")
     return parser
@@ -62,7 +65,7 @@ def analyze_parser() -> argparse.ArgumentParser:
 def analyze_main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
-    from gateway.bootstrap import build_default_models, missing_models
+    from gateway.bootstrap import build_default_models, fusion_missing, missing_models
     from shared.fusion import FusionError
     from shared.pipeline import analyze_video
     from shared.results import build_document, to_csv
@@ -88,6 +91,8 @@ def analyze_main(argv: list[str] | None = None) -> int:
         print(f"Building the bundled default models for {', '.join(missing)} under {models_dir} "
               f"(once; a few minutes)...", file=sys.stderr)
         build_default_models(models_dir, data_dir=settings.data_dir, modalities=missing)
+    elif fusion_missing(models_dir) and not args.no_build:
+        build_default_models(models_dir, data_dir=settings.data_dir, modalities=names)  # fits only the fusion
 
     bar = tqdm(total=len(names), desc="analyze", unit="modality", file=sys.stderr)
 
@@ -106,31 +111,53 @@ def analyze_main(argv: list[str] | None = None) -> int:
         return 1
     bar.close()
     document = build_document(fusion=result.fusion, modalities=result.modalities, subject=result.subject,
-                              fps=result.fps, video=args.video.name, weights_spec=args.weights or settings.fusion_weights,
-                              cutoff_hz=settings.fusion_cutoff_hz, seconds=result.seconds)
+                              fps=result.fps, video=args.video.name, seconds=result.seconds)
     out = args.out or _default_out(args.video)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(to_csv(document))
     if args.json:
         write_json(args.json, document)
+    truth = None
+    if args.annotation:
+        from shared.data import read_labels
+
+        truth = read_labels(args.annotation)
     if args.plot:
         from gateway.plot import render_png
 
-        args.plot.write_bytes(render_png(document))
-    _print_summary(document, out, result.seconds)
+        args.plot.write_bytes(render_png(document, ground_truth=truth))
+    _print_summary(document, out, result.seconds, truth)
     return 0
 
 
-def _print_summary(document: dict[str, Any], out: Path, seconds: float) -> None:
+def _print_summary(document: dict[str, Any], out: Path, seconds: float, truth: Any = None) -> None:
+    """What was fused and how; with an annotation, the CCC of every module and of the fusion against it."""
+    import numpy as np
+
+    from shared.metrics import ccc
+
+    def score(series: list[float | None]) -> str:
+        if truth is None:
+            return ""
+        values = np.array([np.nan if v is None else v for v in series], dtype=np.float64)
+        n = min(values.size, truth.size)
+        seen = np.isfinite(values[:n])
+        return f" CCC {ccc(truth[:n][seen], values[:n][seen]):.2f}" if seen.sum() > 1 else " CCC -"
+
     agreement = [a for a in document["agreement"] if a is not None]
     print(f"{document['n_frames']} frames ({document['duration_s']} s) analysed in {seconds:.1f} s")
     for name, entry in document["modalities"].items():
         weight = document["fusion"]["weights"].get(name)
         shown = f"weight {weight:.2f}" if weight is not None else "not fused"
         detail = f" - {entry['detail']}" if entry["detail"] else ""
-        print(f"  {name:10s} {entry['status']:12s} {shown:12s} {entry['seconds']:.1f} s{detail}")
+        print(f"  {name:10s} {entry['status']:12s} {shown:12s} {entry['seconds']:.1f} s{score(entry['valence'])}{detail}")
+    fusion = document["fusion"]
+    cutoff = f"final low-pass {fusion['cutoff_hz']:.3g} Hz" if fusion["cutoff_hz"] > 0 else "no final low-pass"
+    print(f"fusion {fusion['method']} ({cutoff}){score(document['valence'])}")
     if agreement:
         print(f"mean agreement {sum(agreement) / len(agreement):.2f}")
+    for note in document.get("notes", []):
+        print(f"note: {note}")
     print(f"result: {out}")
 
 
@@ -155,6 +182,8 @@ def submit_parser() -> argparse.ArgumentParser:
     parser.add_argument("--subject", type=int, default=None)
     parser.add_argument("--modalities", default=None, help="comma list (default: all five)")
     parser.add_argument("--transcript", type=Path, default=None, help="word timings JSON (skips ASR)")
+    parser.add_argument("--fusion", default=None,
+                        help="fusion of this job: ccc | paper | learned | audio=1,... (default: the service's)")
     parser.add_argument("--wait", action="store_true", help="wait for the result (progress bar) and save it")
     parser.add_argument("--out", type=Path, default=None, help="CSV to write with --wait (default: <video>_valence.csv)")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between status requests")
@@ -218,6 +247,8 @@ def submit_main(argv: list[str] | None = None) -> int:
     form: dict[str, str] = {"modalities": ",".join(names)}
     if args.subject is not None:
         form["subject"] = str(args.subject)
+    if args.fusion:
+        form["fusion"] = args.fusion
     try:
         response = _upload(requests, f"{base}/v1/jobs", args, form, headers)
     except GatewayError as exc:

@@ -31,6 +31,7 @@ from gateway.uploads import keep_upload, sanitize_filename, stored_suffix, uploa
 from services.celery_app import dispatch_job
 from shared.asr import ASRError, read_word_file
 from shared.data import TranscriptError
+from shared.fusion import check_spec
 from shared.jobs import DONE, IdempotencyConflict, JobStore, new_job_id, valid_job_id
 from shared.media import MediaError, MediaLimitError, VideoInfo, check_limits, probe
 from shared.results import to_csv
@@ -43,7 +44,7 @@ bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _IDEMPOTENCY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII without spaces, as in the IETF draft
-FORM_FIELDS = frozenset({"subject", "modalities"})
+FORM_FIELDS = frozenset({"subject", "modalities", "fusion"})
 FILE_FIELDS = frozenset({"video", "transcript"})
 MAX_SUBJECT = 2**31 - 1  # subjects reach the models as int32
 
@@ -132,7 +133,7 @@ def _check_fields() -> None:
     if unknown:
         shown = [name[:40] for name in unknown[:10]]  # echo a bounded amount of what the client sent
         raise ApiError(400, f"unknown form fields {shown}; expected {sorted(FORM_FIELDS | FILE_FIELDS)}")
-    for name in ("subject", *FILE_FIELDS):
+    for name in ("subject", "fusion", *FILE_FIELDS):
         if len(request.form.getlist(name)) + len(request.files.getlist(name)) > 1:
             raise ApiError(400, f"form field {name!r} given more than once")
 
@@ -155,6 +156,16 @@ def _parse_modalities(values: list[str]) -> list[str]:
     if unknown:
         raise ApiError(400, f"unknown modalities {[u[:30] for u in unknown[:5]]}; choose among {list(MODALITIES)}")
     return [name for name in MODALITIES if name in requested]  # canonical order, no duplicates
+
+
+def _parse_fusion(raw: str | None) -> str:
+    """The job's fusion (``ccc``, ``paper``, ``learned`` or explicit weights); empty = the configured one."""
+    if raw is None or raw.strip() == "":
+        return ""
+    try:
+        return check_spec(raw[:200])
+    except ValueError as exc:
+        raise ApiError(400, f"bad fusion: {exc}") from None
 
 
 def _idempotency_key() -> str | None:
@@ -212,13 +223,14 @@ def _check_transcript(upload: FileStorage, target: Path) -> None:
         raise ApiError(400, f"bad transcript: {str(exc).replace(str(target), 'transcript')}") from None
 
 
-def _fingerprint(video: Path, subject: int, modalities: list[str], transcript: FileStorage | None) -> str:
+def _fingerprint(video: Path, subject: int, modalities: list[str], transcript: FileStorage | None,
+                 fusion: str = "") -> str:
     """What makes two submissions "the same upload": the video's bytes and every option."""
     digest = hashlib.sha256()
     with video.open("rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
-    digest.update(f"|{subject}|{','.join(modalities)}|".encode())
+    digest.update(f"|{subject}|{','.join(modalities)}|{fusion}|".encode())
     if transcript is not None:
         transcript.stream.seek(0)
         digest.update(transcript.stream.read())
@@ -242,6 +254,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     _check_fields()  # reads the body: 413 here when it is larger than EMPATHY_MAX_UPLOAD_MB
     subject = _parse_subject(request.form.get("subject"), settings.default_subject)
     modalities = _parse_modalities(request.form.getlist("modalities"))
+    fusion = _parse_fusion(request.form.get("fusion"))
     video_part = request.files.get("video")
     upload, filename = _uploaded_video(video_part)
     info = _check_video(upload, filename, settings)
@@ -252,14 +265,14 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     if idempotency is not None:
         try:
             existing = _store().claim_idempotency_key(caller.owner, idempotency, job_id,
-                                                      _fingerprint(upload, subject, modalities, transcript))
+                                                      _fingerprint(upload, subject, modalities, transcript, fusion))
         except IdempotencyConflict as exc:
             raise ApiError(422, f"{IDEMPOTENCY_HEADER} reused: {exc}") from None
         if existing is not None:
             log.info("idempotent replay", extra={"job": existing, "client": caller.name})
             return _replay(existing)
     try:
-        return _accept(job_id, video_part, filename, info, subject, modalities, transcript)
+        return _accept(job_id, video_part, filename, info, subject, modalities, transcript, fusion)
     except Exception:
         remove_job(settings.storage_dir, job_id)
         if idempotency is not None:
@@ -275,7 +288,8 @@ def _release_quietly(owner: str, key: str) -> None:
 
 
 def _accept(job_id: str, video_part: FileStorage, filename: str, info: VideoInfo, subject: int,
-            modalities: list[str], transcript: FileStorage | None) -> tuple[Response, int, dict[str, str]]:
+            modalities: list[str], transcript: FileStorage | None,
+            fusion: str = "") -> tuple[Response, int, dict[str, str]]:
     """Keep the upload under a generated name, record the job, send its chord."""
     settings = _settings()
     directory = job_dir(settings.storage_dir, job_id)
@@ -285,7 +299,7 @@ def _accept(job_id: str, video_part: FileStorage, filename: str, info: VideoInfo
         _check_transcript(transcript, directory / "transcript.json")
     store = _store()
     store.create(job_id, subject=subject, filename=filename, video=str(video), modalities=modalities,
-                 owner=_caller().owner)
+                 owner=_caller().owner, fusion=fusion)
     try:
         task_ids = dispatch_job(current_app.extensions["empathy_celery"], job_id, modalities)
     except (OperationalError, redis.RedisError) as exc:

@@ -70,10 +70,17 @@ RESULT = {
         "seconds": {"type": "number", "description": "from upload to fused result"},
         "valence": SERIES,
         "agreement": {**SERIES, "description": "per frame, 1 - weighted std of the modules / subject std, in [0, 1]"},
+        "band": {"type": "object", "description": "per-frame confidence band of the fused curve", "properties": {
+            "low": SERIES, "high": SERIES,
+            "coverage": {"type": "number", "nullable": True,
+                         "description": "share of ground truth it held on validation (null: uncalibrated)"}}},
         "fusion": {"type": "object", "properties": {
             "used": {"type": "array", "items": {"type": "string"}},
             "weights": {"type": "object", "additionalProperties": {"type": "number"}},
-            "weights_spec": {"type": "string"}, "cutoff_hz": {"type": "number"}}},
+            "weights_spec": {"type": "string"}, "method": {"type": "string"},
+            "cutoff_hz": {"type": "number", "description": "final low-pass applied (after the clip-length bound)"},
+            "cutoff_requested_hz": {"type": "number"},
+            "model_version": {"type": "integer", "nullable": True, "description": "models/fusion version"}}},
         "degraded": {"type": "boolean", "description": "some requested modality did not contribute"},
         "notes": {"type": "array", "items": {"type": "string"}, "description": "e.g. an unknown subject"},
         "modalities": {"type": "object", "additionalProperties": {"type": "object", "properties": {
@@ -112,6 +119,9 @@ SPEC: dict[str, Any] = {
                         "modalities": {"type": "string", "description": f"comma list, subset of {list(MODALITIES)}"},
                         "transcript": {"type": "string", "format": "binary",
                                        "description": "optional word timings (JSON), used instead of ASR"},
+                        "fusion": {"type": "string",
+                                   "description": "ccc | paper | learned | audio=1,text=0.5,... "
+                                                  "(default EMPATHY_FUSION_WEIGHTS)"},
                     },
                     "required": ["video"],
                 }}}},

@@ -1,4 +1,5 @@
-"""The result as a picture, like the paper's Fig. 3: every module, the fusion, and the agreement over time.
+"""The result as a picture, like the paper's Fig. 3: every module, the fusion with its confidence band, the
+ground truth when an annotation is given, and the agreement over time.
 
 Rendered with matplotlib's non-interactive Agg backend into memory (no display, thread-safe per figure).
 """
@@ -29,11 +30,21 @@ def render_png(document: Mapping[str, Any], *, ground_truth: np.ndarray | None =
     for name, entry in document["modalities"].items():
         label = f"{LABELS.get(name, name)} ({entry['status']})" if entry["status"] != "ok" else LABELS.get(name, name)
         top.plot(seconds, _array(entry["valence"]), linewidth=1.0, alpha=0.8, label=label)
-    if ground_truth is not None:
-        top.plot(seconds[: ground_truth.size], ground_truth[: seconds.size], color="grey", linewidth=1.0, label="gt")
-    top.plot(seconds, fused, color="black", linewidth=2.2, label="average (fusion)")
-    top.set_ylabel("valence")
+    band = document.get("band") or {}
     shown = [fused, *(_array(e["valence"]) for e in document["modalities"].values())]
+    if band.get("low") and band.get("high"):
+        low, high = _array(band["low"]), _array(band["high"])
+        coverage = band.get("coverage")
+        label = f"band ({coverage:.0%} on validation)" if coverage is not None else "band (uncalibrated)"
+        top.fill_between(seconds, low, high, color="black", alpha=0.12, linewidth=0, label=label)
+        shown += [low, high]
+    if ground_truth is not None:
+        truth = np.asarray(ground_truth, dtype=np.float64)[: seconds.size]
+        top.plot(seconds[: truth.size], truth, color="grey", linewidth=1.4, linestyle="--", label="ground truth")
+        shown.append(truth)
+    fusion = document.get("fusion") or {}
+    top.plot(seconds, fused, color="black", linewidth=2.2, label=f"fusion ({fusion.get('method', 'weights')})")
+    top.set_ylabel("valence")
     finite = np.concatenate([v[np.isfinite(v)] for v in shown])
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
     top.set_ylim(min(-1.05, low - 0.05), max(1.05, high + 0.05))  # re-scaled curves may leave [-1, 1]

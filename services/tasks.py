@@ -252,11 +252,10 @@ def fuse(self: Any, outcomes: list[dict[str, Any]], job_id: str) -> dict[str, An
             if results[name].model_version is not None:
                 metadata[name] = load_metadata(settings.models_dir, name, results[name].model_version)
         results = align_results(results, names)
-        fusion = fuse_results(results, metadata, subject, settings=settings)
+        fusion = fuse_results(results, metadata, subject, weights_spec=raw.get("fusion") or None, settings=settings)
         created = float(raw.get("created") or time.time())
         document = build_document(fusion=fusion, modalities=results, subject=subject, fps=settings.fps,
-                                  video=raw.get("filename", ""), weights_spec=settings.fusion_weights,
-                                  cutoff_hz=settings.fusion_cutoff_hz, job_id=job_id,
+                                  video=raw.get("filename", ""), job_id=job_id,
                                   seconds=time.time() - created, notes=subject_notes(metadata, subject))
         result_path = directory / "result.json"
         write_json(result_path, document)

@@ -1,14 +1,24 @@
-"""Weighted late fusion of the post-processed module curves, with an agreement (confidence) signal.
+"""Late fusion of the post-processed module curves: weighted or learned, with agreement and a confidence band.
 
-The paper fuses with a weighted mean whose weights are about proportional to each module's validation
-CCC (authors' code: audio 1, text 1, body 1, landmarks 0.4, face 0.1, divided by their sum), then smooths
-the mean with a 1st-order Butterworth low-pass at 0.01 Hz and re-scales it to the subject's statistics.
+The paper fuses with a weighted mean whose weights are "about proportional to each module's validation
+CCC" (its literal coefficients, authors' code: audio 1, text 1, body 1, landmarks 0.4, face 0.1), then
+smooths the mean with a 1st-order Butterworth low-pass at 0.01 Hz and re-scales it to the subject's
+statistics. Three fusion methods (``EMPATHY_FUSION_WEIGHTS``, or per job):
 
-What this module adds:
+* ``ccc`` (default): the paper's *rule* applied to the loaded models -- weights from each model's recorded
+  validation CCC after its own post-processing (``val_ccc_filtered``), as inverse error variances
+  (:func:`weight_from_ccc`);
+* ``paper``: the paper's literal coefficients (a preset: they were the authors' ranking on their data);
+* ``learned``: a ridge model per frame over the modules' z-scored values, their availability mask and the
+  agreement-weighted consensus (:class:`LearnedFusion`), fit on validation by ``empathy train fusion``;
+* explicit ``audio=1,text=0.5,...``.
+
+What this module adds to the paper:
 
 * **Missing data are weighed out per frame.** A module that failed, or that cannot see a frame (NaN: no
   face, silence...), gets weight 0 there and the remaining weights are renormalised to sum to 1, so a
-  missing module never pulls the curve towards 0.
+  missing module never pulls the curve towards 0. The learned fusion replaces a missing module's value by
+  the consensus of the others and sets its mask to 0 (it was trained with modules dropped that way).
 * **Agreement.** The paper observes that good predictions come with low disagreement between modules.
   For every frame t with at least two modules::
 
@@ -18,20 +28,40 @@ What this module adds:
 
   where ``scale`` is the subject's label standard deviation (every module has been re-scaled to it, so
   modules that are as far apart as the curve's own spread give 0) or, without statistics, the standard
-  deviation of all module values over the video. Frames seen by fewer than two modules get 0: nothing
-  corroborates them.
+  deviation of all module values over the video. Frames seen by fewer than two modules get 0.
+* **Confidence band.** ``fused_t +- k * scale * (sd~_t + floor)`` where ``sd~`` is ``sd_t / scale``
+  low-passed like the curve; ``k`` and ``floor`` are calibrated on validation (:func:`calibrate_band`) so
+  that the stated share (``EMPATHY_FUSION_BAND_COVERAGE``) of the ground truth falls inside.
+* **The final cut-off never degenerates a short clip** (:func:`effective_cutoff`): it is raised to at
+  least ``EMPATHY_FUSION_MIN_CYCLES`` cycles over the clip's length, so a 20 s clip is never reduced to a
+  slope (the paper's 0.01 Hz stays in force from 5 minutes on with the default of 3 cycles).
+
+The fusion model (``models/fusion/<version>/metadata.json``, written by :mod:`training.fusion`) records, per
+method, the cut-off chosen on validation, the band calibration and, for ``learned``, the coefficients.
+Without one the cut-off is ``EMPATHY_FUSION_CUTOFF_HZ`` (0 -> the paper's 0.01 Hz) and the band is
+uncalibrated (said in the notes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from shared.postprocess import fill_gaps, smooth_and_rescale
 from shared.settings import MODALITIES, PAPER_FUSION_WEIGHTS
+
+FUSION_MODEL_DIR = "fusion"  # models/fusion/<version>/metadata.json
+FUSION_METADATA = "metadata.json"
+METHODS: tuple[str, ...] = ("paper", "ccc", "learned")
+PAPER_CUTOFF_HZ = 0.01
+# Uncalibrated band (no fusion model): +-(spread + 0.25 std), i.e. k = 1, floor = 0.25 subject std.
+DEFAULT_BAND = {"k": 1.0, "floor": 0.25}
 
 
 class SeriesResult(Protocol):
@@ -53,73 +83,365 @@ class FusionResult:
     used: list[str]  # modules that contributed at least one frame
     weights: dict[str, float]  # normalised weights of the used modules (before per-frame renormalisation)
     coverage: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (n_frames,) modules seen per frame
+    band_low: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (n_frames,) lower edge of the band
+    band_high: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (n_frames,) upper edge
+    method: str = "weights"  # paper | ccc | learned | weights (explicit)
+    spec: str = ""  # the weights specification asked for
+    cutoff_hz: float = 0.0  # final low-pass actually applied (after the clip-length bound)
+    cutoff_requested_hz: float = 0.0  # before the bound
+    band_coverage: float | None = None  # share of ground truth the band was calibrated to hold; None: not calibrated
+    spread: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (n_frames,) smoothed module spread / std
+    model_version: int | None = None  # version of models/fusion used, if any
+    notes: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------- weights
+MAX_CCC_FOR_WEIGHT = 0.99  # a validation CCC of 1 would give one module all the weight
+
+
+def weight_from_ccc(score: float) -> float:
+    """Fusion weight of a module with validation CCC ``score``: ``rho^2 / (1 - rho^2)``, rho clipped to [0, 0.99].
+
+    Why not "proportional to the CCC" (the paper's words)? If a module is the truth plus independent noise,
+    its correlation rho with the truth fixes the noise-to-signal variance ratio at ``(1 - rho^2) / rho^2``,
+    and the minimum-variance average weighs each module by the inverse of it. For modules of similar quality
+    (the paper's 0.12-0.32) both rules rank alike; for modules far apart (bundled models: 0.50 to 0.98)
+    proportional weights let the weak ones drag the fusion down (held-out CCC 0.81 against 0.89 measured,
+    docs/fusion.md).
+    """
+    rho = min(max(float(score), 0.0), MAX_CCC_FOR_WEIGHT)
+    return rho * rho / (1.0 - rho * rho)
+
+
+def ccc_weights(metadata: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, float], list[str]]:
+    """Weights from each model's validation CCC (``val_ccc_filtered``, else ``val_ccc``) by :func:`weight_from_ccc`.
+
+    A model whose metadata records no validation CCC gets the smallest weight recorded for the others (it has
+    not shown it is better than the weakest) and a note names it; when no model records one, the paper's
+    coefficients are used for all, again with a note. Returns ``(weights, notes)``.
+    """
+    if not metadata:
+        raise ValueError("fusion weights 'ccc' need the models' metadata (val_ccc)")
+    recorded: dict[str, float] = {}
+    missing: list[str] = []
+    for name, meta in metadata.items():
+        score = meta.get("val_ccc_filtered", meta.get("val_ccc"))
+        if score is None or not math.isfinite(float(score)):
+            missing.append(name)
+        else:
+            recorded[name] = weight_from_ccc(float(score))
+    if not recorded:
+        notes = [f"fusion 'ccc': no model records a validation CCC ({', '.join(missing)}): the paper's "
+                 "coefficients are used instead"]
+        return {name: PAPER_FUSION_WEIGHTS.get(name, 0.0) for name in missing}, notes
+    notes = []
+    fallback = min(recorded.values())
+    for name in missing:
+        recorded[name] = fallback
+        notes.append(f"fusion 'ccc': model {name!r} records no validation CCC: weighted like the weakest "
+                     f"recorded module (weight {fallback:.3g})")
+    return {name: recorded[name] for name in metadata}, notes
 
 
 def parse_weights(spec: str, metadata: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, float]:
-    """Fusion weights from the configuration string (``EMPATHY_FUSION_WEIGHTS``).
+    """Fusion weights from a specification (``EMPATHY_FUSION_WEIGHTS`` or a job's ``fusion`` field).
 
-    ``paper`` -> the authors' coefficients; ``ccc`` -> each model's validation CCC after its own
-    post-processing (``val_ccc_filtered``, else ``val_ccc``; negative CCCs count as 0), read from
-    ``metadata`` (modality -> model metadata); ``audio=1,text=2`` -> explicit, unlisted modules get 0.
-    The result is not normalised: :func:`fuse` normalises over the modules actually present.
+    ``paper`` -> the authors' coefficients; ``ccc`` -> :func:`ccc_weights` of ``metadata`` (modality ->
+    model metadata); ``audio=1,text=2`` -> explicit, unlisted modules get 0. Not normalised: :func:`fuse`
+    normalises over the modules actually present. (``learned`` is not a weighting: see :func:`resolve`.)
     """
     spec = spec.strip()
     if spec == "paper":
         return dict(PAPER_FUSION_WEIGHTS)
     if spec == "ccc":
-        if not metadata:
-            raise ValueError("fusion weights 'ccc' need the models' metadata (val_ccc)")
-        weights = {}
-        for name, meta in metadata.items():
-            score = meta.get("val_ccc_filtered", meta.get("val_ccc"))
-            if score is None:
-                raise ValueError(f"model {name!r} metadata has no val_ccc: cannot use fusion weights 'ccc'")
-            weights[name] = max(float(score), 0.0)
-        return weights
+        return ccc_weights(metadata or {})[0]
     weights = {}
     for part in spec.split(","):
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or name not in MODALITIES:
-            raise ValueError(f"bad fusion weight {part!r} in {spec!r}: expected 'paper', 'ccc' or 'audio=1,text=0.5,...'")
+            raise ValueError(f"bad fusion weight {part!r} in {spec!r}: expected 'paper', 'ccc', 'learned' or "
+                             "'audio=1,text=0.5,...'")
         weights[name] = float(value)
         if weights[name] < 0:
             raise ValueError(f"fusion weight of {name!r} is negative: {value}")
     return weights
 
 
-def fuse(results: Mapping[str, SeriesResult], weights: Mapping[str, float], *, cutoff_hz: float = 0.01,
-         subject_stats: Mapping[str, float] | None, fps: float = 25.0) -> FusionResult:
-    """Fuse post-processed module curves; ``subject_stats`` is this subject's ``{"mean", "std"}``."""
-    usable = [name for name, result in results.items()
-              if result.status == "ok" and weights.get(name, 0.0) > 0 and np.isfinite(result.values).any()]
-    if not usable:
-        states = {name: result.status for name, result in results.items()}
-        raise FusionError(f"no module to fuse (status per module: {states}, weights: {dict(weights)})")
-    lengths = {name: int(np.asarray(results[name].values).size) for name in usable}
-    if len(set(lengths.values())) != 1:
-        raise FusionError(f"modules disagree on the number of frames: {lengths}")
-    values = np.stack([np.asarray(results[name].values, dtype=np.float64) for name in usable])
-    base = np.array([weights[name] for name in usable], dtype=np.float64)
-    seen = np.isfinite(values)
+def check_spec(spec: str) -> str:
+    """Validate a fusion specification (a method name or explicit weights); returns it stripped."""
+    spec = spec.strip()
+    if spec not in METHODS:
+        parse_weights(spec)
+    return spec
+
+
+# ----------------------------------------------------------------------------------- cut-off
+def effective_cutoff(cutoff_hz: float, n_frames: int, *, fps: float = 25.0, min_cycles: float = 0.0) -> float:
+    """The final cut-off, raised so that at least ``min_cycles`` cycles fit in the clip.
+
+    Rule: ``max(cutoff_hz, min_cycles / duration)``, capped below Nyquist. A zero-phase 1st-order low-pass
+    halves a sinusoid at its cut-off; below ``1 / duration`` it keeps little more than the clip's trend, and
+    the re-scaling then blows that trend up to the subject's std. With ``min_cycles = 3``: 20 s -> 0.15 Hz,
+    60 s -> 0.05 Hz, 5 min -> 0.01 Hz (the paper's value, for which the paper's 5-8 minute videos were made).
+    ``cutoff_hz <= 0`` means no filter and stays so.
+    """
+    if cutoff_hz <= 0 or n_frames <= 1 or min_cycles <= 0:
+        return float(cutoff_hz)
+    duration_s = n_frames / fps
+    return float(min(max(cutoff_hz, min_cycles / duration_s), 0.45 * fps))
+
+
+# ----------------------------------------------------------------------------------- learned fusion
+@dataclass
+class LearnedFusion:
+    """Per-frame ridge over z-scored module values, availability mask and agreement-weighted consensus.
+
+    Features of frame t (modules in ``modules`` order; ``z`` = value re-centred/scaled by the subject's
+    statistics): ``x_m`` = ``z_mt`` where module m sees the frame, else the consensus ``c_t`` (the
+    ``consensus_weights``-weighted mean of the modules that do); ``mask_m`` in {0, 1}; ``a_t * c_t`` with
+    ``a_t`` the agreement; and an intercept. Output: valence in z units, then low-passed and re-scaled like
+    the weighted mean. Coefficients are plain numbers (JSON in the fusion model's metadata).
+    """
+
+    modules: list[str]
+    coef_values: list[float]
+    coef_mask: list[float]
+    coef_agreement: float
+    intercept: float
+    consensus_weights: dict[str, float]
+    alpha: float = 1.0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LearnedFusion:
+        return cls(modules=list(data["modules"]), coef_values=[float(v) for v in data["coef_values"]],
+                   coef_mask=[float(v) for v in data["coef_mask"]], coef_agreement=float(data["coef_agreement"]),
+                   intercept=float(data["intercept"]),
+                   consensus_weights={k: float(v) for k, v in data["consensus_weights"].items()},
+                   alpha=float(data.get("alpha", 1.0)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"modules": self.modules, "coef_values": self.coef_values, "coef_mask": self.coef_mask,
+                "coef_agreement": self.coef_agreement, "intercept": self.intercept,
+                "consensus_weights": self.consensus_weights, "alpha": self.alpha}
+
+    def predict(self, z: Mapping[str, np.ndarray], n_frames: int) -> np.ndarray:
+        """Fused z-valence per frame from the modules' z curves (NaN = not seen; absent = never seen)."""
+        return learned_features(z, self.modules, self.consensus_weights, n_frames) @ self.coefficients()
+
+    def coefficients(self) -> np.ndarray:
+        return np.array([*self.coef_values, *self.coef_mask, self.coef_agreement, self.intercept])
+
+
+def learned_features(z: Mapping[str, np.ndarray], modules: Sequence[str], consensus_weights: Mapping[str, float],
+                     n_frames: int) -> np.ndarray:
+    """The (n_frames, 2 M + 2) design matrix of :class:`LearnedFusion` (see there)."""
+    stacked = np.stack([np.asarray(z[m], dtype=np.float64) if m in z else np.full(n_frames, np.nan)
+                        for m in modules])
+    seen = np.isfinite(stacked)
+    base = np.array([max(consensus_weights.get(m, 0.0), 0.0) for m in modules]) + 1e-6
+    consensus, spread = weighted_mean_spread(stacked, seen, base)
+    consensus = np.where(np.isfinite(consensus), consensus, 0.0)  # no module at all: the subject's mean
+    agreement = 1.0 - np.minimum(1.0, spread)  # z units: the subject std is 1
+    agreement = np.where(seen.sum(axis=0) >= 2, agreement, 0.0)
+    values = np.where(seen, stacked, consensus[None, :])
+    return np.column_stack([values.T, seen.T.astype(np.float64), agreement * consensus, np.ones(n_frames)])
+
+
+def weighted_mean_spread(values: np.ndarray, seen: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame renormalised weighted mean and weighted std of ``values`` (M, T); NaN mean where none sees."""
     frame_weights = np.where(seen, base[:, None], 0.0)
     total = frame_weights.sum(axis=0)
     covered = total > 0
     norm = np.divide(frame_weights, total, out=np.zeros_like(frame_weights), where=covered)
     filled = np.where(seen, values, 0.0)
     mean = np.where(covered, (norm * filled).sum(axis=0), np.nan)
-
     spread = np.sqrt((norm * (filled - np.where(covered, mean, 0.0)) ** 2).sum(axis=0))
+    return mean, spread
+
+
+# ----------------------------------------------------------------------------------- the fusion model
+@dataclass
+class FusionModel:
+    """What ``empathy train fusion`` recorded (``models/fusion/<version>/metadata.json``)."""
+
+    version: int | None
+    metadata: dict[str, Any]
+
+    def method(self, name: str) -> dict[str, Any] | None:
+        return (self.metadata.get("methods") or {}).get(name)
+
+    def cutoff(self, name: str) -> float | None:
+        entry = self.method(name)
+        return None if entry is None else float(entry["cutoff_hz"])
+
+    def band(self, name: str) -> dict[str, float] | None:
+        entry = self.method(name)
+        return None if entry is None or "band" not in entry else dict(entry["band"])
+
+    def learned(self) -> LearnedFusion | None:
+        entry = self.method("learned")
+        return None if entry is None or "model" not in entry else LearnedFusion.from_dict(entry["model"])
+
+
+def fusion_versions(models_dir: Path | str) -> list[int]:
+    """Versions (ascending) of the fusion model: numeric directories holding a metadata file."""
+    root = Path(models_dir) / FUSION_MODEL_DIR
+    if not root.is_dir():
+        return []
+    return sorted(int(c.name) for c in root.iterdir() if c.name.isdigit() and (c / FUSION_METADATA).is_file())
+
+
+def load_fusion_model(models_dir: Path | str | None, version: int | None = None) -> FusionModel | None:
+    """The latest (or given) fusion model under ``models_dir``; None when there is none."""
+    if models_dir is None:
+        return None
+    versions = fusion_versions(models_dir)
+    if not versions:
+        return None
+    chosen = versions[-1] if version is None else version
+    path = Path(models_dir) / FUSION_MODEL_DIR / str(chosen) / FUSION_METADATA
+    return FusionModel(version=chosen, metadata=json.loads(path.read_text()))
+
+
+# ----------------------------------------------------------------------------------- band
+def calibrate_band(residuals: np.ndarray, spread: np.ndarray, coverage: float,
+                   floors: Sequence[float] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2.0, 3.0)) -> dict[str, float]:
+    """``k`` and ``floor`` so that ``|residual| <= k (spread + floor)`` on ``coverage`` of the frames.
+
+    Both arrays are in units of the subject's std. For each floor, ``k`` is the ``coverage`` quantile of
+    ``|residual| / (spread + floor)`` (split-conformal style); the floor giving the narrowest mean band wins.
+    """
+    if not 0 < coverage < 1:
+        raise ValueError(f"band coverage must be in (0, 1), got {coverage}")
+    ok = np.isfinite(residuals) & np.isfinite(spread)
+    r, s = np.abs(residuals[ok]), spread[ok]
+    if r.size == 0:
+        raise ValueError("no frame to calibrate the band on")
+    best: dict[str, float] | None = None
+    for floor in floors:
+        k = float(np.quantile(r / (s + floor), coverage))
+        width = float(k * np.mean(s + floor))
+        if best is None or width < best["mean_half_width"]:
+            best = {"k": k, "floor": float(floor), "mean_half_width": width}
+    assert best is not None
+    best["coverage"] = float(coverage)
+    return best
+
+
+def band_for_duration(band: Mapping[str, Any], duration_s: float) -> dict[str, Any]:
+    """The band calibration for a clip of ``duration_s``: the ``by_duration`` entry nearest in log-duration.
+
+    A calibration without ``by_duration`` applies to every length.
+    """
+    entries = band.get("by_duration") or []
+    if not entries or duration_s <= 0:
+        return dict(band)
+    nearest = min(entries, key=lambda e: abs(math.log(float(e["duration_s"]) / duration_s)))
+    return {**band, "k": float(nearest["k"]), "floor": float(nearest["floor"])}
+
+
+# ----------------------------------------------------------------------------------- fusing
+def fuse(results: Mapping[str, SeriesResult], weights: Mapping[str, float], *, cutoff_hz: float = PAPER_CUTOFF_HZ,
+         subject_stats: Mapping[str, float] | None, fps: float = 25.0, learned: LearnedFusion | None = None,
+         band: Mapping[str, float] | None = None, min_cycles: float = 0.0) -> FusionResult:
+    """Fuse post-processed module curves; ``subject_stats`` is this subject's ``{"mean", "std"}``.
+
+    ``weights`` weigh the mean (and, with ``learned``, the spread that drives agreement and band). ``band``:
+    ``{"k", "floor"}`` from :func:`calibrate_band` (default :data:`DEFAULT_BAND`, uncalibrated).
+    ``min_cycles``: see :func:`effective_cutoff`.
+    """
+    usable = [name for name, result in results.items()
+              if result.status == "ok" and np.isfinite(result.values).any()
+              and (weights.get(name, 0.0) > 0 or (learned is not None and name in learned.modules))]
+    if not usable:
+        states = {name: result.status for name, result in results.items()}
+        raise FusionError(f"no module to fuse (status per module: {states}, weights: {dict(weights)})")
+    lengths = {name: int(np.asarray(results[name].values).size) for name in usable}
+    if len(set(lengths.values())) != 1:
+        raise FusionError(f"modules disagree on the number of frames: {lengths}")
+    n_frames = next(iter(lengths.values()))
+    values = np.stack([np.asarray(results[name].values, dtype=np.float64) for name in usable])
+    base = np.array([max(weights.get(name, 0.0), 0.0) for name in usable], dtype=np.float64)
+    if base.sum() <= 0:  # learned fusion over modules the weights do not know: equal weights for the spread
+        base = np.ones(len(usable))
+    seen = np.isfinite(values)
+    mean, spread = weighted_mean_spread(values, seen & (base[:, None] > 0), base)
     scale = float(subject_stats["std"]) if subject_stats is not None else float(np.nanstd(values))
-    coverage = seen.sum(axis=0)
+    centre = float(subject_stats["mean"]) if subject_stats is not None else float(np.nanmean(values))
+    coverage = (seen & (base[:, None] > 0)).sum(axis=0)
     if scale > 0:
         agreement = 1.0 - np.minimum(1.0, spread / scale)
     else:
         agreement = np.ones(spread.shape)
     agreement = np.where(coverage >= 2, agreement, 0.0)
 
-    # Frames no module sees are bridged by the smoothing (interpolation + 0.01 Hz low-pass), so the fused
-    # curve is defined on every frame; their agreement is 0.
-    valence = smooth_and_rescale(fill_gaps(mean), cutoff_hz=cutoff_hz, stats=subject_stats, fps=fps)
+    if learned is not None:
+        unit = scale if scale > 0 else 1.0
+        z = {name: (values[i] - centre) / unit for i, name in enumerate(usable)}
+        mean = learned.predict(z, n_frames)
+        coverage = seen.sum(axis=0)
+
+    cutoff = effective_cutoff(cutoff_hz, n_frames, fps=fps, min_cycles=min_cycles)
+    # Frames no module sees are bridged by the smoothing (interpolation + low-pass), so the fused curve is
+    # defined on every frame; their agreement is 0.
+    valence = smooth_and_rescale(fill_gaps(mean), cutoff_hz=cutoff, stats=subject_stats, fps=fps)
+    relative = spread / scale if scale > 0 else np.zeros_like(spread)
+    relative = np.where(coverage >= 1, relative, np.nan)
+    smoothed = smooth_and_rescale(fill_gaps(relative), cutoff_hz=cutoff, stats=None, fps=fps)
+    smoothed = np.where(np.isfinite(smoothed), np.maximum(smoothed, 0.0), 0.0)
+    chosen = band_for_duration(band or DEFAULT_BAND, n_frames / fps)
+    half = float(chosen["k"]) * (smoothed + float(chosen["floor"])) * (scale if scale > 0 else 1.0)
     normalised = {name: float(base[i] / base.sum()) for i, name in enumerate(usable)}
-    return FusionResult(valence=valence, agreement=agreement, used=usable, weights=normalised, coverage=coverage)
+    return FusionResult(valence=valence, agreement=agreement, used=usable, weights=normalised, coverage=coverage,
+                        band_low=valence - half, band_high=valence + half, cutoff_hz=cutoff, spread=smoothed,
+                        cutoff_requested_hz=float(cutoff_hz),
+                        band_coverage=float(chosen["coverage"]) if "coverage" in chosen else None)
+
+
+def resolve(spec: str, metadata: Mapping[str, Mapping[str, Any]], model: FusionModel | None, *,
+            cutoff_hz: float = 0.0) -> dict[str, Any]:
+    """What a fusion specification means given the loaded models and fusion model.
+
+    Returns ``{"method", "weights", "learned", "cutoff_hz", "band", "notes"}``. ``learned`` without a fusion
+    model (or one without a learned part) falls back to ``ccc``, named in the notes. ``cutoff_hz`` > 0
+    overrides the validated cut-off; else the fusion model's cut-off for the method, else the paper's 0.01 Hz.
+    """
+    spec = spec.strip()
+    notes: list[str] = []
+    method = spec if spec in METHODS else "weights"
+    learned = None
+    if method == "learned":
+        learned = model.learned() if model is not None else None
+        if learned is None:
+            notes.append("fusion 'learned' asked for but no learned fusion model exists under models/fusion "
+                         "(train one: empathy train fusion): fused with 'ccc' instead")
+            method = "ccc"
+        else:
+            ignored = sorted(set(metadata) - set(learned.modules))
+            if ignored:
+                notes.append(f"fusion 'learned' was fit without {', '.join(ignored)}: not fused")
+    if method == "paper":
+        weights = dict(PAPER_FUSION_WEIGHTS)
+    elif method in ("ccc", "learned"):
+        weights, ccc_notes = ccc_weights(metadata) if metadata else (dict(PAPER_FUSION_WEIGHTS), [])
+        notes += ccc_notes if method == "ccc" else []
+        if not metadata:
+            notes.append("fusion 'ccc': no model metadata available: the paper's coefficients are used instead")
+        if learned is not None:
+            weights = dict(learned.consensus_weights)
+    else:
+        weights = parse_weights(spec)
+    calibrated = model.cutoff(method) if model is not None else None
+    if cutoff_hz > 0:
+        cutoff = float(cutoff_hz)
+    elif calibrated is not None:
+        cutoff = calibrated
+    else:
+        cutoff = PAPER_CUTOFF_HZ
+    band = model.band(method) if model is not None else None
+    if band is None:
+        notes.append(f"confidence band not calibrated for fusion {method!r} (no fusion model with it): "
+                     f"+-({DEFAULT_BAND['k']:g} x (module spread + {DEFAULT_BAND['floor']:g} std))")
+    return {"method": method, "weights": weights, "learned": learned, "cutoff_hz": cutoff, "band": band,
+            "notes": notes}

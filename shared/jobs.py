@@ -98,9 +98,10 @@ class JobStore:
         pipe.execute()
 
     def create(self, job_id: str, *, subject: int, filename: str, video: str, modalities: Sequence[str],
-               owner: str = "") -> None:
+               owner: str = "", fusion: str = "") -> None:
+        """``fusion``: the job's fusion specification ("" = the fusion worker's EMPATHY_FUSION_WEIGHTS)."""
         fields: dict[str, Any] = {
-            "state": QUEUED, "created": f"{time.time():.3f}", "owner": owner, "subject": subject,
+            "state": QUEUED, "created": f"{time.time():.3f}", "owner": owner, "subject": subject, "fusion": fusion,
             "filename": filename, "video": video, "modalities": ",".join(modalities), "task_ids": "[]",
             "result": "", "error": "",
         }

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from shared.fusion import FusionResult, fuse, parse_weights
+from shared.fusion import FusionResult, fuse, load_fusion_model, resolve
 from shared.media import MediaError, NoAudioStreamError, NoVideoStreamError
 from shared.modalities.base import get_modality
 from shared.modalities.frame_stream import FrameConsumer, Prepared, feed_together
@@ -208,12 +208,24 @@ def subject_notes(metadata: Mapping[str, Mapping[str, Any]], subject: int) -> li
 
 def fuse_results(results: Mapping[str, ModalityResult], metadata: Mapping[str, Mapping[str, Any]], subject: int, *,
                  weights_spec: str | None = None, cutoff_hz: float | None = None,
-                 settings: Settings | None = None) -> FusionResult:
-    """Fusion with the configured weights, cut-off and the subject's statistics (shared by worker and CLI)."""
+                 settings: Settings | None = None, models_dir: Path | str | None = None) -> FusionResult:
+    """Fusion as configured (shared by the fusion worker, ``analyze`` and ``evaluate``).
+
+    ``weights_spec``: ``paper``, ``ccc``, ``learned`` or explicit weights (default ``EMPATHY_FUSION_WEIGHTS``);
+    the cut-off, band calibration and learned coefficients come from the fusion model under ``models_dir``
+    (default ``EMPATHY_MODELS_DIR``) when one exists; ``cutoff_hz`` > 0 (or ``EMPATHY_FUSION_CUTOFF_HZ`` > 0)
+    overrides the validated cut-off. Every fallback is named in ``FusionResult.notes``.
+    """
     settings = settings or get_settings()
-    weights = parse_weights(weights_spec or settings.fusion_weights, metadata)
-    cutoff = settings.fusion_cutoff_hz if cutoff_hz is None else cutoff_hz
-    return fuse(results, weights, cutoff_hz=cutoff, subject_stats=fusion_stats(metadata, subject), fps=settings.fps)
+    spec = (weights_spec or settings.fusion_weights).strip()
+    model = load_fusion_model(settings.models_dir if models_dir is None else models_dir)
+    plan = resolve(spec, metadata, model, cutoff_hz=settings.fusion_cutoff_hz if cutoff_hz is None else cutoff_hz)
+    fused = fuse(results, plan["weights"], cutoff_hz=plan["cutoff_hz"], subject_stats=fusion_stats(metadata, subject),
+                 fps=settings.fps, learned=plan["learned"], band=plan["band"],
+                 min_cycles=settings.fusion_min_cycles)
+    fused.method, fused.spec, fused.notes = plan["method"], spec, list(plan["notes"])
+    fused.model_version = model.version if model is not None else None
+    return fused
 
 
 def load_local_models(models_dir: Path | str, modalities: Sequence[str], *, batch_size: int
@@ -268,6 +280,6 @@ def analyze_video(video: Path | str, *, subject: int | None = None, modalities: 
     results = align_results(results, names)
     n_frames = next(iter(results.values())).values.size
     fusion = fuse_results(results, metadata, subject, weights_spec=weights_spec, cutoff_hz=cutoff_hz,
-                          settings=settings)
+                          settings=settings, models_dir=models_dir)
     return AnalysisResult(video=str(video), subject=subject, fps=float(settings.fps), n_frames=n_frames,
                           modalities=results, fusion=fusion, seconds=time.monotonic() - started)

@@ -5,8 +5,8 @@ gateway's ``/result``, ``/plot.png``, the ``submit`` client), so the CSV a user 
 from the embedded mode are byte-for-byte comparable.
 
 The CSV starts with the ``valence`` column, as the challenge's annotation files do (tools that read the
-``valence`` header keep working), then ``agreement`` and one column per requested modality (its
-post-processed curve; empty cells where it saw nothing or failed).
+``valence`` header keep working), then ``agreement``, the confidence band (``band_low``, ``band_high``) and
+one column per requested modality (its post-processed curve; empty cells where it saw nothing or failed).
 """
 
 from __future__ import annotations
@@ -31,10 +31,16 @@ def _series(values: np.ndarray) -> list[float | None]:
 
 
 def build_document(*, fusion: FusionResult, modalities: Mapping[str, ModalityResult], subject: int, fps: float,
-                   video: str, weights_spec: str, cutoff_hz: float, job_id: str | None = None,
-                   seconds: float | None = None, notes: Sequence[str] = ()) -> dict[str, Any]:
+                   video: str, weights_spec: str | None = None, cutoff_hz: float | None = None,
+                   job_id: str | None = None, seconds: float | None = None, notes: Sequence[str] = ()) -> dict[str, Any]:
     """``degraded`` is true when some requested modality did not contribute (failed or saw nothing):
-    ``fusion.used`` lists those that did and each modality's ``status``/``detail`` says why."""
+    ``fusion.used`` lists those that did and each modality's ``status``/``detail`` says why.
+
+    ``fusion.cutoff_hz`` is the final low-pass actually applied (after the clip-length bound), ``band`` the
+    per-frame confidence band and the share of ground truth it was calibrated to hold (null: uncalibrated).
+    ``notes`` gets the fusion's own notes (fallbacks) appended. ``weights_spec``/``cutoff_hz`` default to
+    what the fusion used.
+    """
     n_frames = int(fusion.valence.size)
     return {
         "job": job_id,
@@ -46,10 +52,14 @@ def build_document(*, fusion: FusionResult, modalities: Mapping[str, ModalityRes
         "seconds": None if seconds is None else round(float(seconds), 3),
         "valence": _series(fusion.valence),
         "agreement": _series(fusion.agreement),
+        "band": {"low": _series(fusion.band_low), "high": _series(fusion.band_high),
+                 "coverage": fusion.band_coverage},
         "fusion": {"used": list(fusion.used), "weights": {k: round(v, 6) for k, v in fusion.weights.items()},
-                   "weights_spec": weights_spec, "cutoff_hz": float(cutoff_hz)},
+                   "weights_spec": weights_spec or fusion.spec, "method": fusion.method,
+                   "cutoff_hz": float(fusion.cutoff_hz if cutoff_hz is None else cutoff_hz),
+                   "cutoff_requested_hz": float(fusion.cutoff_requested_hz), "model_version": fusion.model_version},
         "degraded": len(fusion.used) < len(modalities),
-        "notes": list(notes),
+        "notes": [*notes, *fusion.notes],
         "modalities": {
             name: {"status": result.status, "detail": result.detail, "seconds": round(float(result.seconds), 3),
                    "model_version": result.model_version,
@@ -60,12 +70,16 @@ def build_document(*, fusion: FusionResult, modalities: Mapping[str, ModalityRes
 
 
 def csv_columns(document: Mapping[str, Any]) -> list[str]:
-    return ["valence", "agreement", *document["modalities"].keys()]
+    return ["valence", "agreement", "band_low", "band_high", *document["modalities"].keys()]
 
 
 def to_csv(document: Mapping[str, Any]) -> str:
-    """The document as CSV text: ``valence,agreement,<modality>...``, one row per 25 fps frame."""
+    """The document as CSV text: ``valence,agreement,band_low,band_high,<modality>...``, one row per frame."""
+    n_frames = len(document["valence"])
+    band = document.get("band") or {}
     columns: Sequence[list[float | None]] = [document["valence"], document["agreement"],
+                                             band.get("low") or [None] * n_frames,
+                                             band.get("high") or [None] * n_frames,
                                              *(m["valence"] for m in document["modalities"].values())]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

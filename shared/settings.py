@@ -99,11 +99,25 @@ class Settings:
     default_subject: int = _doc(0, "Subject id used when a request gives none (0 = unknown: global statistics).")
     # --- fusion ------------------------------------------------------------------------------------
     fusion_weights: str = _doc(
-        "paper",
-        "Fusion weights: 'paper' (1,1,1,0.4,0.1), 'ccc' (from validation CCCs in model metadata) or "
-        "'audio=1,text=1,body=1,landmarks=0.4,face=0.1'.",
+        "ccc",
+        "Fusion: 'ccc' (weights = each model's validation CCC, the paper's rule), 'paper' (its coefficients "
+        "1,1,1,0.4,0.1), 'learned' (the ridge fusion of models/fusion, from `empathy train fusion`) or explicit "
+        "'audio=1,text=1,body=1,landmarks=0.4,face=0.1'. A job's 'fusion' field overrides it.",
     )
-    fusion_cutoff_hz: float = _doc(0.01, "Cut-off of the final zero-phase 1st-order Butterworth low-pass on the fused curve.")
+    fusion_cutoff_hz: float = _doc(
+        0.0,
+        "Cut-off of the final zero-phase 1st-order Butterworth low-pass on the fused curve; 0 = the one chosen "
+        "on validation (models/fusion metadata), else the paper's 0.01 Hz. Raised for short clips (see below).",
+    )
+    fusion_min_cycles: float = _doc(
+        3.0,
+        "The final cut-off is raised to at least this many cycles over the clip (max(cut-off, cycles / "
+        "duration): 20 s -> 0.15 Hz, 60 s -> 0.05 Hz, 5 min -> 0.01 Hz), so a short clip never degenerates "
+        "to a slope; 0 = never raised.",
+    )
+    fusion_band_coverage: float = _doc(
+        0.8, "Share of the ground truth the fused curve's confidence band is calibrated to hold on validation."
+    )
     # --- services ----------------------------------------------------------------------------------
     redis_url: str = _doc("redis://localhost:6379/0", "Redis used as Celery broker, result backend and job store.")
     model_server: str = _doc(

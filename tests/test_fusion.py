@@ -108,7 +108,8 @@ def test_final_low_pass_and_rescaling_are_applied() -> None:
 def test_parse_weights_ccc_and_explicit() -> None:
     metadata = {"audio": {"val_ccc": 0.32, "val_ccc_filtered": 0.4}, "text": {"val_ccc": 0.3},
                 "face": {"val_ccc": -0.1}}
-    assert parse_weights("ccc", metadata) == {"audio": 0.4, "text": 0.3, "face": 0.0}
+    audio, text = 0.16 / 0.84, 0.09 / 0.91  # rho^2 / (1 - rho^2) of the filtered CCC, else the raw one
+    assert parse_weights("ccc", metadata) == pytest.approx({"audio": audio, "text": text, "face": 0.0})
     assert parse_weights("audio=1, text=2") == {"audio": 1.0, "text": 2.0}
     for bad in ("audio", "voice=1", "audio=-1", "audio=x"):
         with pytest.raises(ValueError):
@@ -118,7 +119,7 @@ def test_parse_weights_ccc_and_explicit() -> None:
     fused = fuse(constant_results({"audio": 1.0, "text": 0.0, "face": 5.0}), parse_weights("ccc", metadata),
                  cutoff_hz=0, subject_stats=None)
     assert fused.used == ["audio", "text"]  # face has weight 0
-    assert np.allclose(fused.valence, 0.4 / 0.7)
+    assert np.allclose(fused.valence, audio / (audio + text))
 
 
 def test_nothing_to_fuse_raises() -> None:

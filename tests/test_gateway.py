@@ -73,6 +73,8 @@ def test_upload_validation(client, video: bytes) -> None:  # noqa: ANN001
     assert response.status_code == 413 and "EMPATHY_MAX_UPLOAD_MB" in response.get_json()["error"]
     response = submit(client, video, transcript=(io.BytesIO(b"{not json"), "words.json"))
     assert response.status_code == 400 and "transcript" in response.get_json()["error"]
+    response = submit(client, video, fusion="median")
+    assert response.status_code == 400 and "fusion" in response.get_json()["error"]
 
 
 def test_submit_creates_a_job_and_routes_one_task_per_modality_queue(client, env, video) -> None:  # noqa: ANN001
@@ -110,7 +112,7 @@ def test_unknown_jobs_are_404(client) -> None:  # noqa: ANN001
 def test_result_json_csv_plot_and_delete(client, env, video) -> None:  # noqa: ANN001
     from services.tasks import fuse
 
-    job = submit(client, video, subject="1", modalities="audio,text,face").get_json()
+    job = submit(client, video, subject="1", modalities="audio,text,face", fusion="paper").get_json()
     directory = job_dir(env["EMPATHY_STORAGE_DIR"], job["id"])
     t = np.arange(50) / 25.0
     outcomes = []
@@ -126,16 +128,21 @@ def test_result_json_csv_plot_and_delete(client, env, video) -> None:  # noqa: A
     document = client.get(f"/v1/jobs/{job['id']}/result").get_json()
     assert document["n_frames"] == 50 and len(document["valence"]) == 50 and len(document["agreement"]) == 50
     assert document["fusion"]["used"] == ["audio", "text"]
+    assert document["fusion"]["method"] == "paper" and document["fusion"]["weights_spec"] == "paper"  # the job's
+    low, high = np.array(document["band"]["low"]), np.array(document["band"]["high"])
+    assert (low < np.array(document["valence"])).all() and (high > np.array(document["valence"])).all()
+    assert document["band"]["coverage"] is None and any("not calibrated" in n for n in document["notes"])
     assert document["modalities"]["face"]["status"] == "unavailable"
     assert document["modalities"]["face"]["valence"] == [None] * 50
 
     response = client.get(f"/v1/jobs/{job['id']}/result?format=csv")
     assert response.status_code == 200 and response.mimetype == "text/csv"
     lines = response.get_data(as_text=True).splitlines()
-    assert lines[0] == "valence,agreement,audio,text,face"
+    assert lines[0] == "valence,agreement,band_low,band_high,audio,text,face"
     assert len(lines) == 51
     first = lines[1].split(",")
-    assert first[4] == "" and float(first[0]) == pytest.approx(document["valence"][0], abs=1e-5)
+    assert first[6] == "" and float(first[0]) == pytest.approx(document["valence"][0], abs=1e-5)
+    assert float(first[2]) == pytest.approx(document["band"]["low"][0], abs=1e-5)
     assert client.get(f"/v1/jobs/{job['id']}/result?format=xml").status_code == 400
 
     png = client.get(f"/v1/jobs/{job['id']}/plot.png")

@@ -43,8 +43,10 @@ def train_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="empathy train",
         description="Train one modality (loss 1 - CCC, Adam, early stopping on validation CCC), choose its "
-                    "low-pass cut-off and export models/<modality>/<version>/ (SavedModel + metadata.json).")
-    parser.add_argument("modality", choices=MODALITIES)
+                    "low-pass cut-off and export models/<modality>/<version>/ (SavedModel + metadata.json). "
+                    "'fusion' fits the fusion (cut-offs, learned fusion, confidence bands) on the validation "
+                    "predictions of the exported modules -> models/fusion/<version>/metadata.json.")
+    parser.add_argument("modality", choices=[*MODALITIES, "fusion"])
     parser.add_argument("--data", type=Path, default=settings.data_dir, help="OMG-Empathy-layout data set")
     parser.add_argument("--val-story", type=int, default=settings.val_story, help="story held out for validation")
     parser.add_argument("--models-dir", type=Path, default=settings.models_dir)
@@ -58,6 +60,8 @@ def train_main(argv: list[str]) -> int:
                         help="preprocessing parameter, e.g. slice_overlap=0.5 (repeatable)")
     parser.add_argument("--subjects", help="only these subjects, e.g. 1,2,3")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--coverage", type=float, default=settings.fusion_band_coverage,
+                        help="fusion only: share of validation labels the confidence band must hold")
     args = parser.parse_args(argv)
     configure_logging()
 
@@ -68,6 +72,8 @@ def train_main(argv: list[str]) -> int:
     if args.subjects:
         wanted = set(_int_list(args.subjects, "--subjects") or [])
         clips = [c for c in clips if c.subject in wanted]
+    if args.modality == "fusion":
+        return _train_fusion(args, clips)
     result = train(args.modality, models_dir=args.models_dir, val_story=args.val_story, epochs=args.epochs,
                    batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
                    hparams=_key_values(args.hparam, "--hparam"), params=_key_values(args.param, "--param"),
@@ -77,6 +83,24 @@ def train_main(argv: list[str]) -> int:
     print(f"  validation CCC {meta['val_ccc']:.3f} raw, {meta['val_ccc_filtered']:.3f} after low-pass "
           f"{meta['cutoff_hz']} Hz + re-scaling; {meta['training']['epochs_run']} epochs "
           f"(best {meta['training']['best_epoch']}), {meta['train_seconds']:.0f} s")
+    return 0
+
+
+def _train_fusion(args: argparse.Namespace, clips: list[Any]) -> int:
+    from training.fusion import train_fusion
+
+    result = train_fusion(models_dir=args.models_dir, val_story=args.val_story, clips=clips,
+                          coverage=args.coverage, seed=args.seed)
+    meta = result.metadata
+    print(f"fusion: exported {result.version_dir} (fit on {', '.join(meta['val_clips'])})")
+    for method, entry in meta["methods"].items():
+        band = entry["band"]
+        cutoff = f"{entry['cutoff_hz']} Hz" if entry["cutoff_hz"] > 0 else "none"
+        print(f"  {method:8s} validation CCC {entry['val_ccc']:.3f}, final low-pass {cutoff}, band "
+              f"+-{band['k']:.2f} x (spread + {band['floor']:g} std) holds {band['val_coverage']:.0%} "
+              f"(target {meta['band_coverage']:.0%})")
+    for note in meta.get("notes", []):
+        print(f"  note: {note}")
     return 0
 
 
@@ -98,7 +122,7 @@ def evaluate_main(argv: list[str]) -> int:
     configure_logging()
 
     from shared.model_store import list_versions
-    from training.evaluate import evaluate, write_csv
+    from training.evaluate import evaluate, render_side_by_side, write_csv
 
     if args.modality == "all":
         names = [m for m in MODALITIES if list_versions(args.models_dir / m)]
@@ -113,6 +137,9 @@ def evaluate_main(argv: list[str]) -> int:
     tables = evaluate(args.data, args.models_dir, names, stories=_int_list(args.stories, "--stories"))
     for table in tables.values():
         print(table.render())
+        print()
+    if len(tables) > 1:
+        print(render_side_by_side(tables))
         print()
     if args.out:
         write_csv(tables, args.out)

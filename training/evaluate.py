@@ -2,8 +2,10 @@
 
 Evaluation runs the inference pipeline itself (:func:`shared.pipeline.run_modality`: prepare -> SavedModel
 -> frames -> low-pass + per-subject re-scaling from the model's metadata), so the numbers are those a user
-of the service would get, not those of a training-time shortcut. ``fusion`` scores the fused curve of the
-modalities asked for (:func:`shared.pipeline.fuse_results`), which is what Table I reports.
+of the service would get, not those of a training-time shortcut. ``fusion:<method>`` scores the fused curve
+of the modalities asked for (:func:`shared.pipeline.fuse_results`), which is what Table I reports, for every
+fusion method (``paper`` preset, ``ccc`` validation-CCC weights, ``learned`` when a fusion model has one);
+:func:`render_side_by_side` puts every module and fusion next to each other, per subject and per story.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from shared.metrics import ccc
 logger = logging.getLogger(__name__)
 
 FUSION = "fusion"
+FUSIONS: tuple[str, ...] = ("paper", "ccc", "learned")
+
+
+def fusion_table_name(method: str) -> str:
+    return f"{FUSION}:{method}"
 
 
 @dataclass
@@ -82,9 +89,13 @@ def default_stories(clips: Sequence[Clip], metadata: dict[str, dict]) -> list[in
 
 
 def evaluate(data_dir: Path | str, models_dir: Path | str, modalities: Sequence[str], *,
-             stories: Sequence[int] | None = None, fusion: bool = True) -> dict[str, Table]:
-    """One :class:`Table` per modality (and one for their fusion when ``fusion`` and several modalities)."""
-    from shared.fusion import FusionError
+             stories: Sequence[int] | None = None, fusion: bool = True,
+             fusions: Sequence[str] = FUSIONS) -> dict[str, Table]:
+    """One :class:`Table` per modality, and one per fusion method when ``fusion`` and several modalities.
+
+    ``learned`` is left out when ``models_dir`` has no learned fusion model (it would be ``ccc`` relabelled).
+    """
+    from shared.fusion import FusionError, load_fusion_model
     from shared.pipeline import STATUS_OK, fuse_results, load_local_models, run_modality
     from shared.settings import get_settings
 
@@ -97,8 +108,11 @@ def evaluate(data_dir: Path | str, models_dir: Path | str, modalities: Sequence[
         raise ValueError(f"no labelled clip of stories {sorted(chosen)} under {data_dir}")
     tables = {name: Table(name) for name in modalities}
     with_fusion = fusion and len(modalities) > 1
+    model = load_fusion_model(models_dir)
+    methods = [m for m in fusions if m != "learned" or (model is not None and model.learned() is not None)]
     if with_fusion:
-        tables[FUSION] = Table(FUSION)
+        for method in methods:
+            tables[fusion_table_name(method)] = Table(fusion_table_name(method))
     for clip in clips:
         results = {}
         for name in modalities:
@@ -110,14 +124,15 @@ def evaluate(data_dir: Path | str, models_dir: Path | str, modalities: Sequence[
             labels = check_labels(clip, result.values.size) if result.values.size else None
             tables[name].scores[(clip.subject, clip.story)] = _score(labels, result.values)
             results[name] = result
-        if with_fusion:
+        for method in methods if with_fusion else []:
             try:
-                fused = fuse_results(results, metadata, clip.subject, settings=settings)
+                fused = fuse_results(results, metadata, clip.subject, weights_spec=method, settings=settings,
+                                     models_dir=models_dir)
                 score = _score(check_labels(clip, fused.valence.size), fused.valence)
             except FusionError as exc:
                 logger.warning("nothing to fuse", extra={"clip": clip.name, "error": str(exc)})
                 score = 0.0
-            tables[FUSION].scores[(clip.subject, clip.story)] = score
+            tables[fusion_table_name(method)].scores[(clip.subject, clip.story)] = score
         logger.info("clip evaluated", extra={"clip": clip.name, "ccc": {n: round(t.scores[(clip.subject, clip.story)], 3)
                                                                        for n, t in tables.items()}})
     return tables
@@ -129,6 +144,20 @@ def _score(labels: np.ndarray | None, values: np.ndarray) -> float:
         return 0.0
     seen = np.isfinite(values)
     return ccc(labels[seen], values[seen]) if seen.sum() > 1 else 0.0
+
+
+def render_side_by_side(tables: dict[str, Table]) -> str:
+    """Every module and fusion as a column; rows: each subject's mean, each story's mean, the overall mean."""
+    names = list(tables)
+    first = next(iter(tables.values()))
+    rows = [["", *names]]
+    rows += [[f"Subject {s}", *[_fmt(t.subject_mean(s)) for t in tables.values()]] for s in first.subjects]
+    rows += [[f"Story {k}", *[_fmt(t.story_mean(k)) for t in tables.values()]] for k in first.stories]
+    rows.append(["Mean", *[_fmt(t.mean) for t in tables.values()]])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["CCC side by side (modules and fusions)"]
+    lines += ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)
 
 
 def write_csv(tables: dict[str, Table], path: Path | str) -> None:
