@@ -4,7 +4,7 @@ It starts what ``docker-compose.yml`` starts, with the same environment variable
 
 * a ``redis-server`` of its own (AOF persistence under ``<storage>/redis``), unless ``--redis-url`` or
   ``EMPATHY_REDIS_URL`` names one;
-* ONE ``empathy serve-models`` serving all five models (``--models-dir``; gRPC on ``--base-port``, REST on
+* ONE ``empathy serve-models`` serving all five models (a ``--model_config_file`` listing them; gRPC on ``--base-port``, REST on
   the next port): TensorFlow is loaded once, not five times;
 * the five modality workers and the fusion worker (``python -m services.<name>``, Celery's ``threads``
   pool: one process each, no second copy of the libraries in a pool child), with ``--workers
@@ -32,6 +32,7 @@ the job watchdog (``services.watchdog``). With ``--redis-url`` that Redis's own 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import secrets
@@ -43,6 +44,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -183,11 +185,19 @@ class Launcher:
         wait_port("127.0.0.1", port, timeout=20)
 
     def start_model_server(self) -> None:
-        """One model server for the five models: one TensorFlow in memory instead of five."""
+        """One model server for the five models: one TensorFlow in memory instead of five.
+
+        The models are listed in a TF Serving model config file rather than served as "every folder of the
+        models directory": that directory also holds the fusion model (``models/fusion``, metadata only),
+        which the fusion worker reads itself and which is no SavedModel.
+        """
         base = self.args.base_port
         grpc_port, rest_port = self._port(base), self._port(base + 1 if base else 0)
+        config = (self.args.storage_dir / "model_config.txt").resolve()
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(model_config_text(self.args.models_dir.resolve(), MODALITIES))
         self.spawn("model-server", 2, [sys.executable, "-m", "shared.cli", "serve-models", "--host", "127.0.0.1",
-                                       "--models-dir", str(self.args.models_dir.resolve()),
+                                       "--model_config_file", str(config),
                                        "--port", str(grpc_port), "--rest_api_port", str(rest_port)])
         for name in MODALITIES:
             self.env[f"{PREFIX}{name.upper()}_MODEL_SERVER"] = f"127.0.0.1:{grpc_port}"
@@ -250,6 +260,13 @@ def _kill_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def model_config_text(models_dir: Path, names: Sequence[str]) -> str:
+    """TF Serving's ``--model_config_file`` text proto serving ``models_dir/<name>`` for each name."""
+    entries = "".join(f"  config {{ name: {json.dumps(n)} base_path: {json.dumps(str(models_dir / n))} "
+                      f"model_platform: \"tensorflow\" }}\n" for n in names)
+    return f"model_config_list {{\n{entries}}}\n"
 
 
 def wait_port(host: str, port: int, timeout: float) -> None:
