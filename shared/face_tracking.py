@@ -137,7 +137,9 @@ def detect_faces(grey: np.ndarray, *, detect_width: int = 640, upsample: int = 0
     if grey.ndim != 2 or grey.dtype != np.uint8:
         raise ValueError(f"detect_faces needs a 2-D uint8 grey frame, got {grey.dtype} {grey.shape}")
     scale = detection_scale(grey.shape[1], detect_width=detect_width, min_face_px=min_face_px)
-    small = grey if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    # dlib reads the buffer as if C-contiguous: a view (a region cut out of a frame) must be copied first
+    small = np.ascontiguousarray(grey) if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale,
+                                                                       interpolation=cv2.INTER_AREA)
     with _detector() as detector:
         rects = detector(small, upsample)
     boxes = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], dtype=np.float64)
