@@ -109,6 +109,9 @@ SPEC: dict[str, Any] = {
                         "subject": {"type": "integer", "minimum": 0,
                                     "description": "listener id (0 or absent: unknown, global statistics)"},
                         "modalities": {"type": "string", "description": f"comma list, subset of {list(MODALITIES)}"},
+                        "listener": {"type": "string", "description": "listener region: auto (2560x720 input: the "
+                                     "official split x >= 1080; else the whole frame), full, x0,y0,x1,y1 fractions "
+                                     "or per subject '1=...;*=auto' (absent: EMPATHY_LISTENER_CROP)"},
                         "transcript": {"type": "string", "format": "binary",
                                        "description": "optional word timings (JSON), used instead of ASR"},
                     },

@@ -27,6 +27,7 @@ from shared.pipeline import (
     ModalityResult,
     align_results,
     fuse_results,
+    listener_notes,
     run_modality,
     subject_notes,
 )
@@ -100,7 +101,8 @@ def analyse_modality(self: Any, job_id: str, modality: str) -> dict[str, Any]:
         metadata, predictor = model_for(modality)
         result = run_modality(modality, find_video(directory), subject=subject, predictor=predictor,
                               metadata=metadata, transcript=transcript if transcript.is_file() else None,
-                              progress=progress, fps=settings.fps)
+                              progress=progress, fps=settings.fps,
+                              listener=store.raw(job_id).get("listener") or None)
     except Exception as exc:  # noqa: BLE001 - no model, no video...: a failed modality, never a broken chord
         log.exception("analysis failed", extra={"job": job_id, "modality": modality})
         result = ModalityResult(name=modality, values=np.zeros(0), missing=np.zeros(0, dtype=bool),
@@ -166,7 +168,8 @@ def fuse(self: Any, outcomes: list[dict[str, Any]], job_id: str) -> dict[str, An
         document = build_document(fusion=fusion, modalities=results, subject=subject, fps=settings.fps,
                                   video=raw.get("filename", ""), weights_spec=settings.fusion_weights,
                                   cutoff_hz=settings.fusion_cutoff_hz, job_id=job_id,
-                                  seconds=time.time() - created, notes=subject_notes(metadata, subject))
+                                  seconds=time.time() - created,
+                                  notes=subject_notes(metadata, subject) + listener_notes(results))
         result_path = directory / "result.json"
         write_json(result_path, document)
     except Exception as exc:  # noqa: BLE001 - the job must end in a state a client can read

@@ -78,11 +78,11 @@ class JobStore:
         pipe.execute()
 
     def create(self, job_id: str, *, subject: int, filename: str, video: str, modalities: Sequence[str],
-               owner: str = "") -> None:
+               owner: str = "", listener: str = "") -> None:
         fields: dict[str, Any] = {
             "state": QUEUED, "created": f"{time.time():.3f}", "owner": owner, "subject": subject,
             "filename": filename, "video": video, "modalities": ",".join(modalities), "task_ids": "[]",
-            "result": "", "error": "",
+            "result": "", "error": "", "listener": listener,
         }
         for name in modalities:
             fields[f"{name}.status"] = QUEUED

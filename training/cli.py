@@ -98,7 +98,7 @@ def evaluate_main(argv: list[str]) -> int:
     configure_logging()
 
     from shared.model_store import list_versions
-    from training.evaluate import evaluate, write_csv
+    from training.evaluate import MISSING_FRAMES, evaluate, write_csv
 
     if args.modality == "all":
         names = [m for m in MODALITIES if list_versions(args.models_dir / m)]
@@ -114,6 +114,7 @@ def evaluate_main(argv: list[str]) -> int:
     for table in tables.values():
         print(table.render())
         print()
+    print(f"CCC as the official calculateCCC.py computes it; {MISSING_FRAMES}.")
     if args.out:
         write_csv(tables, args.out)
         print(f"wrote {args.out}")
