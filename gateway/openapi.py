@@ -75,7 +75,10 @@ RESULT = {
             "weights": {"type": "object", "additionalProperties": {"type": "number"}},
             "weights_spec": {"type": "string"}, "cutoff_hz": {"type": "number"}}},
         "degraded": {"type": "boolean", "description": "some requested modality did not contribute"},
-        "notes": {"type": "array", "items": {"type": "string"}, "description": "e.g. an unknown subject"},
+        "notes": {"type": "array", "items": {"type": "string"},
+                  "description": "e.g. an unknown subject, the listener region searched, an ambiguous listener"},
+        "label_range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+                        "description": "[low, high]: every valence value (fused and per module) lies within"},
         "modalities": {"type": "object", "additionalProperties": {"type": "object", "properties": {
             "status": {"type": "string"}, "detail": {"type": "string"}, "seconds": {"type": "number"},
             "model_version": {"type": "integer", "nullable": True}, "valence": SERIES}}},

@@ -6,7 +6,8 @@ from the embedded mode are byte-for-byte comparable.
 
 The CSV starts with the ``valence`` column, as the challenge's annotation files do (tools that read the
 ``valence`` header keep working), then ``agreement`` and one column per requested modality (its
-post-processed curve; empty cells where it saw nothing or failed).
+post-processed curve; empty cells where it saw nothing or failed). Every valence value, fused or per module,
+lies in the label range (``label_range`` in the JSON, [-1, 1] for OMG-Empathy): see :mod:`shared.postprocess`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from shared.fusion import FusionResult
 from shared.pipeline import ModalityResult
+from shared.postprocess import DEFAULT_LABEL_RANGE
 
 DECIMALS = 6
 
@@ -32,7 +34,8 @@ def _series(values: np.ndarray) -> list[float | None]:
 
 def build_document(*, fusion: FusionResult, modalities: Mapping[str, ModalityResult], subject: int, fps: float,
                    video: str, weights_spec: str, cutoff_hz: float, job_id: str | None = None,
-                   seconds: float | None = None, notes: Sequence[str] = ()) -> dict[str, Any]:
+                   seconds: float | None = None, notes: Sequence[str] = (),
+                   label_range: Sequence[float] = DEFAULT_LABEL_RANGE) -> dict[str, Any]:
     """``degraded`` is true when some requested modality did not contribute (failed or saw nothing):
     ``fusion.used`` lists those that did and each modality's ``status``/``detail`` says why."""
     n_frames = int(fusion.valence.size)
@@ -45,6 +48,7 @@ def build_document(*, fusion: FusionResult, modalities: Mapping[str, ModalityRes
         "duration_s": round(n_frames / fps, 3),
         "seconds": None if seconds is None else round(float(seconds), 3),
         "valence": _series(fusion.valence),
+        "label_range": [float(v) for v in label_range],  # every valence series (fused and modules) lies within
         "agreement": _series(fusion.agreement),
         "fusion": {"used": list(fusion.used), "weights": {k: round(v, 6) for k, v in fusion.weights.items()},
                    "weights_spec": weights_spec, "cutoff_hz": float(cutoff_hz)},

@@ -104,3 +104,19 @@ def test_csvs_the_project_writes_pass_the_official_reader(tmp_path: Path) -> Non
     truth, _ = curves(4)
     write_labels(tmp_path / "Subject_1_Story_1.csv", truth)
     assert read_valence_csv(tmp_path / "Subject_1_Story_1.csv") == pytest.approx(truth, abs=1e-6)
+
+
+def test_the_documented_score_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """docs/training.md's ``empathy score`` block, line by line, in a scratch folder."""
+    import re
+    import shlex
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", doc, flags=re.S) if "empathy score" in b)
+    monkeypatch.chdir(tmp_path)
+    for line in block.strip().splitlines():
+        argv = shlex.split(line)
+        assert argv[0] == ".venv/bin/empathy"
+        assert empathy(argv[1:]) == 0, line
+    out = capsys.readouterr().out
+    assert "Subject 1 | 1.0000" in out and "would run on these inputs unchanged" in out
