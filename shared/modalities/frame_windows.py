@@ -223,6 +223,7 @@ def tracking_notes(name: str, region: ListenerRegion, tracker: FaceTracker,
     info: dict[str, Any] = {"listener_region": list(region.box) if region.box else None, "notes": notes,
                             "faces_in_region": tracker.max_faces}
     if tracker.region_detections == 0:
-        info["unavailable"] = (f"{name}: no face found in the listener region ({region.describe(*frame_size)}); "
-                               "set the listener region if the listener is elsewhere")
+        info["unavailable"] = (f"{name}: nothing usable in this video: no face found in the listener region "
+                               f"({region.describe(*frame_size)}); set the listener region if the listener is "
+                               "elsewhere")
     return info
