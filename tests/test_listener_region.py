@@ -130,6 +130,9 @@ def test_a_whole_frame_region_is_ambiguous_and_follows_one_face_throughout(clips
     face = get_modality("face")
     windows = face.prepare(clips["omg"], subject=1, params={**face.default_params(), "listener": "full"})
     assert any("listener ambiguous" in n for n in windows.info["notes"])
+    body = get_modality("body")  # the body crop follows the same person as the face tracker
+    crop = body.prepare(clips["omg"], subject=1, params={**body.default_params(), "listener": "full"}).info["crop"]
+    assert ((crop[0] + crop[2]) / 2 * 2560 < 1080) == (max(centres) < 1080)
 
 
 def test_no_face_in_the_listener_region_says_which_region_was_searched(clips: dict[str, Path]) -> None:
