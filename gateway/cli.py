@@ -145,6 +145,8 @@ def _print_summary(document: dict[str, Any], out: Path, seconds: float) -> None:
         print(f"  {name:10s} {entry['status']:12s} {shown:12s} {entry['seconds']:.1f} s{detail}")
     if agreement:
         print(f"mean agreement {sum(agreement) / len(agreement):.2f}")
+    for note in document.get("notes") or []:
+        print(f"note: {note}")
     print(f"result: {out}")
 
 
