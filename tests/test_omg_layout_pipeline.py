@@ -25,19 +25,25 @@ from shared.synthetic.dataset import generate_dataset
 pytestmark = pytest.mark.slow
 
 VISION = ("face", "landmarks", "body")
-FUSED_CCC_MARGIN = 0.05  # |fused CCC at 2560x720 - fused CCC at 1280x720| per clip (measured: see the report)
+# Margins of |CCC at 2560x720 - CCC at 1280x720| per clip. Measured on this set (Story 2, subjects 1 and 2):
+# fused 0.488 vs 0.486 and 0.615 vs 0.613 (difference 0.002); modules at most 0.021 (landmarks).
+FUSED_CCC_MARGIN = 0.02
+MODULE_CCC_MARGIN = 0.05
+# The bundled models' sizes (gateway/bootstrap.py), fewer epochs: models must have learned something (validation
+# CCC 0.55-0.90 measured) or the comparison only compares noise re-scaled to the subject's std.
 RUNS = {
-    "face": {"hparams": {"filters": [4, 8], "dense": [16, 8], "bn_momentum": 0.9}, "epochs": 3, "batch_size": 64},
-    "landmarks": {"hparams": {"bn_momentum": 0.9}, "epochs": 6, "batch_size": 128},
-    "body": {"hparams": {"depth": 10, "base_filters": 8, "head": [32, 16], "bn_momentum": 0.9}, "epochs": 3,
-             "batch_size": 32},
+    "face": {"hparams": {"filters": [8, 16], "dense": [32, 16], "bn_momentum": 0.9}, "epochs": 6, "batch_size": 64},
+    "landmarks": {"hparams": {"filters": [32, 32, 48, 48], "dense": 16, "bn_momentum": 0.9}, "epochs": 12,
+                  "batch_size": 128},
+    "body": {"hparams": {"depth": 10, "base_filters": 8, "head": [32, 16], "bn_momentum": 0.9},
+             "params": {"size": 64}, "epochs": 6, "batch_size": 32},
 }
 
 
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("omg_layout")
-    common = {"subjects": (1, 2), "stories": (1, 2), "duration_s": 8.0, "seed": 0}
+    common = {"subjects": (1, 2), "stories": (1, 2, 3), "duration_s": 12.0, "seed": 0}
     generate_dataset(root / "omg", width=2560, height=720, layout="omg", **common)
     generate_dataset(root / "single", width=1280, height=720, **common)
     return {"omg": root / "omg", "single": root / "single"}
@@ -51,7 +57,9 @@ def models(sets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> P
     for name in VISION:
         run = RUNS[name]
         result = train(name, sets["omg"], models_dir=models_dir, epochs=run["epochs"], patience=run["epochs"],
-                       batch_size=run["batch_size"], hparams=run["hparams"], val_story=2)
+                       batch_size=run["batch_size"], hparams=run["hparams"], params=run.get("params"),
+                       val_story=2)
+        assert result.metadata["val_ccc"] > 0.3, (name, result.metadata["val_ccc"])
         assert result.metadata["preprocessing"]["listener_region"] == "auto"
         assert result.metadata["preprocessing"]["listener_layouts"] == ["2560x720"]
         assert result.metadata["label_range"] == [-1.0, 1.0]
@@ -61,6 +69,7 @@ def models(sets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> P
 def test_trained_on_the_omg_layout_the_fused_curve_matches_the_listener_alone(
         sets: dict[str, Path], models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     scores: dict[str, list[float]] = {"omg": [], "single": []}
+    modules: dict[str, dict[str, list[float]]] = {}
     for layout, root in sets.items():
         predictions, truth = tmp_path / layout, tmp_path / f"{layout}_annotations"
         predictions.mkdir()
@@ -78,6 +87,9 @@ def test_trained_on_the_omg_layout_the_fused_curve_matches_the_listener_alone(
             assert not any("ambiguous" in n for n in notes), notes
             labels = read_labels(clip.labels).astype(np.float64)
             scores[layout].append(official_ccc(labels, result.fusion.valence))
+            for name, module in result.modalities.items():
+                modules.setdefault(name, {}).setdefault(layout, []).append(
+                    official_ccc(labels, np.nan_to_num(module.values)))
             document = build_document(fusion=result.fusion, modalities=result.modalities, subject=clip.subject,
                                       fps=result.fps, video=clip.video.name, weights_spec="paper", cutoff_hz=0.01,
                                       notes=notes)
@@ -91,3 +103,6 @@ def test_trained_on_the_omg_layout_the_fused_curve_matches_the_listener_alone(
     differences = np.abs(np.array(scores["omg"]) - np.array(scores["single"]))
     print(f"fused CCC 2560x720 {scores['omg']} vs 1280x720 {scores['single']}: max difference {differences.max():.4f}")
     assert differences.max() <= FUSED_CCC_MARGIN
+    for name, by_layout in modules.items():
+        gap = np.abs(np.array(by_layout["omg"]) - np.array(by_layout["single"])).max()
+        assert gap <= MODULE_CCC_MARGIN, (name, by_layout)
