@@ -120,3 +120,18 @@ def test_the_documented_score_commands_run(tmp_path: Path, monkeypatch: pytest.M
         assert empathy(argv[1:]) == 0, line
     out = capsys.readouterr().out
     assert "Subject 1 | 1.0000" in out and "would run on these inputs unchanged" in out
+
+
+def test_evaluate_scores_every_annotated_frame_as_the_official_protocol() -> None:
+    from shared.postprocess import fill_gaps
+    from training.evaluate import MISSING_FRAMES, _score
+
+    truth, pred = curves(5)
+    pred = pred.copy()
+    pred[100:300] = np.nan  # frames the module did not see (no face)
+    seen = np.isfinite(pred)
+    assert _score(truth, pred) == pytest.approx(official_ccc(truth, fill_gaps(pred)), abs=1e-12)
+    assert abs(_score(truth, pred) - official_ccc(truth[seen], pred[seen])) > 1e-3  # not the seen frames only
+    assert _score(truth, np.full(truth.size, np.nan)) == 0.0  # saw nothing
+    assert _score(np.full(300, 0.5), np.full(300, 0.5)) == 0.0  # the script's nan (0/0) counts as 0 in a table
+    assert "every annotated frame" in MISSING_FRAMES
