@@ -36,6 +36,16 @@ def _modalities(raw: str | None) -> list[str]:
     return [name for name in MODALITIES if name in names]
 
 
+def _listener(text: str) -> str:
+    """A listener region spec (see shared.crops), checked before any work starts."""
+    from shared.crops import check_listener_spec
+
+    try:
+        return check_listener_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _default_out(video: Path) -> Path:
     return Path(f"{video.stem}_valence.csv")
 
@@ -57,6 +67,9 @@ def analyze_parser() -> argparse.ArgumentParser:
                         help="fusion: ccc | paper | learned | audio=1,text=1,... (default EMPATHY_FUSION_WEIGHTS)")
     parser.add_argument("--annotation", type=Path, default=None,
                         help="ground-truth valence CSV (OMG-Empathy annotation): drawn in --plot, CCC printed")
+    parser.add_argument("--listener", type=_listener, default=None,
+                        help="listener region: auto (2560x720: x >= 1080; else whole frame), full, x0,y0,x1,y1 "
+                        "(default EMPATHY_LISTENER_CROP)")
     parser.add_argument("--no-build", action="store_true",
                         help="fail instead of building the bundled default models when some are missing")
     return parser
@@ -67,7 +80,7 @@ def analyze_main(argv: list[str] | None = None) -> int:
 
     from gateway.bootstrap import build_default_models, fusion_missing, missing_models
     from shared.fusion import FusionError
-    from shared.pipeline import analyze_video
+    from shared.pipeline import analyze_video, listener_notes
     from shared.results import build_document, to_csv
     from shared.storage import write_json
 
@@ -104,14 +117,15 @@ def analyze_main(argv: list[str] | None = None) -> int:
     try:
         result = analyze_video(args.video, subject=args.subject, modalities=names, models_dir=models_dir,
                                transcript=args.transcript, weights_spec=args.weights, progress=progress,
-                               settings=settings)
+                               settings=settings, listener=args.listener)
     except FusionError as exc:
         bar.close()
         print(f"empathy analyze: no modality produced a prediction: {exc}", file=sys.stderr)
         return 1
     bar.close()
     document = build_document(fusion=result.fusion, modalities=result.modalities, subject=result.subject,
-                              fps=result.fps, video=args.video.name, seconds=result.seconds)
+                              fps=result.fps, video=args.video.name, seconds=result.seconds,
+                              notes=listener_notes(result.modalities))
     out = args.out or _default_out(args.video)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(to_csv(document))
@@ -156,7 +170,7 @@ def _print_summary(document: dict[str, Any], out: Path, seconds: float, truth: A
     print(f"fusion {fusion['method']} ({cutoff}){score(document['valence'])}")
     if agreement:
         print(f"mean agreement {sum(agreement) / len(agreement):.2f}")
-    for note in document.get("notes", []):
+    for note in document.get("notes") or []:
         print(f"note: {note}")
     print(f"result: {out}")
 
@@ -180,6 +194,8 @@ def submit_parser() -> argparse.ArgumentParser:
                         help="resubmitting with the same key returns the same job (default: a new key per run, "
                              "reused for this run's retries)")
     parser.add_argument("--subject", type=int, default=None)
+    parser.add_argument("--listener", type=_listener, default=None,
+                        help="listener region: auto, full or x0,y0,x1,y1 fractions (default: the service's)")
     parser.add_argument("--modalities", default=None, help="comma list (default: all five)")
     parser.add_argument("--transcript", type=Path, default=None, help="word timings JSON (skips ASR)")
     parser.add_argument("--fusion", default=None,
@@ -249,6 +265,8 @@ def submit_main(argv: list[str] | None = None) -> int:
         form["subject"] = str(args.subject)
     if args.fusion:
         form["fusion"] = args.fusion
+    if args.listener is not None:
+        form["listener"] = args.listener
     try:
         response = _upload(requests, f"{base}/v1/jobs", args, form, headers)
     except GatewayError as exc:

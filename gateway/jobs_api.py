@@ -30,6 +30,7 @@ from gateway.plot import render_png
 from gateway.uploads import keep_upload, sanitize_filename, stored_suffix, upload_path
 from services.celery_app import dispatch_job
 from shared.asr import ASRError, read_word_file
+from shared.crops import check_listener_spec
 from shared.data import TranscriptError
 from shared.fusion import check_spec
 from shared.jobs import DONE, IdempotencyConflict, JobStore, new_job_id, valid_job_id
@@ -44,7 +45,7 @@ bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _IDEMPOTENCY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII without spaces, as in the IETF draft
-FORM_FIELDS = frozenset({"subject", "modalities", "fusion"})
+FORM_FIELDS = frozenset({"subject", "modalities", "fusion", "listener"})
 FILE_FIELDS = frozenset({"video", "transcript"})
 MAX_SUBJECT = 2**31 - 1  # subjects reach the models as int32
 
@@ -133,7 +134,7 @@ def _check_fields() -> None:
     if unknown:
         shown = [name[:40] for name in unknown[:10]]  # echo a bounded amount of what the client sent
         raise ApiError(400, f"unknown form fields {shown}; expected {sorted(FORM_FIELDS | FILE_FIELDS)}")
-    for name in ("subject", "fusion", *FILE_FIELDS):
+    for name in ("subject", "fusion", "listener", *FILE_FIELDS):
         if len(request.form.getlist(name)) + len(request.files.getlist(name)) > 1:
             raise ApiError(400, f"form field {name!r} given more than once")
 
@@ -145,6 +146,16 @@ def _parse_subject(raw: str | None, default: int) -> int:
     if not text.isascii() or not text.isdigit() or int(text) > MAX_SUBJECT:
         raise ApiError(400, f"subject must be an integer from 0 to {MAX_SUBJECT}, got {raw[:50]!r}")
     return int(text)
+
+
+def _parse_listener(raw: str | None) -> str:
+    """The job's listener region spec ('' = the service's EMPATHY_LISTENER_CROP); 400 when malformed."""
+    if raw is None or not raw.strip():
+        return ""
+    try:
+        return check_listener_spec(raw[:200])
+    except ValueError as exc:
+        raise ApiError(400, f"listener: {exc}") from None
 
 
 def _parse_modalities(values: list[str]) -> list[str]:
@@ -224,13 +235,13 @@ def _check_transcript(upload: FileStorage, target: Path) -> None:
 
 
 def _fingerprint(video: Path, subject: int, modalities: list[str], transcript: FileStorage | None,
-                 fusion: str = "") -> str:
+                 fusion: str = "", listener: str = "") -> str:
     """What makes two submissions "the same upload": the video's bytes and every option."""
     digest = hashlib.sha256()
     with video.open("rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
-    digest.update(f"|{subject}|{','.join(modalities)}|{fusion}|".encode())
+    digest.update(f"|{subject}|{','.join(modalities)}|{fusion}|{listener}|".encode())
     if transcript is not None:
         transcript.stream.seek(0)
         digest.update(transcript.stream.read())
@@ -255,6 +266,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     subject = _parse_subject(request.form.get("subject"), settings.default_subject)
     modalities = _parse_modalities(request.form.getlist("modalities"))
     fusion = _parse_fusion(request.form.get("fusion"))
+    listener = _parse_listener(request.form.get("listener"))
     video_part = request.files.get("video")
     upload, filename = _uploaded_video(video_part)
     info = _check_video(upload, filename, settings)
@@ -265,14 +277,15 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     if idempotency is not None:
         try:
             existing = _store().claim_idempotency_key(caller.owner, idempotency, job_id,
-                                                      _fingerprint(upload, subject, modalities, transcript, fusion))
+                                                      _fingerprint(upload, subject, modalities, transcript, fusion,
+                                                                   listener))
         except IdempotencyConflict as exc:
             raise ApiError(422, f"{IDEMPOTENCY_HEADER} reused: {exc}") from None
         if existing is not None:
             log.info("idempotent replay", extra={"job": existing, "client": caller.name})
             return _replay(existing)
     try:
-        return _accept(job_id, video_part, filename, info, subject, modalities, transcript, fusion)
+        return _accept(job_id, video_part, filename, info, subject, modalities, transcript, fusion, listener)
     except Exception:
         remove_job(settings.storage_dir, job_id)
         if idempotency is not None:
@@ -289,7 +302,7 @@ def _release_quietly(owner: str, key: str) -> None:
 
 def _accept(job_id: str, video_part: FileStorage, filename: str, info: VideoInfo, subject: int,
             modalities: list[str], transcript: FileStorage | None,
-            fusion: str = "") -> tuple[Response, int, dict[str, str]]:
+            fusion: str = "", listener: str = "") -> tuple[Response, int, dict[str, str]]:
     """Keep the upload under a generated name, record the job, send its chord."""
     settings = _settings()
     directory = job_dir(settings.storage_dir, job_id)
@@ -299,7 +312,7 @@ def _accept(job_id: str, video_part: FileStorage, filename: str, info: VideoInfo
         _check_transcript(transcript, directory / "transcript.json")
     store = _store()
     store.create(job_id, subject=subject, filename=filename, video=str(video), modalities=modalities,
-                 owner=_caller().owner, fusion=fusion)
+                 owner=_caller().owner, fusion=fusion, listener=listener)
     try:
         task_ids = dispatch_job(current_app.extensions["empathy_celery"], job_id, modalities)
     except (OperationalError, redis.RedisError) as exc:

@@ -82,7 +82,10 @@ RESULT = {
             "cutoff_requested_hz": {"type": "number"},
             "model_version": {"type": "integer", "nullable": True, "description": "models/fusion version"}}},
         "degraded": {"type": "boolean", "description": "some requested modality did not contribute"},
-        "notes": {"type": "array", "items": {"type": "string"}, "description": "e.g. an unknown subject"},
+        "notes": {"type": "array", "items": {"type": "string"},
+                  "description": "e.g. an unknown subject, the listener region searched, an ambiguous listener"},
+        "label_range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+                        "description": "[low, high]: every valence value (fused and per module) lies within"},
         "modalities": {"type": "object", "additionalProperties": {"type": "object", "properties": {
             "status": {"type": "string"}, "detail": {"type": "string"}, "seconds": {"type": "number"},
             "model_version": {"type": "integer", "nullable": True}, "valence": SERIES}}},
@@ -117,6 +120,9 @@ SPEC: dict[str, Any] = {
                         "subject": {"type": "integer", "minimum": 0,
                                     "description": "listener id (0 or absent: unknown, global statistics)"},
                         "modalities": {"type": "string", "description": f"comma list, subset of {list(MODALITIES)}"},
+                        "listener": {"type": "string", "description": "listener region: auto (2560x720 input: the "
+                                     "official split x >= 1080; else the whole frame), full, x0,y0,x1,y1 fractions "
+                                     "or per subject '1=...;*=auto' (absent: EMPATHY_LISTENER_CROP)"},
                         "transcript": {"type": "string", "format": "binary",
                                        "description": "optional word timings (JSON), used instead of ASR"},
                         "fusion": {"type": "string",

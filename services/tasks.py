@@ -38,6 +38,8 @@ from shared.pipeline import (
     ModalityResult,
     align_results,
     fuse_results,
+    fusion_label_range,
+    listener_notes,
     run_modality,
     subject_notes,
 )
@@ -176,14 +178,15 @@ def analyse_modality(self: Any, job_id: str, modality: str) -> dict[str, Any]:
 
     with heartbeat(store, job_id, modality, settings.task_lease_s):
         try:
-            subject = int(store.raw(job_id).get("subject") or settings.default_subject)
+            raw = store.raw(job_id)
+            subject = int(raw.get("subject") or settings.default_subject)
             transcript = directory / "transcript.json"
             video = find_video(directory)
             check_media(video)
             metadata, predictor = model_for(modality)
             result = run_modality(modality, video, subject=subject, predictor=predictor,
                                   metadata=metadata, transcript=transcript if transcript.is_file() else None,
-                                  progress=progress, fps=settings.fps)
+                                  progress=progress, fps=settings.fps, listener=raw.get("listener") or None)
         except MediaError as exc:
             result = _failed(modality, str(exc), time.monotonic() - started)
         except Exception as exc:  # noqa: BLE001 - no model, no video...: a failed modality, never a broken chord
@@ -256,7 +259,9 @@ def fuse(self: Any, outcomes: list[dict[str, Any]], job_id: str) -> dict[str, An
         created = float(raw.get("created") or time.time())
         document = build_document(fusion=fusion, modalities=results, subject=subject, fps=settings.fps,
                                   video=raw.get("filename", ""), job_id=job_id,
-                                  seconds=time.time() - created, notes=subject_notes(metadata, subject))
+                                  seconds=time.time() - created,
+                                  notes=subject_notes(metadata, subject) + listener_notes(results),
+                                  label_range=fusion_label_range(metadata))
         result_path = directory / "result.json"
         write_json(result_path, document)
     except Exception as exc:  # noqa: BLE001 - the job must end in a state a client can read

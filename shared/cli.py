@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("shared.config_cli", "main", "print the configuration reference or the current values"),
     "train": ("training.cli", "train_main", "train one modality and export a versioned SavedModel"),
     "evaluate": ("training.cli", "evaluate_main", "CCC per subject and story (the paper's Table I)"),
+    "score": ("shared.scoring", "main", "score prediction CSVs against annotation CSVs (official calculateCCC.py maths)"),
     "analyze": ("gateway.cli", "analyze_main", "run the whole pipeline in this process on one video"),
     "submit": ("gateway.cli", "submit_main", "upload a video to a running gateway and wait for the result"),
     "up": ("gateway.launcher", "main", "start the whole ensemble as local processes"),

@@ -135,9 +135,13 @@ def read_labels(csv_path: str | Path) -> np.ndarray:
         rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
     if not rows:
         raise LabelError(f"label file {str(path)!r} is empty (expected a '{LABEL_HEADER}' header)")
-    header = [cell.strip().lower() for cell in rows[0]]
-    if LABEL_HEADER not in header:
-        raise LabelError(f"label file {str(path)!r} has header {rows[0]!r}, expected '{LABEL_HEADER}'")
+    header = rows[0]
+    if LABEL_HEADER not in header:  # exactly: the challenge's scorer reads the column "valence" by name
+        near = [cell for cell in header if cell.strip().lower() == LABEL_HEADER]
+        hint = (f"; {near[0]!r} is not '{LABEL_HEADER}': the official calculateCCC.py is case- and space-sensitive"
+                if near else "")
+        raise LabelError(f"label file {str(path)!r} has header {rows[0]!r}, expected a column named exactly "
+                         f"'{LABEL_HEADER}'{hint}")
     column = header.index(LABEL_HEADER)
     values = np.empty(len(rows) - 1, dtype=np.float32)
     for i, row in enumerate(rows[1:]):

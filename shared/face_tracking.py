@@ -2,9 +2,11 @@
 
 dlib's HOG detector costs ~20 ms on a 640x360 frame while the 68-point shape predictor costs ~1 ms, so the
 tracker runs HOG only every ``detect_every`` frames and carries the box in between. A first detection scans
-the grey frame down-scaled to ``detect_width``; re-detections of a tracked face scan only a region twice the
-box's size, scaled so the face is ~100 px wide (~4 ms), and fall back to the whole frame when the face is
-not there. In landmarks mode the box follows the fitted landmarks from frame to frame and a detection runs
+the whole listener region (the frames given are already cut to it) at its own resolution, shrunk only as far
+as a face of ``min_face_px`` stays detectable (:func:`detection_scale`: by default not at all, so faces down to
+~55 px are found); re-detections of a tracked face scan only a region twice the box's size, scaled so the face
+is ~100 px wide (~4 ms), and fall back to the whole region when the face is not there. With several faces in
+the region one identity is followed throughout and :meth:`FaceTracker.ambiguity` says so. In landmarks mode the box follows the fitted landmarks from frame to frame and a detection runs
 early when the fit degrades (see :class:`FaceTracker`), so a frame costs little more than the predictor.
 
 Frames without a face have one defined behaviour, shared by both modalities: the last box is carried for at
@@ -32,6 +34,7 @@ N_LANDMARKS = 68
 
 PATCH = 24  # side of the grey thumbnail that the appearance check compares
 ROI_FACE_PX = 100  # a re-detection around the tracked box scales the region so the face is this wide
+MAX_JUMP = 2.0  # in a region with several faces, a lost face is re-acquired only within this many face sizes
 
 # Status of one frame, in decreasing order of confidence.
 DETECTED = "detected"  # HOG found the face on this very frame
@@ -45,7 +48,8 @@ class TrackerConfig:
     """Knobs of :class:`FaceTracker`; the modalities record them in the model metadata as preprocessing params."""
 
     detect_every: int = 10  # frames between HOG detections while a face is tracked (the paper: 10)
-    detect_width: int = 640  # HOG runs on the grey frame down-scaled to at most this width
+    detect_width: int = 640  # a whole-region HOG pass may shrink the frame to this width, if min_face_px allows
+    min_face_px: int = 80  # smallest face (box height, pixels of the frame) a whole-region detection must find
     upsample: int = 0  # dlib pyramid up-sampling: faces under ~80 px at detect_width need 1
     max_gap: int = 25  # frames the last box is carried after the face was last confirmed (1 s)
     smoothing: float = 0.5  # weight of a new detection in the box (1 = no smoothing)
@@ -112,16 +116,32 @@ def _predictor() -> dlib.shape_predictor:
     return dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
 
 
-def detect_faces(grey: np.ndarray, *, detect_width: int = 640, upsample: int = 0) -> np.ndarray:
+HOG_FACE_PX = 80  # dlib's frontal detector scans an 80x80 window: smaller faces need up-sampling
+
+
+def detection_scale(width: int, *, detect_width: int = 640, min_face_px: int = HOG_FACE_PX) -> float:
+    """How much a whole-region HOG pass may shrink a frame ``width`` wide (1 = not at all).
+
+    Shrinking to ``detect_width`` saves time, but only while a face of ``min_face_px`` stays at least
+    :data:`HOG_FACE_PX` tall: the listener's face in a 2560x720 recording is ~170 px, and shrinking the
+    whole frame (or even its listener region) to 640 px wide put it under the detector's window.
+    """
+    return min(1.0, max(detect_width / max(width, 1), HOG_FACE_PX / max(min_face_px, 1)))
+
+
+def detect_faces(grey: np.ndarray, *, detect_width: int = 640, upsample: int = 0,
+                 min_face_px: int = HOG_FACE_PX) -> np.ndarray:
     """HOG face boxes (n, 4) float (x0, y0, x1, y1) in pixels of ``grey``, largest first.
 
-    The frame is down-scaled (never up-scaled) to ``detect_width`` first: HOG cost grows with the pixel
-    count and faces in listener videos are far larger than the detector's 80 px minimum.
+    ``grey`` is the listener region at its own resolution; it is shrunk (never enlarged) only as far as
+    :func:`detection_scale` allows, so faces of ``min_face_px`` are still found.
     """
     if grey.ndim != 2 or grey.dtype != np.uint8:
         raise ValueError(f"detect_faces needs a 2-D uint8 grey frame, got {grey.dtype} {grey.shape}")
-    scale = min(1.0, detect_width / grey.shape[1])
-    small = grey if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    scale = detection_scale(grey.shape[1], detect_width=detect_width, min_face_px=min_face_px)
+    # dlib reads the buffer as if C-contiguous: a view (a region cut out of a frame) must be copied first
+    small = np.ascontiguousarray(grey) if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale,
+                                                                       interpolation=cv2.INTER_AREA)
     with _detector() as detector:
         rects = detector(small, upsample)
     boxes = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], dtype=np.float64)
@@ -225,6 +245,10 @@ class FaceTracker:
         self._anchor: np.ndarray | None = None  # box at the last detection
         self._reference: np.ndarray | None = None  # normalised thumbnail of the face at the last detection
         self._good_points: np.ndarray | None = None  # the last fit that was not degraded
+        self._identity: np.ndarray | None = None  # box of the followed face when it was last detected
+        self.region_detections = 0  # whole-region HOG passes that found a face
+        self.crowded = 0  # ... of which found more than one face (the listener was ambiguous there)
+        self.max_faces = 0
 
     def update(self, grey: np.ndarray) -> FaceObservation:
         """Observe the next frame (2-D uint8, full resolution) and say where the face is.
@@ -263,9 +287,15 @@ class FaceTracker:
         if self._box is not None:  # a tracked face: look around it first (cheap), the whole frame if not there
             boxes = detect_faces_near(grey, self._box, margin=cfg.roi_margin)
         if not len(boxes):
-            boxes = detect_faces(grey, detect_width=cfg.detect_width, upsample=cfg.upsample)
-        if len(boxes):
-            new = self._closest(boxes)
+            boxes = detect_faces(grey, detect_width=cfg.detect_width, upsample=cfg.upsample,
+                                 min_face_px=cfg.min_face_px)
+            if len(boxes):
+                self.region_detections += 1
+                self.crowded += int(len(boxes) > 1)
+                self.max_faces = max(self.max_faces, len(boxes))
+        new = self._closest(boxes) if len(boxes) else None
+        if new is not None:
+            self._identity = new.copy()
             if self._box is not None and iou(new, self._box) > 0.3:
                 new = cfg.smoothing * new + (1.0 - cfg.smoothing) * self._box
             self._box = new
@@ -286,13 +316,37 @@ class FaceTracker:
         self._next_detect = self.frame + cfg.detect_every
         return False
 
-    def _closest(self, boxes: np.ndarray) -> np.ndarray:
-        """The detection that continues the track (highest IoU with the current box), else the largest."""
-        if self._box is None:
+    def _closest(self, boxes: np.ndarray) -> np.ndarray | None:
+        """The detection that continues the track: one identity over the whole video.
+
+        The first detection takes the largest face; afterwards the box overlapping the current one most, and
+        once the face was lost, the one nearest (centre distance over size) to where it was last detected, so
+        a second face in the region never takes over the track just because it is larger.
+        """
+        reference = self._box if self._box is not None else self._identity
+        if reference is None:
             return boxes[0]
-        overlaps = [iou(b, self._box) for b in boxes]
+        overlaps = [iou(b, reference) for b in boxes]
         best = int(np.argmax(overlaps))
-        return boxes[best] if overlaps[best] > 0 else boxes[0]
+        if overlaps[best] > 0:
+            return boxes[best]
+        centre = (reference[:2] + reference[2:]) / 2.0
+        size = max(reference[2] - reference[0], 1.0)
+        distances = [np.linalg.norm((b[:2] + b[2:]) / 2.0 - centre) / size for b in boxes]
+        nearest = int(np.argmin(distances))
+        if self.crowded and distances[nearest] > MAX_JUMP:
+            return None  # another person while the followed face is hidden: keep waiting for the listener
+        return boxes[nearest]
+
+    def ambiguity(self) -> str:
+        """A sentence for the job's notes when the region held several faces; '' when it never did."""
+        if not self.crowded:
+            return ""
+        box = ", ".join(str(int(round(v))) for v in (self._identity if self._identity is not None else []))
+        return (f"listener ambiguous: {self.max_faces} faces in the listener region on {self.crowded} of "
+                f"{self.region_detections} region-wide detections; one face was followed throughout (the "
+                f"largest at the first detection, last box {box} in region pixels): set the listener region "
+                "to choose")
 
     def _fit(self, grey: np.ndarray, *, just_detected: bool) -> tuple[np.ndarray, bool]:
         """Fit the landmarks in the box, move the box with them; say whether the fit is still trustworthy."""

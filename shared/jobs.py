@@ -98,12 +98,12 @@ class JobStore:
         pipe.execute()
 
     def create(self, job_id: str, *, subject: int, filename: str, video: str, modalities: Sequence[str],
-               owner: str = "", fusion: str = "") -> None:
+               owner: str = "", fusion: str = "", listener: str = "") -> None:
         """``fusion``: the job's fusion specification ("" = the fusion worker's EMPATHY_FUSION_WEIGHTS)."""
         fields: dict[str, Any] = {
             "state": QUEUED, "created": f"{time.time():.3f}", "owner": owner, "subject": subject, "fusion": fusion,
             "filename": filename, "video": video, "modalities": ",".join(modalities), "task_ids": "[]",
-            "result": "", "error": "",
+            "result": "", "error": "", "listener": listener,
         }
         for name in modalities:
             fields[f"{name}.status"] = QUEUED

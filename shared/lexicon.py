@@ -10,8 +10,8 @@ A word absent from a lexicon repeats the previous word's vector for that lexicon
 does; the LSTM then sees the last emotional cue persist instead of a drop to zero). ``missing="zero"``
 gives zeros instead. Each lexicon's part of the vector is carried separately.
 
-Tokenising is our own (``nrclex``'s helpers need NLTK corpora that cannot be downloaded here): lower-case,
-curly apostrophes straightened, split on anything that is not a letter, digit or inner apostrophe.
+Tokenising is our own (``nrclex``'s helpers need NLTK corpora that cannot be downloaded here): words are
+normalised first (:mod:`shared.words`: case, apostrophes, contractions, numbers written as words).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,6 +26,8 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from shared.words import normalize
 
 NRC_DIMS: tuple[str, ...] = (
     "anger", "anticipation", "disgust", "fear", "joy", "negative", "positive", "sadness", "surprise", "trust",
@@ -37,17 +38,17 @@ DEPECHEMOOD_DIMS: tuple[str, ...] = ("afraid", "amused", "angry", "annoyed", "do
 LEXICON_SETS: tuple[str, ...] = ("nrc+vader", "warriner+depechemood")
 MISSING_POLICIES: tuple[str, ...] = ("repeat", "zero")
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
-
 
 class LexiconError(ValueError):
     """A lexicon file is missing or not in the expected format."""
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-cased word tokens of ``text`` (keeps inner apostrophes: "don't", "she's")."""
-    text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
-    return _TOKEN.findall(text)
+    """The lexicon words of ``text``: lower case, contractions and numbers expanded (:func:`shared.words.normalize`).
+
+    Recognisers write "10", "I'm", "Don't"; the lexicons list "ten", "i", "am", "do", "not".
+    """
+    return normalize(text)
 
 
 def _candidates(token: str) -> list[str]:

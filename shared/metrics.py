@@ -27,7 +27,10 @@ def ccc_many(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     mt, mp = t.mean(axis=-1), p.mean(axis=-1)
     st, sp = t.std(axis=-1), p.std(axis=-1)
     cov = ((t - mt[..., None]) * (p - mp[..., None])).mean(axis=-1)
-    denom_rho = st * sp
+    # scipy's pearsonr (the script's rho) is NaN -> 0 for a row of exactly equal values, even where the float
+    # mean leaves a std of ~1e-17 (a constant 0.1 row): without this a constant equal to a constant scores 1.
+    constant = (t == t[..., :1]).all(axis=-1) | (p == p[..., :1]).all(axis=-1)
+    denom_rho = np.where(constant, 0.0, st * sp)
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = np.where(denom_rho > 0, cov / np.where(denom_rho > 0, denom_rho, 1.0), 0.0)
         denom = st**2 + sp**2 + (mt - mp) ** 2

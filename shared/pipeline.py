@@ -24,11 +24,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from shared.crops import AUTO
 from shared.fusion import FusionResult, fuse, load_fusion_model, resolve
 from shared.media import MediaError, NoAudioStreamError, NoVideoStreamError
 from shared.modalities.base import get_modality
 from shared.modalities.frame_stream import FrameConsumer, Prepared, feed_together
-from shared.postprocess import postprocess, stats_for_subject
+from shared.postprocess import bound, label_range, postprocess, stats_for_subject
 from shared.settings import MODALITIES, Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class ModalityResult:
     detail: str = ""
     seconds: float = 0.0
     model_version: int | None = None
+    notes: list[str] = field(default_factory=list)  # for the job's notes: listener region searched, ambiguity
 
 
 @dataclass
@@ -80,8 +82,12 @@ def _empty(name: str, status: str, detail: str, seconds: float, n_frames: int = 
                           status=status, detail=detail, seconds=seconds)
 
 
-def inference_params(name: str, metadata: Mapping[str, Any], settings: Settings | None = None) -> dict[str, Any]:
-    """The model's preprocessing parameters plus the inference-only ones (``predict_every``).
+def inference_params(name: str, metadata: Mapping[str, Any], settings: Settings | None = None,
+                     listener: str | None = None) -> dict[str, Any]:
+    """The model's preprocessing parameters plus the inference-only ones (``predict_every``, ``listener``).
+
+    ``listener``: the job's listener region spec (see :mod:`shared.crops`); without one,
+    ``EMPATHY_LISTENER_CROP``; ``auto`` lets the model's training layout or the frame size decide.
 
     ``predict_every`` is never part of a model's metadata: training uses every window, and only inference
     thins them out (the outputs are low-passed far below the anchor spacing; see
@@ -90,13 +96,14 @@ def inference_params(name: str, metadata: Mapping[str, Any], settings: Settings 
     params = dict(metadata.get("preprocessing") or {})
     if name in SPARSE_MODALITIES:
         params["predict_every"] = int((settings or get_settings()).predict_every)
+        params["listener"] = listener or (settings or get_settings()).listener_crop or AUTO
     return params
 
 
 def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predictor, metadata: Mapping[str, Any],
                  transcript: Path | str | None = None, progress: ProgressCallback | None = None,
                  fps: float = 25.0, prepared: Prepared | None = None,
-                 settings: Settings | None = None) -> ModalityResult:
+                 settings: Settings | None = None, listener: str | None = None) -> ModalityResult:
     """Preprocess -> predict -> back onto the 25 fps grid -> post-process; never raises for bad input.
 
     Every failure becomes a result with a status and a readable detail, because one broken modality
@@ -112,15 +119,17 @@ def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predi
             report(name, "preparing", 0.05)
             windows = modality.prepare(Path(video), subject=subject,
                                        transcript=Path(transcript) if transcript else None,
-                                       params=inference_params(name, metadata, settings))
+                                       params=inference_params(name, metadata, settings, listener))
         elif prepared.error is not None:
             raise prepared.error
         else:
             windows = prepared.windows
+        notes = list(windows.info.get("notes") or [])
         if len(windows) == 0 or windows.missing.all():
-            result = _empty(name, STATUS_UNAVAILABLE, f"{name}: nothing usable in this video",
+            result = _empty(name, STATUS_UNAVAILABLE,
+                            windows.info.get("unavailable") or f"{name}: nothing usable in this video",
                             time.monotonic() - started, windows.n_frames)
-            result.model_version = version
+            result.model_version, result.notes = version, notes
             return result
         report(name, "predicting", 0.6)
         predictions = predictor.predict(windows.inputs)
@@ -144,24 +153,32 @@ def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predi
                                       "n_frames": int(values.size), "missing": int(missing.sum())})
     return ModalityResult(name=name, values=values, missing=missing, status=status,
                           detail="" if status == STATUS_OK else f"{name}: nothing usable in this video",
-                          seconds=seconds, model_version=version)
+                          seconds=seconds, model_version=version, notes=notes)
 
 
 def prepare_vision_together(video: Path | str, names: Sequence[str], *, subject: int,
                             metadata: Mapping[str, Mapping[str, Any]],
-                            settings: Settings | None = None) -> dict[str, Prepared]:
-    """Windows of several vision modalities from one decode of ``video`` (see :mod:`shared.modalities.frame_stream`)."""
-    consumers: dict[str, FrameConsumer] = {}
+                            settings: Settings | None = None, listener: str | None = None) -> dict[str, Prepared]:
+    """Windows of several vision modalities from one decode of ``video`` (see :mod:`shared.modalities.frame_stream`).
+
+    Modalities searching the same listener region share a decode (normally all of them: their models were
+    trained on one data set); one whose region differs gets a decode of its own.
+    """
+    groups: dict[Any, dict[str, FrameConsumer]] = {}
     failed: dict[str, Prepared] = {}
     for name in names:
         started = time.monotonic()
         try:
-            consumers[name] = get_modality(name).frame_consumer(Path(video), subject=subject,
-                                                                params=inference_params(name, metadata[name],
-                                                                                        settings))
+            consumer = get_modality(name).frame_consumer(Path(video), subject=subject,
+                                                         params=inference_params(name, metadata[name], settings,
+                                                                                 listener))
+            groups.setdefault(consumer.region.box, {})[name] = consumer
         except Exception as exc:  # noqa: BLE001 - e.g. not a video: reported by run_modality like its own error
             failed[name] = Prepared(windows=None, error=exc, seconds=time.monotonic() - started)
-    return {**failed, **(feed_together(video, consumers) if consumers else {})}
+    prepared = dict(failed)
+    for region, consumers in groups.items():
+        prepared.update(feed_together(video, consumers, region))
+    return prepared
 
 
 def align_results(results: Mapping[str, ModalityResult], names: Sequence[str]) -> dict[str, ModalityResult]:
@@ -178,7 +195,7 @@ def align_results(results: Mapping[str, ModalityResult], names: Sequence[str]) -
             result = _empty(name, STATUS_FAILED, "no result was stored for this modality", 0.0)
         if result.values.size != n_frames:
             padded = _empty(name, result.status, result.detail, result.seconds, n_frames)
-            padded.model_version = result.model_version
+            padded.model_version, padded.notes = result.model_version, result.notes
             result = padded
         aligned[name] = result
     return aligned
@@ -206,6 +223,16 @@ def subject_notes(metadata: Mapping[str, Mapping[str, Any]], subject: int) -> li
     return []
 
 
+def listener_notes(results: Mapping[str, ModalityResult]) -> list[str]:
+    """The modalities' notes about the listener (region searched, ambiguity), each sentence once, in order."""
+    notes: list[str] = []
+    for result in results.values():
+        for note in result.notes:
+            if note and note not in notes:
+                notes.append(note)
+    return notes
+
+
 def fuse_results(results: Mapping[str, ModalityResult], metadata: Mapping[str, Mapping[str, Any]], subject: int, *,
                  weights_spec: str | None = None, cutoff_hz: float | None = None,
                  settings: Settings | None = None, models_dir: Path | str | None = None) -> FusionResult:
@@ -225,7 +252,19 @@ def fuse_results(results: Mapping[str, ModalityResult], metadata: Mapping[str, M
                  min_cycles=settings.fusion_min_cycles)
     fused.method, fused.spec, fused.notes = plan["method"], spec, list(plan["notes"])
     fused.model_version = model.version if model is not None else None
+    # the fused curve and its band stay on the label scale
+    limits = fusion_label_range(metadata)
+    fused.valence = bound(fused.valence, limits)
+    fused.band_low, fused.band_high = bound(fused.band_low, limits), bound(fused.band_high, limits)
     return fused
+
+
+def fusion_label_range(metadata: Mapping[str, Mapping[str, Any]]) -> tuple[float, float]:
+    """The label range of the fused curve: that of the first model (canonical order) recording one, else [-1, 1]."""
+    for name in MODALITIES:
+        if (metadata.get(name) or {}).get("label_range"):
+            return label_range(metadata[name])
+    return label_range(None)
 
 
 def load_local_models(models_dir: Path | str, modalities: Sequence[str], *, batch_size: int
@@ -247,7 +286,8 @@ def analyze_video(video: Path | str, *, subject: int | None = None, modalities: 
                   models_dir: Path | str | None = None, predictors: Mapping[str, Predictor] | None = None,
                   metadata: Mapping[str, Mapping[str, Any]] | None = None, transcript: Path | str | None = None,
                   weights_spec: str | None = None, cutoff_hz: float | None = None,
-                  progress: ProgressCallback | None = None, settings: Settings | None = None) -> AnalysisResult:
+                  progress: ProgressCallback | None = None, settings: Settings | None = None,
+                  listener: str | None = None) -> AnalysisResult:
     """Run every requested modality on ``video`` in this process, then fuse.
 
     Give ``predictors`` + ``metadata`` (modality -> ...) to reuse loaded models, or ``models_dir`` to load
@@ -270,11 +310,13 @@ def analyze_video(video: Path | str, *, subject: int | None = None, modalities: 
         for name in together:
             if progress:
                 progress(name, "preparing", 0.05)
-        prepared = prepare_vision_together(video, together, subject=subject, metadata=metadata, settings=settings)
+        prepared = prepare_vision_together(video, together, subject=subject, metadata=metadata, settings=settings,
+                                           listener=listener)
     for name in names:
         results[name] = run_modality(name, video, subject=subject, predictor=predictors[name],
                                      metadata=metadata[name], transcript=transcript, progress=progress,
-                                     fps=settings.fps, prepared=prepared.get(name), settings=settings)
+                                     fps=settings.fps, prepared=prepared.get(name), settings=settings,
+                                     listener=listener)
         if progress:
             progress(name, results[name].status, 1.0)
     results = align_results(results, names)

@@ -10,11 +10,16 @@ proper edge handling instead.
 Frames a modality cannot see (NaN: no face, no speech...) are bridged by linear interpolation inside the
 filter (a 0.004 Hz filter has a ~40 s time constant, so a gap must not become a step to 0) and are NaN
 again afterwards, so fusion can weigh them out. The re-scaling statistics are taken over seen frames only.
+
+Last, every curve (each module's and the fused one) is bounded to the label range: re-scaling a z-score to the
+subject's mean and std puts peaks wherever the z-score goes (2.18 at the start of a clip has been seen), but an
+annotation never leaves its scale. The range is the model metadata's ``label_range`` (training records
+[-1, 1], the OMG-Empathy scale, or the training labels' range when they leave it), [-1, 1] without one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +28,7 @@ from shared.metrics import rescale
 from shared.signal import lowpass
 
 GLOBAL_STATS_KEY = "global"
+DEFAULT_LABEL_RANGE: tuple[float, float] = (-1.0, 1.0)  # OMG-Empathy valence
 
 
 def stats_for_subject(subject_stats: Mapping[str, Mapping[str, float]], subject: int | str | None) -> dict[str, float]:
@@ -65,9 +71,36 @@ def smooth_and_rescale(values: np.ndarray, *, cutoff_hz: float | None, stats: Ma
     return out
 
 
+def label_range(metadata: Mapping[str, Any] | None) -> tuple[float, float]:
+    """The (low, high) valence range a model's labels had (``label_range`` in its metadata), else [-1, 1]."""
+    recorded = (metadata or {}).get("label_range")
+    if not recorded:
+        return DEFAULT_LABEL_RANGE
+    low, high = (float(v) for v in recorded)
+    if not low < high:
+        raise ValueError(f"label_range {recorded!r} must be [low, high] with low < high")
+    return low, high
+
+
+def labels_range(labels: Sequence[np.ndarray]) -> tuple[float, float]:
+    """What training records as ``label_range``: [-1, 1] when the labels stay on that scale, else their extent."""
+    low = min(float(np.min(v)) for v in labels)
+    high = max(float(np.max(v)) for v in labels)
+    default_low, default_high = DEFAULT_LABEL_RANGE
+    if default_low <= low and high <= default_high:
+        return DEFAULT_LABEL_RANGE
+    return min(low, default_low), max(high, default_high)
+
+
+def bound(values: np.ndarray, bounds: tuple[float, float] = DEFAULT_LABEL_RANGE) -> np.ndarray:
+    """``values`` clipped to ``bounds``; NaN (unseen frames) stays NaN."""
+    return np.clip(np.asarray(values, dtype=np.float64), bounds[0], bounds[1])
+
+
 def postprocess(values: np.ndarray, metadata: Mapping[str, Any], subject: int | str | None, *,
                 fps: float = 25.0) -> np.ndarray:
-    """Post-process one module's per-frame prediction with the cut-off and statistics of its model."""
+    """Post-process one module's per-frame prediction with the cut-off, statistics and label range of its model."""
     stats_table = metadata.get("subject_stats")
     stats = stats_for_subject(stats_table, subject) if stats_table else None
-    return smooth_and_rescale(values, cutoff_hz=metadata.get("cutoff_hz"), stats=stats, fps=fps)
+    smoothed = smooth_and_rescale(values, cutoff_hz=metadata.get("cutoff_hz"), stats=stats, fps=fps)
+    return bound(smoothed, label_range(metadata))

@@ -7,6 +7,8 @@ from the embedded mode are byte-for-byte comparable.
 The CSV starts with the ``valence`` column, as the challenge's annotation files do (tools that read the
 ``valence`` header keep working), then ``agreement``, the confidence band (``band_low``, ``band_high``) and
 one column per requested modality (its post-processed curve; empty cells where it saw nothing or failed).
+Every valence value, fused or per module, and the band lie in the label range (``label_range`` in the JSON,
+[-1, 1] for OMG-Empathy): see :mod:`shared.postprocess`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from shared.fusion import FusionResult
 from shared.pipeline import ModalityResult
+from shared.postprocess import DEFAULT_LABEL_RANGE
 
 DECIMALS = 6
 
@@ -32,7 +35,8 @@ def _series(values: np.ndarray) -> list[float | None]:
 
 def build_document(*, fusion: FusionResult, modalities: Mapping[str, ModalityResult], subject: int, fps: float,
                    video: str, weights_spec: str | None = None, cutoff_hz: float | None = None,
-                   job_id: str | None = None, seconds: float | None = None, notes: Sequence[str] = ()) -> dict[str, Any]:
+                   job_id: str | None = None, seconds: float | None = None, notes: Sequence[str] = (),
+                   label_range: Sequence[float] = DEFAULT_LABEL_RANGE) -> dict[str, Any]:
     """``degraded`` is true when some requested modality did not contribute (failed or saw nothing):
     ``fusion.used`` lists those that did and each modality's ``status``/``detail`` says why.
 
@@ -51,6 +55,7 @@ def build_document(*, fusion: FusionResult, modalities: Mapping[str, ModalityRes
         "duration_s": round(n_frames / fps, 3),
         "seconds": None if seconds is None else round(float(seconds), 3),
         "valence": _series(fusion.valence),
+        "label_range": [float(v) for v in label_range],  # every valence series (fused and modules) lies within
         "agreement": _series(fusion.agreement),
         "band": {"low": _series(fusion.band_low), "high": _series(fusion.band_high),
                  "coverage": fusion.band_coverage},

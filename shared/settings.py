@@ -47,9 +47,11 @@ class Settings:
     decode_threads: int = _doc(0, "Threads FFmpeg may use to decode one video (0 = one per CPU core).")
     val_story: int = _doc(2, "Story held out for validation (the paper holds out Story 2).")
     listener_crop: str = _doc(
-        "",
-        "Crop of the listener in the source video as 'x0,y0,x1,y1' fractions of the frame; "
-        "empty = whole frame (synthetic data). Real OMG-Empathy videos: '0.5,0,1,1' (listener on the right).",
+        "auto",
+        "Listener region of every video: 'auto' (2560x720 input, the OMG-Empathy recordings, gets the challenge's "
+        "split x >= 1080 of 2560; other sizes the whole frame; a model trained with another region uses it on "
+        "videos of its training size), 'full', 'x0,y0,x1,y1' fractions, or per subject '1=...;*=auto'. "
+        "A job's 'listener' field / --listener overrides it; training records it in the model metadata.",
     )
     body_crop: str = _doc(
         "",

@@ -66,7 +66,7 @@ def save_series(directory: Path, result: ModalityResult) -> Path:
     write_json(meta_path, {
         "name": result.name, "status": result.status, "detail": result.detail,
         "seconds": round(float(result.seconds), 3), "model_version": result.model_version,
-        "n_frames": int(np.asarray(result.values).size),
+        "n_frames": int(np.asarray(result.values).size), "notes": list(result.notes),
     })
     return meta_path
 
@@ -78,7 +78,7 @@ def load_series(directory: Path, name: str) -> ModalityResult:
     values = np.load(values_path).astype(np.float64) if values_path.is_file() else np.zeros(0)
     return ModalityResult(name=name, values=values, missing=~np.isfinite(values), status=meta["status"],
                           detail=meta.get("detail", ""), seconds=float(meta.get("seconds", 0.0)),
-                          model_version=meta.get("model_version"))
+                          model_version=meta.get("model_version"), notes=list(meta.get("notes") or []))
 
 
 def remove_job(storage_dir: Path | str, job_id: str) -> bool:

@@ -68,6 +68,8 @@ def test_read_labels_accepts_windows_line_endings_and_blank_tail(tmp_path: Path)
     [
         ("", "empty"),
         ("arousal\n0.1\n", "header"),
+        ("Valence\n0.1\n", "case- and space-sensitive"),  # the official scorer would fail on it
+        (" valence\n0.1\n", "case- and space-sensitive"),
         ("valence\n", "no values"),
         ("valence\n0.1\nabc\n", "line 3"),
         ("valence\n0.1\nnan\n", "non-finite"),

@@ -46,6 +46,8 @@ def test_no_face_in_the_video_is_unavailable(videos: dict[str, Path]) -> None:
                           metadata={"preprocessing": {}})
     assert result.status == "unavailable", result.detail
     assert result.values.size == 75 and np.isnan(result.values).all()
+    assert "no face found in the listener region (the whole" in result.detail  # which region was searched
+    assert any(note.startswith("listener searched in the whole") for note in result.notes), result.notes
 
 
 def test_unknown_modality_fails_and_alignment_fills_missing_modalities(videos: dict[str, Path]) -> None:

@@ -38,3 +38,10 @@ def test_submit_reports_an_unreachable_gateway(tmp_path: Path) -> None:
     video = write_tiny_video(tmp_path / "clip.mp4")
     result = _empathy("submit", str(video), "--gateway", "http://127.0.0.1:1", cwd=tmp_path)
     assert result.returncode == 2 and "cannot reach the gateway" in result.stderr
+
+
+def test_a_malformed_listener_region_is_refused_before_any_work(tmp_path: Path) -> None:
+    video = write_tiny_video(tmp_path / "clip.mp4")
+    for command in ("analyze", "submit"):
+        result = _empathy(command, str(video), "--listener", "0.6,0,0.5,1", cwd=tmp_path)
+        assert result.returncode == 2 and "--listener" in result.stderr and "0 <= x0 < x1 <= 1" in result.stderr

@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from gateway.app import create_app
+from shared.jobs import JobStore
 from shared.storage import job_dir
 from tests.ensemble_support import (
     API_TOKENS,
@@ -182,6 +183,17 @@ def test_subject_field(client, media) -> None:  # noqa: ANN001
         response = submit(client, media["video"], subject=bad)
         assert response.status_code == 400, bad
         assert "subject must be an integer" in response.get_json()["error"]
+
+
+def test_listener_field_is_validated_and_kept_with_the_job(client, env, media) -> None:  # noqa: ANN001
+    response = submit(client, media["video"], listener="0.5,0,1,1")
+    assert response.status_code == 202
+    store = JobStore.from_url(env["EMPATHY_REDIS_URL"], ttl_s=60)
+    assert store.raw(response.get_json()["id"])["listener"] == "0.5,0,1,1"
+    assert store.raw(submit(client, media["video"]).get_json()["id"])["listener"] == ""  # the service's setting
+    for bad in ("left", "0.6,0,0.5,1", "x=auto"):
+        response = submit(client, media["video"], listener=bad)
+        assert response.status_code == 400 and response.get_json()["error"].startswith("listener:"), bad
 
 
 def test_malformed_form_fields_and_queries(client, media) -> None:  # noqa: ANN001

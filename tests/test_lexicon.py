@@ -15,8 +15,9 @@ from shared.lexicon import (
 )
 
 
-def test_tokenize_lowercases_and_keeps_inner_apostrophes() -> None:
-    assert tokenize("Don\u2019t STOP, well-being! 42x") == ["don't", "stop", "well", "being", "42x"]
+def test_tokenize_lowercases_and_expands_contractions_and_numbers() -> None:
+    assert tokenize("Don\u2019t STOP, well-being! 42 she's") == ["do", "not", "stop", "well", "being", "forty", "two",
+                                                               "she", "is"]
     assert tokenize("...") == []
 
 

@@ -83,3 +83,8 @@ def test_ccc_many_scores_each_row_like_ccc() -> None:
     truth = rng.normal(size=(4, 200))
     pred = truth * np.array([[1.0], [-0.5], [0.0], [2.0]]) + rng.normal(0, 0.3, (4, 200))
     np.testing.assert_allclose(ccc_many(truth, pred), [reference_ccc(t, p) for t, p in zip(truth, pred, strict=True)])
+
+
+def test_ccc_of_a_constant_equal_to_a_constant_is_zero_as_in_the_official_script() -> None:
+    truth = np.full(300, 0.1)  # a float mean leaves a std of ~1e-17 here
+    assert ccc(truth, truth.copy()) == 0.0

@@ -71,3 +71,27 @@ def test_all_missing_stays_missing_and_no_metadata_is_identity() -> None:
 def test_fill_gaps_interpolates_inside_and_extends_at_the_ends() -> None:
     filled = fill_gaps(np.array([np.nan, 1.0, np.nan, 3.0, np.nan]))
     assert filled.tolist() == [1.0, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_every_module_and_the_fused_curve_stay_in_the_label_range() -> None:
+    from shared.pipeline import ModalityResult, fuse_results
+    from shared.postprocess import bound, label_range, labels_range, postprocess
+
+    t = np.arange(2000)
+    spiky = np.sin(t / 50.0) + np.where(t < 30, 8.0, 0.0)  # a start-of-clip spike, as seen on the demo clip
+    spiky[500:520] = np.nan
+    metadata = {"cutoff_hz": 0.5, "subject_stats": {"global": {"mean": 0.4, "std": 0.5}}}
+    unbounded = smooth_and_rescale(spiky, cutoff_hz=0.5, stats={"mean": 0.4, "std": 0.5})
+    assert np.nanmax(unbounded) > 1.0  # what the curve did before bounding
+    values = postprocess(spiky, metadata, 3)
+    assert np.nanmax(values) == 1.0 and np.nanmin(values) >= -1.0
+    assert np.isnan(values[500:520]).all()  # unseen frames stay unseen
+    assert label_range(metadata) == (-1.0, 1.0)
+    assert np.nanmax(postprocess(spiky, {**metadata, "label_range": [-0.5, 0.8]}, 3)) == 0.8
+    assert labels_range([np.array([-0.9, 0.3])]) == (-1.0, 1.0)
+    assert labels_range([np.array([0.0, 5.0])]) == (-1.0, 5.0)
+    assert np.isnan(bound(np.array([np.nan, 2.0]))).tolist() == [True, False]
+    results = {name: ModalityResult(name=name, values=values.copy(), missing=np.isnan(values), status="ok")
+               for name in ("audio", "body")}
+    fused = fuse_results(results, {"audio": metadata, "body": metadata}, 3, weights_spec="paper", cutoff_hz=0.5)
+    assert fused.valence.max() <= 1.0 and fused.valence.min() >= -1.0

@@ -122,7 +122,7 @@ def evaluate_main(argv: list[str]) -> int:
     configure_logging()
 
     from shared.model_store import list_versions
-    from training.evaluate import evaluate, render_side_by_side, write_csv
+    from training.evaluate import MISSING_FRAMES, evaluate, render_side_by_side, write_csv
 
     if args.modality == "all":
         names = [m for m in MODALITIES if list_versions(args.models_dir / m)]
@@ -141,6 +141,7 @@ def evaluate_main(argv: list[str]) -> int:
     if len(tables) > 1:
         print(render_side_by_side(tables))
         print()
+    print(f"CCC as the official calculateCCC.py computes it; {MISSING_FRAMES}.")
     if args.out:
         write_csv(tables, args.out)
         print(f"wrote {args.out}")

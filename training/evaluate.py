@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from shared.data import Clip, check_labels, discover
-from shared.metrics import ccc
+from shared.postprocess import fill_gaps
+from shared.scoring import official_ccc
 
 logger = logging.getLogger(__name__)
 
@@ -138,12 +139,22 @@ def evaluate(data_dir: Path | str, models_dir: Path | str, modalities: Sequence[
     return tables
 
 
+MISSING_FRAMES = ("frames a module did not see are scored, as the official protocol scores every annotated "
+                  "frame: filled by linear interpolation between seen frames (held at the ends), as a submitted "
+                  "CSV would have to be; a module that saw nothing scores 0")
+
+
 def _score(labels: np.ndarray | None, values: np.ndarray) -> float:
-    """CCC over the frames a prediction exists for; 0 for no prediction at all (a constant scores 0)."""
-    if labels is None:
+    """Official CCC over every annotated frame (:data:`MISSING_FRAMES`); 0 for no prediction at all.
+
+    Scoring only the frames a module saw would flatter a module that skips hard frames; the challenge's
+    script needs one value per frame and scores them all (:func:`shared.scoring.official_ccc`). The
+    script's NaN (both curves exactly constant) counts as 0 here so that one clip does not blank a table.
+    """
+    if labels is None or not np.isfinite(values).any():
         return 0.0
-    seen = np.isfinite(values)
-    return ccc(labels[seen], values[seen]) if seen.sum() > 1 else 0.0
+    score = official_ccc(labels, fill_gaps(values))
+    return 0.0 if np.isnan(score) else score
 
 
 def render_side_by_side(tables: dict[str, Table]) -> str:

@@ -33,11 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from shared.crops import check_listener_spec
 from shared.data import Clip, check_labels, discover, split_by_story
 from shared.metrics import ccc
 from shared.modalities.base import Modality, Windows, get_modality, window_labels
 from shared.model_store import publish_version, staging_dir
-from shared.postprocess import GLOBAL_STATS_KEY, smooth_and_rescale, stats_for_subject
+from shared.postprocess import GLOBAL_STATS_KEY, labels_range, smooth_and_rescale, stats_for_subject
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +240,24 @@ def export_model(model: Any, models_dir: Path | str, modality: str, metadata: di
     return publish_version(staging, models_dir, modality, metadata)
 
 
+LISTENER_MODALITIES = frozenset({"face", "landmarks", "body"})  # modalities that search the listener region
+
+
+def listener_params(clips: Sequence[Clip]) -> dict[str, Any]:
+    """The listener region of the training data, recorded in a vision model's preprocessing parameters.
+
+    ``listener_region`` is ``EMPATHY_LISTENER_CROP`` (one spec for the data set, or per subject);
+    ``listener_layouts`` the frame sizes of the training videos: inference applies the same region to
+    videos of those sizes unless a job names another (:func:`shared.crops.region_for_video`).
+    """
+    from shared.media import probe
+    from shared.settings import get_settings
+
+    spec = check_listener_spec(get_settings().listener_crop)
+    layouts = sorted({f"{info.width}x{info.height}" for info in (probe(c.video) for c in clips)})
+    return {"listener_region": spec, "listener_layouts": layouts}
+
+
 def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir: Path | str = "models",
           val_story: int = 2, epochs: int | None = None, batch_size: int | None = None,
           learning_rate: float | None = None, patience: int | None = None, hparams: dict[str, Any] | None = None,
@@ -262,6 +281,8 @@ def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir:
     known_subjects = sorted({c.subject for c in train_clips})
     p = {**(modality.default_params() if hasattr(modality, "default_params") else {}), **(params or {}),
          "known_subjects": known_subjects}
+    if modality_name in LISTENER_MODALITIES:
+        p = {**listener_params(all_clips), **p}
     if hasattr(modality, "fit_params"):
         p = modality.fit_params([x.windows for x in prepare_clips(modality, train_clips, p)], p)
     train_data = prepare_clips(modality, train_clips, p)
@@ -308,6 +329,7 @@ def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir:
         "val_ccc_per_clip": per_clip,
         "val_ccc_filtered": grid_scores[str(cutoff)],
         "subject_stats": subject_stats([*train_data, *val_data]),
+        "label_range": list(labels_range([x.labels for x in [*train_data, *val_data]])),
         "subject_stats_source": "training+validation labels per subject, stories pooled (authors' code)",
         "train_stories": sorted({c.story for c in train_clips}),
         "val_story": val_story,

@@ -5,7 +5,9 @@ span ~3 s) and labels a window with its last frame. Here the box comes from ``EM
 for a data set, or one per subject) or, when that is empty, automatically from the first seconds of the
 video: a box around the face HOG finds there, reaching from above the head down to the bottom of the
 frame and 3.5 face heights wide (a seated listener's upper body and arms). A video without any detectable face in those seconds uses
-the whole (listener) frame and says so in the log.
+the whole listener region and says so in the job's notes. The listener region (see :mod:`shared.crops`) is the
+one the face and landmarks modalities search, and the automatic crop follows the same person they follow
+(the largest face at the first detection), so all three analyse the listener even beside a larger face.
 
 Memory: only every 5th frame is converted, cropped and resized by the decoder and kept as a 128x128 uint8
 image (16 KB: 24 MB for a 5-minute video); a float32 window is 1 MB, so windows are built lazily per batch
@@ -23,8 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from shared.crops import Box, box_for_subject, compose, parse_optional_box, parse_subject_boxes
-from shared.face_tracking import detect_faces
+from shared.crops import Box, ListenerRegion, box_for_subject, compose, parse_subject_boxes, region_for_video
+from shared.face_tracking import HOG_FACE_PX, MAX_JUMP, detect_faces
 from shared.media import crop_pixels, iter_frames, probe
 from shared.modalities.base import Windows
 from shared.modalities.frame_windows import (
@@ -45,6 +47,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "downsample": 5,  # keep every 5th frame (and label): 16 frames span 3 s
     "size": 128,  # crop side in pixels
     "auto_crop_seconds": 2.0,  # how much of the start the automatic crop looks at
+    "min_face_px": HOG_FACE_PX,  # smallest face the automatic crop's detections find (see face_tracking)
 }
 INPUT_BODY = "body"
 
@@ -73,6 +76,52 @@ def detection_frames(seconds: float) -> int:
     return max(1, int(round(seconds * get_settings().fps)))
 
 
+class ListenerFaces:
+    """The faces the automatic crop is taken from: one person throughout, as the face tracker follows one.
+
+    The first detection's largest face is the listener (the rule :class:`shared.face_tracking.FaceTracker`
+    starts with); later detections keep the face nearest to it, so a second person in the region never
+    pulls the crop half-way between the two. ``crowded`` counts detections that saw more than one face.
+    """
+
+    def __init__(self, min_face_px: int) -> None:
+        self.min_face_px = min_face_px
+        self.faces: list[np.ndarray] = []
+        self.crowded = 0
+        self.max_faces = 0
+        self.shape: tuple[int, ...] = (0, 0)
+
+    def add(self, grey: np.ndarray) -> None:
+        self.shape = grey.shape
+        boxes = detect_faces(grey, min_face_px=self.min_face_px)
+        if not len(boxes):
+            return
+        self.crowded += int(len(boxes) > 1)
+        self.max_faces = max(self.max_faces, len(boxes))
+        if not self.faces:
+            self.faces.append(boxes[0])
+            return
+        first = self.faces[0]
+        centre, size = (first[:2] + first[2:]) / 2.0, max(first[3] - first[1], 1.0)
+        distances = [np.linalg.norm((b[:2] + b[2:]) / 2.0 - centre) / size for b in boxes]
+        nearest = int(np.argmin(distances))
+        if distances[nearest] <= MAX_JUMP or not self.crowded:
+            self.faces.append(boxes[nearest])
+
+    def box(self) -> Box | None:
+        return crop_around(self.faces, self.shape)
+
+    def notes(self, region: ListenerRegion, frame_size: tuple[int, int], origin: str) -> list[str]:
+        notes = [region.note]
+        if self.crowded:
+            notes.append(f"listener ambiguous for the body crop: {self.max_faces} faces in the listener region; "
+                         "the crop follows the largest face of the first detection")
+        if origin == "whole frame":
+            notes.append(f"body: no face in the first seconds of the listener region ({region.describe(*frame_size)}):"
+                         " the body crop is the whole region")
+        return notes
+
+
 def crop_around(faces: list[np.ndarray], shape: tuple[int, ...]) -> Box | None:
     """Box (fractions of a frame of ``shape``) around the median of the faces found; None when there is none."""
     if not faces:
@@ -80,19 +129,15 @@ def crop_around(faces: list[np.ndarray], shape: tuple[int, ...]) -> Box | None:
     return body_box_around_face(np.median(np.stack(faces), axis=0), shape[1], shape[0])
 
 
-def auto_crop(video: Path, listener: Box | None, seconds: float) -> Box | None:
-    """Box (fractions of the listener region) around the median face of the first ``seconds``; None if no face."""
+def auto_crop(video: Path, listener: Box | None, seconds: float, min_face_px: int) -> ListenerFaces:
+    """The listener's faces in the first ``seconds`` (their :meth:`ListenerFaces.box` is the crop, or None)."""
     n = detection_frames(seconds)
-    faces: list[np.ndarray] = []
-    shape: tuple[int, ...] = (0, 0)
+    faces = ListenerFaces(min_face_px)
     for i, grey in enumerate(iter_frames(video, gray=True, crop=listener, every=AUTO_DETECT_EVERY)):
         if i * AUTO_DETECT_EVERY >= n:
             break
-        shape = grey.shape
-        boxes = detect_faces(grey)
-        if len(boxes):
-            faces.append(boxes[0])
-    return crop_around(faces, shape)
+        faces.add(grey)
+    return faces
 
 
 def configured_crop(subject: int) -> Box | None:
@@ -109,14 +154,16 @@ def full_frame_crop(listener: Box | None, inner: Box | None, origin: str, video:
     return compose(listener, inner), origin
 
 
-def body_crop(video: Path, subject: int, params: dict[str, Any]) -> tuple[Box, str]:
-    """The crop (fractions of the full frame) for this video and where it came from."""
-    listener = parse_optional_box(get_settings().listener_crop)
+def body_crop(video: Path, subject: int, params: dict[str, Any]) -> tuple[Box, str, list[str]]:
+    """The crop (fractions of the full frame) for this video, where it came from, and the notes for the job."""
+    info = probe(video)
+    region = region_for_video(params, subject, info.width, info.height)
     configured = configured_crop(subject)
     if configured is not None:
-        return compose(listener, configured), "configured"
-    return full_frame_crop(listener, auto_crop(video, listener, float(params["auto_crop_seconds"])), "automatic",
-                           video)
+        return compose(region.box, configured), "configured", [region.note]
+    faces = auto_crop(video, region.box, float(params["auto_crop_seconds"]), int(params["min_face_px"]))
+    box, origin = full_frame_crop(region.box, faces.box(), "automatic", video)
+    return box, origin, faces.notes(region, (info.width, info.height), origin)
 
 
 def body_windows(crops: np.ndarray, n_frames: int, p: dict[str, Any], info: dict[str, Any],
@@ -146,14 +193,14 @@ class BodyFrames:
         self.step, self.size = int(self.p["downsample"]), int(self.p["size"])
         info = probe(video)
         self.n_frames, self.frame_size = info.n_frames, (info.width, info.height)
-        self.listener = parse_optional_box(get_settings().listener_crop)
+        self.region: ListenerRegion = region_for_video(self.p, subject, info.width, info.height)
+        self.listener = self.region.box
         self.offset = crop_pixels(self.listener, *self.frame_size)[:2]  # the listener region's corner, pixels
         configured = configured_crop(subject)
         self.box: Box | None = compose(self.listener, configured) if configured is not None else None
         self.origin = "configured"
         self.detect_until = detection_frames(float(self.p["auto_crop_seconds"]))
-        self.faces: list[np.ndarray] = []
-        self.shape: tuple[int, ...] = (0, 0)
+        self.faces = ListenerFaces(int(self.p["min_face_px"]))
         self.waiting: list[np.ndarray] = []  # kept frames (listener region) until the automatic box is known
         self.crops = FrameRows(-(-self.n_frames // self.step), (self.size, self.size), np.uint8)
         self.frame = 0
@@ -166,8 +213,7 @@ class BodyFrames:
         return np.ascontiguousarray(cv2.resize(patch, (self.size, self.size), interpolation=cv2.INTER_AREA))
 
     def _fix_box(self) -> None:
-        self.box, self.origin = full_frame_crop(self.listener, crop_around(self.faces, self.shape), "automatic",
-                                                self.video)
+        self.box, self.origin = full_frame_crop(self.listener, self.faces.box(), "automatic", self.video)
         for grey in self.waiting:
             self.crops.append(self._cut(grey))
         self.waiting = []
@@ -175,10 +221,7 @@ class BodyFrames:
     def feed(self, grey: np.ndarray) -> None:
         frame, self.frame = self.frame, self.frame + 1
         if self.box is None and frame < self.detect_until and frame % AUTO_DETECT_EVERY == 0:
-            self.shape = grey.shape
-            boxes = detect_faces(grey)
-            if len(boxes):
-                self.faces.append(boxes[0])
+            self.faces.add(grey)
         if frame % self.step == 0:
             if self.box is None:
                 self.waiting.append(grey.copy())
@@ -190,8 +233,10 @@ class BodyFrames:
     def finish(self, video: Path | str = "") -> Windows:
         if self.box is None:  # a video shorter than the detection period
             self._fix_box()
+        notes = self.faces.notes(self.region, self.frame_size, self.origin) if self.origin != "configured" \
+            else [self.region.note]
         info = {"crop": [round(float(v), 4) for v in self.box], "crop_from": self.origin,
-                "seconds": round(time.monotonic() - self.started, 3)}
+                "seconds": round(time.monotonic() - self.started, 3), "notes": notes}
         return body_windows(self.crops.array, self.n_frames, self.p, info, video)
 
 
@@ -216,13 +261,13 @@ class BodyModality:
         p = {**DEFAULT_PARAMS, **(params or {})}
         step, size = int(p["downsample"]), int(p["size"])
         started = time.monotonic()
-        box, origin = body_crop(video, subject, p)
+        box, origin, notes = body_crop(video, subject, p)
         n_frames = probe(video).n_frames
         crops = FrameRows(-(-n_frames // step), (size, size), np.uint8)
         for crop in iter_frames(video, gray=True, crop=box, size=(size, size), every=step):
             crops.append(crop)
         info = {"crop": [round(float(v), 4) for v in box], "crop_from": origin,
-                "seconds": round(time.monotonic() - started, 3)}
+                "seconds": round(time.monotonic() - started, 3), "notes": notes}
         return body_windows(crops.array, n_frames, p, info, video)
 
     def to_frames(self, predictions: np.ndarray, windows: Windows) -> np.ndarray:

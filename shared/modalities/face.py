@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from shared.crops import ListenerRegion, region_for_video
 from shared.face_tracking import FaceTracker, TrackerConfig, crop_box
-from shared.media import probe
+from shared.media import VideoInfo, probe
 from shared.modalities.base import Windows, subject_index
 from shared.modalities.frame_stream import listener_frames, prefetched
 from shared.modalities.frame_windows import (
@@ -32,6 +33,7 @@ from shared.modalities.frame_windows import (
     anchors_to_grid,
     hold_last,
     predict_every,
+    tracking_notes,
     video_zscore,
     window_index,
 )
@@ -57,8 +59,11 @@ class FaceFrames:
     run exactly this code.
     """
 
-    def __init__(self, n_frames: int, *, subject: int, params: dict[str, Any] | None = None) -> None:
+    def __init__(self, info: VideoInfo, *, subject: int, params: dict[str, Any] | None = None) -> None:
         self.p = {**DEFAULT_PARAMS, **(params or {})}
+        n_frames = info.n_frames
+        self.region: ListenerRegion = region_for_video(self.p, subject, info.width, info.height)
+        self.frame_size = (info.width, info.height)
         self.size, self.margin = int(self.p["size"]), float(self.p["margin"])
         self.subject = subject
         self.tracker = FaceTracker(TrackerConfig.from_params(self.p))
@@ -87,7 +92,8 @@ class FaceFrames:
         windows = LazyWindows(features, index, mean=mean, std=std)
         who = subject_index(self.subject, self.p.get("known_subjects") or [])
         info = {"detections": self.tracker.detections, "missing_frames": int(missing.sum()),
-                "seconds": round(time.monotonic() - self.started, 3)}
+                "seconds": round(time.monotonic() - self.started, 3),
+                **tracking_notes("face", self.region, self.tracker, self.frame_size)}
         logger.info("face windows ready", extra={"video": str(video), "windows": len(ends), **info})
         return Windows(inputs={INPUT_FACE: windows, INPUT_SUBJECT: np.full(len(ends), who, dtype=np.int32)},
                        label_frames=ends, n_frames=len(features), missing=missing, info=info)
@@ -102,13 +108,13 @@ class FaceModality:
 
     def frame_consumer(self, video: Path, *, subject: int, params: dict[str, Any] | None = None) -> FaceFrames:
         """The per-frame part, for a decode shared with other modalities (frames: grey, listener crop)."""
-        return FaceFrames(probe(video).n_frames, subject=subject, params=params)
+        return FaceFrames(probe(video), subject=subject, params=params)
 
     def prepare(self, video: Path, *, subject: int, transcript: Path | None = None,
                 params: dict[str, Any] | None = None) -> Windows:
         """Track the face through the video, crop it, and build the (n, 10, 48, 48) windows."""
         frames = self.frame_consumer(video, subject=subject, params=params)
-        with closing(prefetched(listener_frames(video))) as decoded:  # an error here stops the decoder at once
+        with closing(prefetched(listener_frames(video, frames.region.box))) as decoded:  # an error here stops the decoder at once
             for grey in decoded:
                 frames.feed(grey)
         return frames.finish(video)

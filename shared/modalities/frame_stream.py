@@ -24,10 +24,9 @@ from typing import Protocol
 
 import numpy as np
 
-from shared.crops import parse_optional_box
+from shared.crops import Box, ListenerRegion
 from shared.media import iter_frames
 from shared.modalities.base import Windows
-from shared.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +34,9 @@ QUEUE_FRAMES = 8  # frames decoded ahead of the slowest consumer (1280x720 grey:
 
 
 class FrameConsumer(Protocol):
-    """A modality's per-frame preprocessing: every 25 fps frame in order, grey, cropped to the listener."""
+    """A modality's per-frame preprocessing: every 25 fps frame in order, grey, cropped to its ``region``."""
+
+    region: ListenerRegion
 
     def feed(self, grey: np.ndarray) -> None: ...
 
@@ -51,9 +52,12 @@ class Prepared:
     seconds: float
 
 
-def listener_frames(video: Path | str) -> Iterator[np.ndarray]:
-    """The frames every vision modality reads: grey, 25 fps, cropped to ``EMPATHY_LISTENER_CROP``."""
-    return iter_frames(video, gray=True, crop=parse_optional_box(get_settings().listener_crop))
+def listener_frames(video: Path | str, region: Box | None) -> Iterator[np.ndarray]:
+    """The frames every vision modality reads: grey, 25 fps, cropped to the listener region (None = whole frame).
+
+    The region comes from :func:`shared.crops.region_for_video` (job, model metadata or the frame size).
+    """
+    return iter_frames(video, gray=True, crop=region)
 
 
 @dataclass
@@ -137,8 +141,9 @@ class _ConsumerThread(threading.Thread):
         self.cpu_s = time.thread_time()
 
 
-def feed_together(video: Path | str, consumers: Mapping[str, FrameConsumer]) -> dict[str, Prepared]:
-    """Decode ``video`` once and feed every consumer (each in its own thread); never raises.
+def feed_together(video: Path | str, consumers: Mapping[str, FrameConsumer],
+                  region: Box | None = None) -> dict[str, Prepared]:
+    """Decode ``video`` once, cropped to ``region``, and feed every consumer (each in its own thread); never raises.
 
     A consumer that fails is dropped (its error kept) and the others go on; a decoding error (truncated
     file...) is the error of every consumer, as it would have been on its own decode. A modality's seconds
@@ -151,7 +156,7 @@ def feed_together(video: Path | str, consumers: Mapping[str, FrameConsumer]) -> 
     decode_error: Exception | None = None
     started = time.thread_time()
     try:
-        for grey in listener_frames(video):
+        for grey in listener_frames(video, region):
             grey.flags.writeable = False  # one frame, several readers: none may change it
             for thread in threads.values():
                 thread.frames.put(grey)

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from shared.crops import ListenerRegion
+from shared.face_tracking import FaceTracker
 from shared.windows import interpolate_anchors
 
 
@@ -205,3 +207,23 @@ def anchors_to_grid(values: np.ndarray, anchor_frames: np.ndarray, n_frames: int
         out[anchor_frames[-1] + 1:] = values[-1]
     out[np.asarray(missing, dtype=bool)] = np.nan
     return out
+
+
+def tracking_notes(name: str, region: ListenerRegion, tracker: FaceTracker,
+                   frame_size: tuple[int, int]) -> dict[str, Any]:
+    """What a face-tracking modality tells the job about the listener: region searched, ambiguity, no face.
+
+    ``notes`` go into the job's notes (the region, and when several faces were in it, that the listener was
+    ambiguous); ``unavailable`` is the message when no face was ever found, naming the region searched.
+    """
+    notes = [region.note]
+    ambiguous = tracker.ambiguity()
+    if ambiguous:
+        notes.append(ambiguous)
+    info: dict[str, Any] = {"listener_region": list(region.box) if region.box else None, "notes": notes,
+                            "faces_in_region": tracker.max_faces}
+    if tracker.region_detections == 0:
+        info["unavailable"] = (f"{name}: nothing usable in this video: no face found in the listener region "
+                               f"({region.describe(*frame_size)}); set the listener region if the listener is "
+                               "elsewhere")
+    return info

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from shared.crops import ListenerRegion, region_for_video
 from shared.face_tracking import N_LANDMARKS, FaceTracker, TrackerConfig
-from shared.media import probe
+from shared.media import VideoInfo, probe
 from shared.modalities.base import Windows
 from shared.modalities.frame_stream import listener_frames, prefetched
 from shared.modalities.frame_windows import (
@@ -32,6 +33,7 @@ from shared.modalities.frame_windows import (
     anchors_to_grid,
     hold_last,
     predict_every,
+    tracking_notes,
     video_zscore,
     window_index,
 )
@@ -53,8 +55,11 @@ class LandmarkFrames:
     shares among the vision modalities (:mod:`shared.modalities.frame_stream`): the same code either way.
     """
 
-    def __init__(self, n_frames: int, *, params: dict[str, Any] | None = None) -> None:
+    def __init__(self, info: VideoInfo, *, subject: int = 0, params: dict[str, Any] | None = None) -> None:
         self.p = {**DEFAULT_PARAMS, **(params or {})}
+        n_frames = info.n_frames
+        self.region: ListenerRegion = region_for_video(self.p, subject, info.width, info.height)
+        self.frame_size = (info.width, info.height)
         self.tracker = FaceTracker(TrackerConfig.from_params(self.p), landmarks=True)
         self.points = FrameRows(n_frames, (N_SERIES,), np.float32, fill=np.nan)  # NaN rows = missing
         self.started = time.monotonic()
@@ -78,7 +83,8 @@ class LandmarkFrames:
         else:  # no face anywhere: no windows, every frame missing
             mean, std, index = np.zeros(N_SERIES), np.ones(N_SERIES), np.zeros((0, length), dtype=np.int64)
         info = {"detections": self.tracker.detections, "missing_frames": int(missing.sum()),
-                "seconds": round(time.monotonic() - self.started, 3)}
+                "seconds": round(time.monotonic() - self.started, 3),
+                **tracking_notes("landmarks", self.region, self.tracker, self.frame_size)}
         logger.info("landmark windows ready", extra={"video": str(video), "windows": len(ends), **info})
         return Windows(inputs={INPUT_LANDMARKS: LazyWindows(points, index, mean=mean, std=std)},
                        label_frames=ends, n_frames=len(points), missing=missing, info=info)
@@ -93,13 +99,13 @@ class LandmarksModality:
 
     def frame_consumer(self, video: Path, *, subject: int, params: dict[str, Any] | None = None) -> LandmarkFrames:
         """The per-frame part, for a decode shared with other modalities (frames: grey, listener crop)."""
-        return LandmarkFrames(probe(video).n_frames, params=params)
+        return LandmarkFrames(probe(video), subject=subject, params=params)
 
     def prepare(self, video: Path, *, subject: int, transcript: Path | None = None,
                 params: dict[str, Any] | None = None) -> Windows:
         """Landmarks of every frame, then (n, 25, 136) windows z-normalised per series over the video."""
         frames = self.frame_consumer(video, subject=subject, params=params)
-        with closing(prefetched(listener_frames(video))) as decoded:  # an error here stops the decoder at once
+        with closing(prefetched(listener_frames(video, frames.region.box))) as decoded:  # an error here stops the decoder at once
             for grey in decoded:
                 frames.feed(grey)
         return frames.finish(video)

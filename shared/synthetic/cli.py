@@ -50,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--subjects", type=_int_list, default=[1, 2, 3, 4], help="listeners, e.g. 1,2,3-4")
     parser.add_argument("--stories", type=_int_list, default=[1, 2, 3], help="stories, e.g. 1-3")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per clip (whole 25 fps frames)")
-    parser.add_argument("--size", type=_size, default=(640, 360), help="frame size WxH (default 640x360)")
+    parser.add_argument("--layout", choices=("single", "omg"), default="single",
+                        help="single: the listener alone; omg: the real recordings' side-by-side frame, storyteller "
+                        "(another real face, larger, talking) left and listener right (default size 2560x720)")
+    parser.add_argument("--size", type=_size, default=None,
+                        help="frame size WxH (default 640x360; 2560x720 with --layout omg)")
     parser.add_argument("--seed", type=int, default=0, help="everything is deterministic for a seed")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (one clip each)")
     parser.add_argument("--preset", default=None, help="x264 preset (default: EMPATHY_SYNTH_X264_PRESET)")
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from shared.synthetic.speech import SpeechError
 
     out = args.out if args.out is not None else get_settings().data_dir
-    width, height = args.size
+    width, height = args.size or ((2560, 720) if args.layout == "omg" else (640, 360))
     started = time.perf_counter()
     try:
         clips = generate_dataset(
@@ -77,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             workers=args.workers,
             preset=args.preset,
+            layout=args.layout,
         )
     except (ValueError, SpeechError) as exc:
         print(f"empathy synth: {exc}")

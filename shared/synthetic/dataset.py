@@ -18,10 +18,14 @@ from shared.settings import get_settings
 from shared.synthetic.curves import FPS, expressed_valence, listener, rng_for, valence_curve
 from shared.synthetic.render import FrameRenderer
 from shared.synthetic.speech import SAMPLE_RATE, espeak_binary, story_speech
+from shared.synthetic.storyteller import STORYTELLER_FACE_SCALE, StorytellerRenderer, loudness_per_frame
 from shared.synthetic.writer import ClipWriter
 
 logger = logging.getLogger(__name__)
 
+SINGLE = "single"  # the listener alone
+OMG = "omg"  # storyteller left, listener right, side by side (the real recordings: 2560x720)
+LAYOUTS = (SINGLE, OMG)
 ROOM_NOISE = 0.003  # std of the microphone's background hiss
 _AUDIO = 7  # rng stream tag
 MANIFEST = "synthetic.json"
@@ -48,11 +52,21 @@ def generate_clip(
     height: int = 360,
     seed: int = 0,
     preset: str | None = None,
+    layout: str = SINGLE,
 ) -> Clip:
-    """Write Videos/, Annotations/ and Transcripts/ files of one clip under ``out_dir``."""
+    """Write Videos/, Annotations/ and Transcripts/ files of one clip under ``out_dir``.
+
+    ``layout`` ``single``: the listener alone, ``width`` x ``height``. ``omg``: the real recordings' side by
+    side frame, storyteller (another real face, larger, talking) in the left half and in the right half
+    exactly the listener panel a ``single`` clip of half the width would show (so the two compare 1:1).
+    """
     if subject < 1 or story < 1:
         raise ValueError(f"subject and story numbers start at 1, got subject={subject} story={story}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
     n_frames = _check_args(duration_s, width, height)
+    if layout == OMG and width % 4:
+        raise ValueError(f"the omg layout needs a width divisible by 4 (two even halves), got {width}")
     root = Path(out_dir)
     name = clip_name(subject, story)
     video = root / "Videos" / f"{name}.mp4"
@@ -67,12 +81,21 @@ def generate_clip(
 
     if preset is None:
         preset = get_settings().synth_x264_preset
-    renderer = FrameRenderer(width, height, subject=subject, story=story, seed=seed)
+    listener_width = width // 2 if layout == OMG else width
+    renderer = FrameRenderer(listener_width, height, subject=subject, story=story, seed=seed)
+    storyteller = loudness = None
+    if layout == OMG:
+        storyteller = StorytellerRenderer(listener_width, height, face_px=STORYTELLER_FACE_SCALE * renderer.sprite.face_px,
+                                          story=story, seed=seed)
+        loudness = loudness_per_frame(speech.audio, n_frames, samples_per_frame)
     partial = video.with_name(video.name + ".part")
     try:
         with ClipWriter(partial, width, height, sample_rate=SAMPLE_RATE, preset=preset) as writer:
             for i in range(n_frames):
-                writer.write_frame(renderer.render(float(expressed[i]), i))
+                frame = renderer.render(float(expressed[i]), i)
+                if storyteller is not None and loudness is not None:
+                    frame = np.concatenate([storyteller.render(float(loudness[i])), frame], axis=1)
+                writer.write_frame(frame)
                 writer.write_audio(audio[i * samples_per_frame : (i + 1) * samples_per_frame])
         os.replace(partial, video)
     finally:
@@ -83,11 +106,11 @@ def generate_clip(
                 transcript=transcript_path.resolve())
 
 
-def _clip_job(args: tuple[str, int, int, float, int, int, int, str]) -> tuple[Clip, float]:
-    out_dir, subject, story, duration_s, width, height, seed, preset = args
+def _clip_job(args: tuple[str, int, int, float, int, int, int, str, str]) -> tuple[Clip, float]:
+    out_dir, subject, story, duration_s, width, height, seed, preset, layout = args
     started = time.perf_counter()
     clip = generate_clip(out_dir, subject, story, duration_s=duration_s, width=width, height=height, seed=seed,
-                         preset=preset)
+                         preset=preset, layout=layout)
     return clip, time.perf_counter() - started
 
 
@@ -102,6 +125,7 @@ def generate_dataset(
     seed: int = 0,
     workers: int = 1,
     preset: str | None = None,
+    layout: str = SINGLE,
 ) -> list[Clip]:
     """Generate every subject x story clip (optionally in ``workers`` processes); deterministic for ``seed``."""
     if not subjects or not stories:
@@ -116,7 +140,8 @@ def generate_dataset(
     root.mkdir(parents=True, exist_ok=True)
     if preset is None:
         preset = get_settings().synth_x264_preset
-    jobs = [(str(root), int(s), int(k), float(duration_s), width, height, seed, preset) for k in stories for s in subjects]
+    jobs = [(str(root), int(s), int(k), float(duration_s), width, height, seed, preset, layout)
+            for k in stories for s in subjects]
     started = time.perf_counter()
     clips: list[Clip] = []
 
@@ -136,14 +161,14 @@ def generate_dataset(
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for future in as_completed([pool.submit(_clip_job, job) for job in jobs]):
                 done(*future.result())
-    _write_manifest(root, subjects, stories, duration_s, width, height, seed)
+    _write_manifest(root, subjects, stories, duration_s, width, height, seed, layout)
     logger.info("data set generated", extra={"clips": len(clips), "seconds": round(time.perf_counter() - started, 2),
                                              "out": str(root)})
     return sorted(clips, key=lambda c: (c.subject, c.story))
 
 
 def _write_manifest(root: Path, subjects: Sequence[int], stories: Sequence[int], duration_s: float, width: int,
-                    height: int, seed: int) -> None:
+                    height: int, seed: int, layout: str = SINGLE) -> None:
     """Record how the set was made (and each listener's hidden reaction) for provenance and debugging."""
     manifest = {
         "generator": "shared.synthetic",
@@ -154,6 +179,7 @@ def _write_manifest(root: Path, subjects: Sequence[int], stories: Sequence[int],
         "fps": FPS,
         "sample_rate": SAMPLE_RATE,
         "size": [width, height],
+        "layout": layout,
         "listeners": {str(s): vars(listener(s, seed)) for s in subjects},
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
