@@ -145,6 +145,12 @@ class Settings:
     )
     model_server_backoff_s: float = _doc(0.5, "First delay between model-server retries; doubles each retry (max 5 s).")
     redis_timeout_s: float = _doc(3.0, "Connect/read timeout of the gateway's Redis calls: an outage answers 503, never hangs.")
+    vision_worker: bool = _doc(
+        False,
+        "Send face, landmarks and body of a job as one task to the 'vision' queue, whose worker "
+        "(python -m services.vision) decodes the video once for all three (one decode instead of three); "
+        "off = one task per modality queue. Set it for the gateway, and run a vision worker.",
+    )
     # --- security ----------------------------------------------------------------------------------
     auth: bool = _doc(
         True, "Require an API key (Authorization: Bearer <token>) on /v1; 'off' only for local development."
