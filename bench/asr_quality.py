@@ -38,7 +38,7 @@ CONFIGS: dict[str, WhisperOptions] = {
     "beam 5 (faster-whisper's default), int8, whole track": replace(BASE, beam_size=5),
     "+ VAD (faster-whisper's Silero)": replace(BASE, vad=True),
     "+ VAD + batched (8)": replace(BASE, vad=True, batch_size=8),
-    "+ VAD + batched + 120 s chunks (defaults)": WhisperOptions(),
+    "+ VAD + 120 s chunks (defaults)": WhisperOptions(),
     "defaults, 1 thread": replace(WhisperOptions(), threads=1),
     "before, 4 threads (CTranslate2's default, what the code did)": replace(BASE, threads=4),
 }

@@ -169,7 +169,8 @@ class WhisperOptions:
 
     ``beam_size`` 1 is greedy decoding; ``vad`` drops non-speech with the Silero VAD model that ships inside
     faster-whisper (less audio to decode, fewer hallucinated words in silences); ``batch_size`` > 1 decodes
-    that many VAD segments of up to 30 s at once (``BatchedInferencePipeline``); ``threads`` 0 = one per
+    that many VAD segments of up to 30 s at once (``BatchedInferencePipeline``: less CPU, but each segment
+    without the text before it, which cost 6 points of word error on long speech); ``threads`` 0 = one per
     usable core (CTranslate2 would take 4, more than a 2-core worker has); ``chunk_s`` bounds how much
     audio is recognised at a time, cut at the quietest moment near the end of each chunk, so memory does
     not grow with the video's length. Word error rates and CPU time of each: ``docs/benchmarks.md``.
@@ -178,7 +179,7 @@ class WhisperOptions:
     compute_type: str = "int8"
     beam_size: int = 1
     vad: bool = True
-    batch_size: int = 8
+    batch_size: int = 1
     threads: int = 0
     chunk_s: float = 120.0
     language: str = "en"
@@ -226,9 +227,17 @@ def quiet_cut(audio: np.ndarray, *, sample_rate: int = 16000, search_from: float
     return int((first + int(np.argmin(moving)) + width // 2) * hop)
 
 
-def _whisper_chunk(model: Any, audio: np.ndarray, offset_s: float, options: WhisperOptions) -> list[Word]:
+PROMPT_WORDS = 40  # words of the previous piece given to the next as context (Whisper's prompt holds ~220 tokens)
+
+
+def _whisper_chunk(model: Any, audio: np.ndarray, offset_s: float, options: WhisperOptions,
+                   previous: list[Word] | None = None) -> list[Word]:
+    """Words of one piece; ``previous`` (the words before it) is the decoder's context, as Whisper conditions
+    each 30 s window on the text before it within one call: cutting into pieces then costs no context."""
     kwargs: dict[str, Any] = {"language": options.language, "word_timestamps": True,
                               "beam_size": options.beam_size, "vad_filter": options.vad}
+    if previous:
+        kwargs["initial_prompt"] = " ".join(w.text for w in previous[-PROMPT_WORDS:])
     if options.batch_size > 1 and options.vad:  # the batched pipeline batches the VAD's segments
         from faster_whisper import BatchedInferencePipeline
 
@@ -264,10 +273,10 @@ def whisper_words_stream(chunks: Iterable[np.ndarray], *, model_dir: Path | str,
         pending = np.concatenate([pending, np.asarray(chunk, dtype=np.float32)])
         while pending.size >= limit:
             cut = quiet_cut(pending[:limit], sample_rate=sample_rate)
-            words += _whisper_chunk(model, pending[:cut], consumed / sample_rate, options)
+            words += _whisper_chunk(model, pending[:cut], consumed / sample_rate, options, words)
             pending, consumed = pending[cut:].copy(), consumed + cut
     if pending.size:
-        words += _whisper_chunk(model, pending, consumed / sample_rate, options)
+        words += _whisper_chunk(model, pending, consumed / sample_rate, options, words)
     return words
 
 

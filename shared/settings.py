@@ -83,7 +83,10 @@ class Settings:
         True, "Skip non-speech with the Silero VAD model shipped inside faster-whisper before recognising ('off' = decode everything)."
     )
     whisper_batch_size: int = _doc(
-        8, "Speech segments (up to 30 s each, cut by the VAD) faster-whisper decodes at once; 1 = one after the other."
+        1,
+        "Speech segments (up to 30 s each, cut by the VAD) faster-whisper decodes at once (BatchedInferencePipeline); "
+        "1 = one after the other, each conditioned on the text before it. 8 saves ~15 % CPU but raised the word "
+        "error from 15 % to 21 % on the 5-minute benchmark speech (docs/benchmarks.md), so it is off by default.",
     )
     whisper_threads: int = _doc(0, "CPU threads of faster-whisper (CTranslate2) per process; 0 = one per usable core.")
     asr_chunk_s: float = _doc(
