@@ -41,6 +41,7 @@ CONFIGS: dict[str, WhisperOptions] = {
     "+ VAD + 120 s chunks (defaults)": WhisperOptions(),
     "defaults, 1 thread": replace(WhisperOptions(), threads=1),
     "before, 4 threads (CTranslate2's default, what the code did)": replace(BASE, threads=4),
+    "120 s pieces, no VAD": replace(WhisperOptions(), vad=False),
 }
 
 
