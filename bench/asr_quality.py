@@ -32,16 +32,17 @@ from shared.lexicon import tokenize
 from shared.media import iter_audio
 from shared.settings import get_settings
 
-BASE = WhisperOptions(beam_size=1, vad=False, batch_size=1, threads=0, chunk_s=1e9)
+BASE = WhisperOptions(beam_size=1, vad=False, batch_size=1, fallback=True, threads=0, chunk_s=1e9)
 CONFIGS: dict[str, WhisperOptions] = {
     "before: greedy, int8, whole track": BASE,
     "beam 5 (faster-whisper's default), int8, whole track": replace(BASE, beam_size=5),
     "+ VAD (faster-whisper's Silero)": replace(BASE, vad=True),
     "+ VAD + batched (8)": replace(BASE, vad=True, batch_size=8),
-    "+ VAD + 120 s chunks (defaults)": WhisperOptions(),
-    "defaults, 1 thread": replace(WhisperOptions(), threads=1),
+    "+ VAD + 120 s chunks, no temperature fallback (defaults)": WhisperOptions(),
+    "defaults, 1 thread (with fallback, as measured)": replace(WhisperOptions(), threads=1, fallback=True),
     "before, 4 threads (CTranslate2's default, what the code did)": replace(BASE, threads=4),
-    "120 s pieces, no VAD": replace(WhisperOptions(), vad=False),
+    "120 s pieces, no VAD (with fallback, as measured)": replace(WhisperOptions(), vad=False, fallback=True),
+    "defaults with temperature fallback": replace(WhisperOptions(), fallback=True),
 }
 
 

@@ -170,7 +170,9 @@ class WhisperOptions:
     ``beam_size`` 1 is greedy decoding; ``vad`` drops non-speech with the Silero VAD model that ships inside
     faster-whisper (less audio to decode, fewer hallucinated words in silences); ``batch_size`` > 1 decodes
     that many VAD segments of up to 30 s at once (``BatchedInferencePipeline``: less CPU, but each segment
-    without the text before it, which cost 6 points of word error on long speech); ``threads`` 0 = one per
+    without the text before it, which cost 6 points of word error on long speech); ``fallback`` re-decodes a
+    window at rising temperatures when its text looks repetitive (faster-whisper's default; off: one greedy
+    pass, which cost no word error here and avoids re-decoding bursts of +50 % CPU); ``threads`` 0 = one per
     usable core (CTranslate2 would take 4, more than a 2-core worker has); ``chunk_s`` bounds how much
     audio is recognised at a time, cut at the quietest moment near the end of each chunk, so memory does
     not grow with the video's length. Word error rates and CPU time of each: ``docs/benchmarks.md``.
@@ -180,6 +182,7 @@ class WhisperOptions:
     beam_size: int = 1
     vad: bool = True
     batch_size: int = 1
+    fallback: bool = False
     threads: int = 0
     chunk_s: float = 120.0
     language: str = "en"
@@ -190,7 +193,8 @@ class WhisperOptions:
 
         s = get_settings()
         return cls(compute_type=s.whisper_compute_type, beam_size=s.whisper_beam_size, vad=s.whisper_vad,
-                   batch_size=s.whisper_batch_size, threads=s.whisper_threads, chunk_s=s.asr_chunk_s)
+                   batch_size=s.whisper_batch_size, fallback=s.whisper_fallback, threads=s.whisper_threads,
+                   chunk_s=s.asr_chunk_s)
 
 
 @lru_cache(maxsize=2)
@@ -236,6 +240,8 @@ def _whisper_chunk(model: Any, audio: np.ndarray, offset_s: float, options: Whis
     each 30 s window on the text before it within one call: cutting into pieces then costs no context."""
     kwargs: dict[str, Any] = {"language": options.language, "word_timestamps": True,
                               "beam_size": options.beam_size, "vad_filter": options.vad}
+    if not options.fallback:
+        kwargs["temperature"] = 0.0
     if previous:
         kwargs["initial_prompt"] = " ".join(w.text for w in previous[-PROMPT_WORDS:])
     if options.batch_size > 1 and options.vad:  # the batched pipeline batches the VAD's segments

@@ -98,6 +98,12 @@ class Settings:
         "error from 15 % to 21 % on the 5-minute benchmark speech (docs/benchmarks.md), so it is off by default.",
     )
     whisper_threads: int = _doc(0, "CPU threads of faster-whisper (CTranslate2) per process; 0 = one per usable core.")
+    whisper_fallback: bool = _doc(
+        False,
+        "Re-decode a 30 s window at higher temperatures when its text looks repetitive (faster-whisper's default). "
+        "Off: one greedy pass; same word error on the benchmark speech, and no bursts of re-decoding (+50 % CPU on "
+        "repeated speech).",
+    )
     asr_chunk_s: float = _doc(
         120.0, "Audio recognised at a time (s), cut at the quietest moment near the end: ASR memory does not grow with video length."
     )
