@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import requests
 
-from bench.procstat import ProcessSample, descendants, sample_tree
+from bench.procstat import ProcessSample, TreeMemory, descendants, sample_tree
 
 POLL_S = 0.1
 FINAL_JOB_STATES = ("done", "failed")
@@ -47,6 +47,13 @@ class EnsembleRun:
     modalities: dict[str, ModalityTiming] = field(default_factory=dict)
     document: dict[str, Any] = field(default_factory=dict)
     startup_s: float = 0.0  # `empathy up` until ready (not part of wall_s)
+    total_pss_mib: float = 0.0  # largest total PSS of the whole tree seen during the job (sampled every 1 s)
+    total_rss_mib: float = 0.0  # the same as a sum of RSS (counts shared pages once per process)
+
+    @property
+    def sum_of_peaks_mib(self) -> float:
+        """Sum of every process's own peak (VmHWM): an upper bound, the peaks need not coincide."""
+        return sum(p.peak_rss_mib for p in self.processes)
 
     def valence(self) -> np.ndarray:
         return np.array([np.nan if v is None else v for v in self.document["valence"]], dtype=np.float64)
@@ -158,8 +165,9 @@ class LocalEnsemble:
         assert self.process is not None, "start the ensemble first"
         before = {p.pid: p.cpu_s for p in sample_tree(self.process.pid)}
         started = time.monotonic()
-        job_id, upload_s = self.submit(video, subject=subject, transcript=transcript)
-        status, timings = self.follow(job_id, started, timeout_s)
+        with TreeMemory(self.process.pid) as memory:
+            job_id, upload_s = self.submit(video, subject=subject, transcript=transcript)
+            status, timings = self.follow(job_id, started, timeout_s)
         wall = time.monotonic() - started
         processes = sample_tree(self.process.pid)
         job_cpu = {p.pid: p.cpu_s - before.get(p.pid, 0.0) for p in processes}
@@ -167,15 +175,71 @@ class LocalEnsemble:
             raise RuntimeError(f"job {job_id} ended {status['state']}: {json.dumps(status)[:1000]}")
         document = requests.get(f"{self.url}/v1/jobs/{job_id}/result", timeout=60).json()
         return EnsembleRun(wall_s=wall, upload_s=upload_s, cpu_s=sum(job_cpu.values()), processes=processes,
-                           job_cpu_s=job_cpu, modalities=timings, document=document)
+                           job_cpu_s=job_cpu, modalities=timings, document=document,
+                           total_pss_mib=memory.peak_pss_mib, total_rss_mib=memory.peak_rss_mib)
+
+    def run_concurrent(self, video: Path, jobs: int, *, subject: int, transcript: Path | None,
+                       timeout_s: float = 3600.0) -> Throughput:
+        """``jobs`` uploads at once; the time until the last is done gives the ensemble's jobs per hour."""
+        assert self.process is not None, "start the ensemble first"
+        before = {p.pid: p.cpu_s for p in sample_tree(self.process.pid)}
+        started = time.monotonic()
+        with TreeMemory(self.process.pid) as memory:
+            ids = [self.submit(video, subject=subject, transcript=transcript)[0] for _ in range(jobs)]
+            for job_id in ids:
+                status, _ = self.follow(job_id, started, timeout_s)
+                if status["state"] != "done":
+                    raise RuntimeError(f"job {job_id} ended {status['state']}: {json.dumps(status)[:1000]}")
+        wall = time.monotonic() - started
+        cpu = sum(p.cpu_s - before.get(p.pid, 0.0) for p in sample_tree(self.process.pid))
+        return Throughput(jobs=jobs, wall_s=wall, cpu_s=cpu, total_pss_mib=memory.peak_pss_mib)
+
+
+@dataclass
+class Throughput:
+    """Several jobs submitted together to one ensemble."""
+
+    jobs: int
+    wall_s: float  # first upload -> last job done
+    cpu_s: float  # CPU time of the whole tree meanwhile
+    total_pss_mib: float  # largest total memory of the tree meanwhile
+
+    @property
+    def jobs_per_hour(self) -> float:
+        return self.jobs * 3600.0 / self.wall_s
+
+
+@dataclass
+class EnsembleSession:
+    """What one fresh ensemble measured on one video."""
+
+    asr: EnsembleRun | None = None  # speech recognised from the audio (a real job)
+    transcript: EnsembleRun | None = None  # the clip's word timings given
+    throughput: list[Throughput] = field(default_factory=list)
+    startup_s: float = 0.0
+
+    @property
+    def main(self) -> EnsembleRun:
+        run = self.asr or self.transcript
+        assert run is not None, "no job was measured"
+        return run
 
 
 def run_ensemble(video: Path, *, warmup: Path, models_dir: Path, workdir: Path, subject: int,
-                 transcript: Path | None, warmup_transcript: Path | None) -> EnsembleRun:
-    """Start a fresh ensemble, run the warm-up job, then measure ``video``; always stops the ensemble."""
+                 transcript: Path | None, with_asr: bool = True, concurrency: tuple[int, ...] = ()) -> EnsembleSession:
+    """Start a fresh ensemble, run the warm-up job (with ASR, which loads the speech model), then measure
+    ``video`` with its transcript given (when ``transcript``), with speech recognition (``with_asr``) and
+    with ``concurrency`` jobs at once (each > 1; with ASR when ``with_asr``); always stops the ensemble."""
+    session = EnsembleSession()
     with LocalEnsemble(models_dir, workdir) as ensemble:
-        startup = ensemble.start()
-        ensemble.run_job(warmup, subject=subject, transcript=warmup_transcript)
-        run = ensemble.run_job(video, subject=subject, transcript=transcript)
-        run.startup_s = startup
-        return run
+        session.startup_s = ensemble.start()
+        ensemble.run_job(warmup, subject=subject, transcript=None)
+        if transcript is not None:
+            session.transcript = ensemble.run_job(video, subject=subject, transcript=transcript)
+        if with_asr:
+            session.asr = ensemble.run_job(video, subject=subject, transcript=None)
+        for jobs in concurrency:
+            if jobs > 1:
+                session.throughput.append(ensemble.run_concurrent(
+                    video, jobs, subject=subject, transcript=None if with_asr else transcript))
+    return session

@@ -115,3 +115,55 @@ def sample_tree(root: int) -> list[ProcessSample]:
         samples.append(ProcessSample(pid=pid, parent=parent, label=label, peak_rss_mib=peak_rss_mib(pid),
                                      cpu_s=cpu_seconds(pid)))
     return samples
+
+
+def memory_now_mib(pid: int) -> tuple[float, float]:
+    """(resident, proportional) set size of a live process now, in MiB; (0, 0) when it is gone.
+
+    PSS divides each shared page among the processes sharing it (forked pool processes share their parent's
+    libraries, model servers share TensorFlow's code pages), so the PSS of a tree adds up to the memory it
+    really occupies, where the RSS sum counts shared pages once per process.
+    """
+    rss = pss = 0.0
+    try:
+        for line in (PROC / str(pid) / "smaps_rollup").read_text().splitlines():
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1]) / 1024.0
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return rss, pss
+
+
+class TreeMemory:
+    """Samples the total memory of a process tree in a background thread (every ``interval_s``) and keeps
+    the largest totals seen: what the whole ensemble holds at once, not the sum of peaks reached at
+    different moments (which :func:`sample_tree`'s ``VmHWM`` gives)."""
+
+    def __init__(self, root: int, interval_s: float = 1.0) -> None:
+        import threading
+
+        self.root, self.interval_s = root, interval_s
+        self.peak_rss_mib = self.peak_pss_mib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-memory", daemon=True)
+
+    def _sample(self) -> None:
+        totals = [memory_now_mib(pid) for pid in [self.root, *descendants(self.root)]]
+        self.peak_rss_mib = max(self.peak_rss_mib, sum(t[0] for t in totals))
+        self.peak_pss_mib = max(self.peak_pss_mib, sum(t[1] for t in totals))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()

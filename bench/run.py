@@ -1,4 +1,4 @@
-"""``empathy bench``: speed and memory of a whole job, (a) through ``empathy analyze`` and (b) through the ensemble.
+"""``empathy bench``: speed and memory of a real job, (a) through ``empathy analyze`` and (b) through the ensemble.
 
     empathy bench                      # 5-minute 1280x720 video, plus a 1-minute one to show memory is flat
     empathy bench --quick              # 1 minute (and 30 s), for a quick look
@@ -7,22 +7,26 @@
 
 It generates synthetic OMG-Empathy-style clips (a real face on a moving body, speech, a transcript) at the
 requested size, cached under ``--clips-dir``, then for each length measures: the decode floor (decoding
-alone), ``empathy analyze`` in a child process (wall, CPU, peak memory, seconds per modality) and a
-fresh ``empathy up`` ensemble (wall from upload to result, seconds per modality, peak memory of every
-process). On the shortest clip it also runs ``analyze`` with the slow settings (every frame predicted,
-one window per model call) and reports how far the fused curve moves. The tables are printed and written
-into ``--out`` (``docs/benchmarks.md``) with a description of the machine.
+alone) and the floor of a real job (one decode + speech recognition alone, on one core: ``bench.floor``),
+``empathy analyze`` in a child process (wall, CPU, peak memory, seconds per modality) and a fresh
+``empathy up`` ensemble (wall from upload to result, seconds per modality, peak memory of every process
+and the total memory of all of them). On the longest clip the ensemble also runs 2 and 4 jobs at once
+(``--concurrency``) for its jobs per hour. On the shortest clip it also runs ``analyze`` with the slow
+settings (every frame predicted, one window per model call) and reports how far the fused curve moves.
+The tables are printed and written into ``--out`` (``docs/benchmarks.md``) with a description of the machine.
 
-The transcript of the synthetic clip is given to both modes (word timings, as the paper's Amazon
-Transcribe output was), so speech recognition is not part of the job; ``--asr`` runs the configured ASR
-instead (faster-whisper by default) to measure it too.
+Real listener videos come without a transcript, so the main rows recognise speech (the configured ASR,
+faster-whisper by default); the clip's transcript (word timings, as the paper's Amazon Transcribe output
+was) is given in a second row of each mode (``--no-transcript-run`` skips it, ``--no-asr`` runs only it).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +36,7 @@ from bench.analyze_mode import run_analyze
 from bench.decode_speed import measure
 from bench.ensemble_mode import run_ensemble
 from bench.machine import describe
-from bench.report import DecodeFloor, LengthResult, Report, render, write_block
+from bench.report import DecodeFloor, JobFloor, LengthResult, Report, render, write_block
 from shared.settings import MODALITIES, get_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,6 +66,16 @@ def parse_modes(text: str) -> list[str]:
     return modes
 
 
+def parse_counts(text: str) -> list[int]:
+    try:
+        counts = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        counts = []
+    if not counts or counts[0] < 1:
+        raise argparse.ArgumentTypeError(f"a comma list of positive job counts, got {text!r}")
+    return counts
+
+
 def build_parser() -> argparse.ArgumentParser:
     settings = get_settings()
     parser = argparse.ArgumentParser(prog="empathy bench", description=__doc__,
@@ -81,7 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Markdown file whose generated block is replaced ('-' = print only)")
     parser.add_argument("--no-slow-check", action="store_true",
                         help="skip the comparison with the slow settings (every frame, batch 1)")
-    parser.add_argument("--asr", action="store_true", help="recognise speech instead of giving the transcript")
+    parser.add_argument("--no-asr", action="store_true",
+                        help="give the clip's transcript only (no speech recognition: not a real job)")
+    parser.add_argument("--no-transcript-run", action="store_true",
+                        help="skip the second row of each mode (the clip's transcript given)")
+    parser.add_argument("--concurrency", type=parse_counts, default=[1, 2, 4],
+                        help="jobs submitted at once to the ensemble on the longest clip (default 1,2,4)")
     parser.add_argument("--paper-size-models", action="store_true",
                         help="measure with the paper-size architectures, untrained (built once under "
                              "<clips-dir>/../paper-size-models; bench.paper_models) instead of --models-dir")
@@ -125,6 +144,17 @@ def decode_floor(video: Path) -> DecodeFloor:
                        audio_s=time.perf_counter() - started)
 
 
+def job_floor(video: Path) -> JobFloor:
+    """``bench.floor`` in a child process (pinned to one core there): one decode + ASR alone."""
+    done = subprocess.run([sys.executable, "-m", "bench.floor", str(video)], capture_output=True, text=True,
+                          env={**os.environ, "EMPATHY_LOG_LEVEL": "WARNING"}, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.floor failed ({done.returncode}): {done.stderr[-2000:]}")
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    return JobFloor(decode_cpu_s=data["decode_cpu_s"], asr_cpu_s=data["asr_cpu_s"],
+                    wall_s=data["decode_wall_s"] + data["asr_wall_s"], words=data["words"])
+
+
 def subject_std(models_dir: Path) -> float | None:
     """The listener's label std (what every curve is re-scaled to): the unit of the equivalence table."""
     from shared.model_store import read_metadata, version_dir
@@ -138,7 +168,11 @@ def subject_std(models_dir: Path) -> float | None:
 def speed_settings() -> str:
     s = get_settings()
     return (f"EMPATHY_PREDICT_EVERY={s.predict_every}, EMPATHY_BATCH_SIZE={s.batch_size}, "
-            f"EMPATHY_DECODE_THREADS={s.decode_threads}")
+            f"EMPATHY_DECODE_THREADS={s.decode_threads}; ASR: EMPATHY_ASR_SOURCE={s.asr_source}, "
+            f"EMPATHY_WHISPER_COMPUTE_TYPE={s.whisper_compute_type}, EMPATHY_WHISPER_BEAM_SIZE={s.whisper_beam_size}, "
+            f"EMPATHY_WHISPER_VAD={'on' if s.whisper_vad else 'off'}, "
+            f"EMPATHY_WHISPER_BATCH_SIZE={s.whisper_batch_size}, EMPATHY_WHISPER_THREADS={s.whisper_threads}, "
+            f"EMPATHY_ASR_CHUNK_S={s.asr_chunk_s:g}")
 
 
 def pick_models(args: argparse.Namespace, sample: Path, sample_transcript: Path) -> tuple[Path, str, str]:
@@ -155,26 +189,36 @@ def pick_models(args: argparse.Namespace, sample: Path, sample_transcript: Path)
 
 
 def measure_length(minutes: float, args: argparse.Namespace, *, models_dir: Path, workdir: Path,
-                   warmup: tuple[Path, Path], slow_check: bool) -> LengthResult:
-    """Decode floor, then each requested mode, on the clip of ``minutes``."""
+                   warmup: tuple[Path, Path], slow_check: bool, concurrency: tuple[int, ...]) -> LengthResult:
+    """Floors, then each requested mode, on the clip of ``minutes``."""
     video, transcript = ensure_clip(args.clips_dir.resolve(), round(minutes * 60.0, 3), args.size)
-    words = None if args.asr else transcript
+    asr = not args.no_asr
+    given = transcript if (args.no_asr or not args.no_transcript_run) else None
     print(f"[{minutes:g} min] decode floor...", file=sys.stderr, flush=True)
     floor = decode_floor(video)
     result = LengthResult(minutes=minutes, duration_s=floor.n_frames / get_settings().fps, floor=floor)
+    if asr:
+        print(f"[{minutes:g} min] floor of a real job (one decode + ASR, one core)...", file=sys.stderr, flush=True)
+        result.job_floor = job_floor(video)
     if "analyze" in args.modes:
-        print(f"[{minutes:g} min] empathy analyze...", file=sys.stderr, flush=True)
-        result.analyze = run_analyze(video, models_dir=models_dir, workdir=workdir / "analyze", subject=SUBJECT,
-                                     transcript=words)
+        if asr:
+            print(f"[{minutes:g} min] empathy analyze, with ASR...", file=sys.stderr, flush=True)
+            result.analyze = run_analyze(video, models_dir=models_dir, workdir=workdir / "analyze", subject=SUBJECT,
+                                         transcript=None)
+        if given is not None:
+            print(f"[{minutes:g} min] empathy analyze, transcript given...", file=sys.stderr, flush=True)
+            result.analyze_transcript = run_analyze(video, models_dir=models_dir, workdir=workdir / "analyze-t",
+                                                    subject=SUBJECT, transcript=given)
+            if not asr:
+                result.analyze, result.analyze_transcript = result.analyze_transcript, None
         if slow_check:
             print(f"[{minutes:g} min] empathy analyze, slow settings...", file=sys.stderr, flush=True)
             result.slow = run_analyze(video, models_dir=models_dir, workdir=workdir / "slow", subject=SUBJECT,
-                                      transcript=words, env=SLOW_SETTINGS)
+                                      transcript=transcript, env=SLOW_SETTINGS)
     if "ensemble" in args.modes:
-        print(f"[{minutes:g} min] ensemble (empathy up + upload)...", file=sys.stderr, flush=True)
+        print(f"[{minutes:g} min] ensemble (empathy up + uploads)...", file=sys.stderr, flush=True)
         result.ensemble = run_ensemble(video, warmup=warmup[0], models_dir=models_dir, workdir=workdir / "ensemble",
-                                       subject=SUBJECT, transcript=words,
-                                       warmup_transcript=None if args.asr else warmup[1])
+                                       subject=SUBJECT, transcript=given, with_asr=asr, concurrency=concurrency)
     return result
 
 
@@ -188,15 +232,18 @@ def main(argv: list[str] | None = None) -> int:
     models_dir, title, label = pick_models(args, *warmup)
     command = "empathy bench " + shlex.join(argv if argv is not None else sys.argv[1:])
     report = Report(title=title, machine=machine, command=command, models_dir=label, settings=speed_settings(),
-                    subject_std=subject_std(models_dir))
+                    subject_std=subject_std(models_dir), asr=not args.no_asr)
     with tempfile.TemporaryDirectory(prefix="empathy-bench-") as tmp:
         for minutes in lengths:
             report.results.append(measure_length(
                 minutes, args, models_dir=models_dir, workdir=Path(tmp) / f"{minutes:g}min", warmup=warmup,
-                slow_check="analyze" in args.modes and not args.no_slow_check and minutes == lengths[0]))
+                slow_check="analyze" in args.modes and not args.no_slow_check and minutes == lengths[0],
+                concurrency=tuple(args.concurrency) if minutes == lengths[-1] else ()))
     machine.load_after = os.getloadavg()
-    report.notes.append("speech recognition ran on the audio (--asr): the text modality includes it" if args.asr else
-                        "the clip's transcript (word timings) was given: speech recognition is not included")
+    report.notes.append("the clip's transcript (word timings) was given: speech recognition is not included"
+                        if args.no_asr else
+                        "rows 'with ASR' recognise the speech (the configured ASR source; the text modality "
+                        "includes it); rows 'transcript given' read the clip's word timings instead")
     block = render(report)
     print(block)
     if str(args.out) != "-":

@@ -34,7 +34,12 @@ from shared.settings import MODALITIES, Settings, get_settings
 ANALYSE_TASK = "empathy.analyse_modality"
 FUSE_TASK = "empathy.fuse"
 FUSION_QUEUE = "fusion"
-QUEUES: tuple[str, ...] = (*MODALITIES, FUSION_QUEUE)
+# Optional deployment (EMPATHY_VISION_WORKER=on): face, landmarks and body of a job as one task on the
+# "vision" queue, whose worker (python -m services.vision) decodes the video once for all three.
+VISION_TASK = "empathy.analyse_vision"
+VISION_QUEUE = "vision"
+VISION_MODALITIES: tuple[str, ...] = ("face", "landmarks", "body")
+QUEUES: tuple[str, ...] = (*MODALITIES, FUSION_QUEUE, VISION_QUEUE)
 
 
 def route_task(name: str, args: tuple, kwargs: dict[str, Any], options: dict[str, Any], task: Any = None,
@@ -49,6 +54,8 @@ def route_task(name: str, args: tuple, kwargs: dict[str, Any], options: dict[str
         return {"queue": modality}
     if name == FUSE_TASK:
         return {"queue": FUSION_QUEUE}
+    if name == VISION_TASK:
+        return {"queue": VISION_QUEUE}
     return None
 
 
@@ -142,8 +149,21 @@ def dispatch_job(celery_app: Celery, job_id: str, modalities: list[str]) -> list
     """
     from celery import chord
 
+    together = vision_together(modalities)
     header = [celery_app.signature(ANALYSE_TASK, kwargs={"job_id": job_id, "modality": name}).set(task_id=uuid())
-              for name in modalities]
+              for name in modalities if name not in together]
+    if together:
+        header.append(celery_app.signature(VISION_TASK, kwargs={"job_id": job_id, "modalities": together})
+                      .set(task_id=uuid()))
     body = celery_app.signature(FUSE_TASK, kwargs={"job_id": job_id}).set(task_id=uuid())
     chord(header, body).apply_async()
     return [sig.id for sig in header] + [body.id]
+
+
+def vision_together(modalities: list[str], settings: Settings | None = None) -> list[str]:
+    """The vision modalities a job sends as one decode-once task: none unless EMPATHY_VISION_WORKER is on
+    and the job asks for at least two of face, landmarks and body."""
+    if not (settings or get_settings()).vision_worker:
+        return []
+    together = [name for name in modalities if name in VISION_MODALITIES]
+    return together if len(together) > 1 else []

@@ -23,15 +23,16 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from services.celery_app import ANALYSE_TASK, FUSE_TASK, app
+from services.celery_app import ANALYSE_TASK, FUSE_TASK, VISION_TASK, app
 from shared.jobs import FINAL_STATES, MODALITY_FINAL, JobStore
 from shared.media import MediaError, check_limits, probe
+from shared.modalities.frame_stream import Prepared
 from shared.model_store import latest_version, load_metadata
 from shared.pipeline import (
     STATUS_FAILED,
@@ -40,6 +41,7 @@ from shared.pipeline import (
     fuse_results,
     fusion_label_range,
     listener_notes,
+    prepare_vision_together,
     run_modality,
     subject_notes,
 )
@@ -149,10 +151,14 @@ def check_media(video: Path) -> None:
 @app.task(name=ANALYSE_TASK, bind=True)
 def analyse_modality(self: Any, job_id: str, modality: str) -> dict[str, Any]:
     """Run one modality on a job's video and store its series; returns ``{modality, status, series}``."""
+    return _analyse(job_id, modality, self.request.hostname or "")
+
+
+def _analyse(job_id: str, modality: str, worker: str, prepared: Prepared | None = None) -> dict[str, Any]:
+    """:func:`analyse_modality`'s work; ``prepared``: windows from a decode shared with other modalities."""
     settings = get_settings()
     store = job_store()
     directory = job_dir(settings.storage_dir, job_id)
-    worker = self.request.hostname or ""
     if not store.exists(job_id) or not directory.is_dir():
         log.info("job gone, skipping", extra={"job": job_id, "modality": modality})
         return {"modality": modality, "status": "cancelled", "series": None}
@@ -186,7 +192,8 @@ def analyse_modality(self: Any, job_id: str, modality: str) -> dict[str, Any]:
             metadata, predictor = model_for(modality)
             result = run_modality(modality, video, subject=subject, predictor=predictor,
                                   metadata=metadata, transcript=transcript if transcript.is_file() else None,
-                                  progress=progress, fps=settings.fps, listener=raw.get("listener") or None)
+                                  progress=progress, fps=settings.fps, listener=raw.get("listener") or None,
+                                  prepared=prepared)
         except MediaError as exc:
             result = _failed(modality, str(exc), time.monotonic() - started)
         except Exception as exc:  # noqa: BLE001 - no model, no video...: a failed modality, never a broken chord
@@ -194,6 +201,42 @@ def analyse_modality(self: Any, job_id: str, modality: str) -> dict[str, Any]:
             result = _failed(modality, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
     result.detail = result.detail.replace(f"{directory}/", "")  # clients see "video.mp4: ...", not server paths
     return _store_result(store, directory, job_id, result)
+
+
+@app.task(name=VISION_TASK, bind=True)
+def analyse_vision(self: Any, job_id: str, modalities: list[str]) -> list[dict[str, Any]]:
+    """Several vision modalities of a job from one decode of its video (``EMPATHY_VISION_WORKER``).
+
+    The windows come from :func:`shared.pipeline.prepare_vision_together` (what ``empathy analyze`` does);
+    each modality is then predicted, stored and reported exactly as by :func:`analyse_modality`. A modality
+    whose series an earlier delivery already stored is not prepared again, and a re-delivered task (its
+    worker died) prepares each modality on its own, so the per-modality delivery count stops a video that
+    kills its worker every time.
+    """
+    settings = get_settings()
+    store = job_store()
+    directory = job_dir(settings.storage_dir, job_id)
+    worker = self.request.hostname or ""
+    prepared: dict[str, Prepared] = {}
+    todo = [m for m in modalities if store.exists(job_id) and directory.is_dir()
+            and stored_outcome(store, directory, job_id, m) is None]
+    if todo and store.start_attempt(job_id, "vision") == 1:
+        try:
+            raw = store.raw(job_id)
+            subject = int(raw.get("subject") or settings.default_subject)
+            metadata = {name: model_for(name)[0] for name in todo}
+            for name in todo:
+                store.update_modality(job_id, name, status="preparing", progress=0.01, worker=worker)
+            with ExitStack() as beats:  # the shared decode is these modalities' work: the watchdog sees them alive
+                for name in todo:
+                    beats.enter_context(heartbeat(store, job_id, name, settings.task_lease_s))
+                video = find_video(directory)
+                check_media(video)
+                prepared = prepare_vision_together(video, todo, subject=subject, metadata=metadata,
+                                                   settings=settings, listener=raw.get("listener") or None)
+        except Exception:  # noqa: BLE001 - each modality then prepares (and fails or not) on its own
+            log.exception("shared vision decode failed", extra={"job": job_id, "modalities": todo})
+    return [_analyse(job_id, name, worker, prepared.get(name)) for name in modalities]
 
 
 def stored_outcome(store: JobStore, directory: Path, job_id: str, modality: str) -> dict[str, Any] | None:
@@ -239,6 +282,7 @@ def fuse(self: Any, outcomes: list[dict[str, Any]], job_id: str) -> dict[str, An
     raw = store.raw(job_id)
     if raw.get("state") in FINAL_STATES:  # fused already (a second delivery): the result stands
         return {"job": job_id, "state": raw["state"], "result": raw.get("result") or None, "worker": worker}
+    outcomes = [o for item in outcomes for o in (item if isinstance(item, list) else [item])]  # vision: a list
     names = [m for m in raw.get("modalities", "").split(",") if m]
     reported = {o.get("modality") for o in outcomes if o.get("status") in MODALITY_FINAL}
     pending = [m for m in names if m not in reported and raw.get(f"{m}.status") not in MODALITY_FINAL]

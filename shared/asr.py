@@ -22,7 +22,10 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import util as importlib_util
 from pathlib import Path
@@ -160,31 +163,139 @@ def whisper_available(model_dir: Path | str) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class WhisperOptions:
+    """How faster-whisper decodes (``EMPATHY_WHISPER_*``); the defaults are the measured fast settings.
+
+    ``beam_size`` 1 is greedy decoding; ``vad`` drops non-speech with the Silero VAD model that ships inside
+    faster-whisper (less audio to decode, fewer hallucinated words in silences); ``batch_size`` > 1 decodes
+    that many VAD segments of up to 30 s at once (``BatchedInferencePipeline``: less CPU, but each segment
+    without the text before it, which cost 6 points of word error on long speech); ``fallback`` re-decodes a
+    window at rising temperatures when its text looks repetitive (faster-whisper's default; off: one greedy
+    pass, which cost no word error here and avoids re-decoding bursts of +50 % CPU); ``threads`` 0 = one per
+    usable core (CTranslate2 would take 4, more than a 2-core worker has); ``chunk_s`` bounds how much
+    audio is recognised at a time, cut at the quietest moment near the end of each chunk, so memory does
+    not grow with the video's length. Word error rates and CPU time of each: ``docs/benchmarks.md``.
+    """
+
+    compute_type: str = "int8"
+    beam_size: int = 1
+    vad: bool = True
+    batch_size: int = 1
+    fallback: bool = False
+    threads: int = 0
+    chunk_s: float = 120.0
+    language: str = "en"
+
+    @classmethod
+    def from_settings(cls) -> WhisperOptions:
+        from shared.settings import get_settings
+
+        s = get_settings()
+        return cls(compute_type=s.whisper_compute_type, beam_size=s.whisper_beam_size, vad=s.whisper_vad,
+                   batch_size=s.whisper_batch_size, fallback=s.whisper_fallback, threads=s.whisper_threads,
+                   chunk_s=s.asr_chunk_s)
+
+
 @lru_cache(maxsize=2)
-def _whisper_model(model_dir: str, compute_type: str) -> Any:
+def _whisper_model(model_dir: str, compute_type: str, threads: int = 0) -> Any:
     """Load once per process: a worker transcribes many videos with the same model."""
     try:
         from faster_whisper import WhisperModel
     except ImportError as exc:
         raise ASRUnavailableError("faster-whisper is not installed (pip install faster-whisper)") from exc
-    return WhisperModel(model_dir, device="cpu", compute_type=compute_type)
+    threads = threads or len(os.sched_getaffinity(0))
+    return WhisperModel(model_dir, device="cpu", compute_type=compute_type, cpu_threads=threads)
 
 
-def whisper_words(audio: np.ndarray, *, model_dir: Path | str, sample_rate: int = 16000,
-                  compute_type: str = "int8", language: str = "en") -> list[Word]:
-    """Words with times from faster-whisper (word timestamps on; greedy decoding for speed)."""
-    if sample_rate != 16000:
-        raise ValueError(f"faster-whisper needs 16 kHz audio, got {sample_rate} Hz")
-    model = _whisper_model(str(assemble_whisper_model(model_dir)), compute_type)
-    segments, _ = model.transcribe(np.asarray(audio, dtype=np.float32), language=language,
-                                   word_timestamps=True, beam_size=1, vad_filter=False)
+def whisper_model(model_dir: Path | str, options: WhisperOptions | None = None) -> Any:
+    """The faster-whisper model of ``model_dir`` (assembled there first when needed) with ``options``'
+    compute type and threads, loaded once per process."""
+    options = options or WhisperOptions.from_settings()
+    return _whisper_model(str(assemble_whisper_model(model_dir)), options.compute_type, options.threads)
+
+
+def quiet_cut(audio: np.ndarray, *, sample_rate: int = 16000, search_from: float = 0.7,
+              window_s: float = 0.3) -> int:
+    """Where to cut ``audio`` between two recognition chunks: the centre of its quietest ``window_s``
+    stretch in the part after ``search_from`` of its length (10 ms energy frames), so that a cut falls
+    in a pause between words rather than through one."""
+    hop = max(1, sample_rate // 100)
+    n = audio.size // hop
+    first = int(n * search_from)
+    width = max(1, int(round(window_s * 100)))
+    if n - first < width:
+        return int(audio.size)
+    energy = np.square(audio[: n * hop].reshape(n, hop).astype(np.float64)).sum(axis=1)[first:]
+    moving = np.convolve(energy, np.ones(width), mode="valid")
+    return int((first + int(np.argmin(moving)) + width // 2) * hop)
+
+
+PROMPT_WORDS = 40  # words of the previous piece given to the next as context (Whisper's prompt holds ~220 tokens)
+
+
+def _whisper_chunk(model: Any, audio: np.ndarray, offset_s: float, options: WhisperOptions,
+                   previous: list[Word] | None = None) -> list[Word]:
+    """Words of one piece; ``previous`` (the words before it) is the decoder's context, as Whisper conditions
+    each 30 s window on the text before it within one call: cutting into pieces then costs no context."""
+    kwargs: dict[str, Any] = {"language": options.language, "word_timestamps": True,
+                              "beam_size": options.beam_size, "vad_filter": options.vad}
+    if not options.fallback:
+        kwargs["temperature"] = 0.0
+    if previous:
+        kwargs["initial_prompt"] = " ".join(w.text for w in previous[-PROMPT_WORDS:])
+    if options.batch_size > 1 and options.vad:  # the batched pipeline batches the VAD's segments
+        from faster_whisper import BatchedInferencePipeline
+
+        segments, _ = BatchedInferencePipeline(model).transcribe(audio, batch_size=options.batch_size, **kwargs)
+    else:
+        segments, _ = model.transcribe(audio, **kwargs)
     words = []
     for segment in segments:
         for w in segment.words or []:
             text = w.word.strip()
             if text:
-                words.append(Word(text=text, start=float(w.start), end=float(max(w.start, w.end))))
+                start = offset_s + float(w.start)
+                words.append(Word(text=text, start=start, end=max(start, offset_s + float(w.end))))
     return words
+
+
+def whisper_words_stream(chunks: Iterable[np.ndarray], *, model_dir: Path | str, sample_rate: int = 16000,
+                         options: WhisperOptions | None = None) -> list[Word]:
+    """Words with times from faster-whisper over audio arriving in chunks (e.g. :func:`shared.media.iter_audio`).
+
+    At most ``options.chunk_s`` seconds (plus one incoming chunk) are held and recognised at a time; each
+    recognised piece ends at :func:`quiet_cut` and its word times are shifted by where it starts.
+    """
+    if sample_rate != 16000:
+        raise ValueError(f"faster-whisper needs 16 kHz audio, got {sample_rate} Hz")
+    options = options or WhisperOptions()
+    model = whisper_model(model_dir, options)
+    limit = max(1, int(options.chunk_s * sample_rate))
+    words: list[Word] = []
+    pending = np.zeros(0, np.float32)
+    consumed = 0  # samples before pending[0]
+    for chunk in chunks:
+        pending = np.concatenate([pending, np.asarray(chunk, dtype=np.float32)])
+        while pending.size >= limit:
+            cut = quiet_cut(pending[:limit], sample_rate=sample_rate)
+            words += _whisper_chunk(model, pending[:cut], consumed / sample_rate, options, words)
+            pending, consumed = pending[cut:].copy(), consumed + cut
+    if pending.size:
+        words += _whisper_chunk(model, pending, consumed / sample_rate, options, words)
+    return words
+
+
+def whisper_words(audio: np.ndarray, *, model_dir: Path | str, sample_rate: int = 16000,
+                  compute_type: str | None = None, language: str = "en",
+                  options: WhisperOptions | None = None) -> list[Word]:
+    """Words with times from faster-whisper (word timestamps on) for audio held in memory."""
+    options = options or WhisperOptions.from_settings()
+    if compute_type is not None:
+        options = replace(options, compute_type=compute_type)
+    options = replace(options, language=language)
+    return whisper_words_stream([np.asarray(audio, dtype=np.float32)], model_dir=model_dir,
+                                sample_rate=sample_rate, options=options)
 
 
 # --------------------------------------------------------------------------------------- pocketsphinx
@@ -262,12 +373,15 @@ def resolve_source(source: str, *, transcript: Path | str | None, whisper_model_
     return source
 
 
-def words_for_audio(audio: np.ndarray | None, *, source: str = "auto", transcript: Path | str | None = None,
-                    sample_rate: int = 16000, whisper_model_dir: Path | str = "var/whisper-base",
-                    whisper_compute_type: str = "int8") -> list[Word]:
+def words_for_audio(audio: np.ndarray | Iterable[np.ndarray] | None, *, source: str = "auto",
+                    transcript: Path | str | None = None, sample_rate: int = 16000,
+                    whisper_model_dir: Path | str = "var/whisper-base", whisper_compute_type: str | None = None,
+                    whisper_options: WhisperOptions | None = None) -> list[Word]:
     """Words of one recording from the configured source, sorted by start time.
 
-    ``audio`` (float mono at ``sample_rate``) may be None when the source is a transcript file.
+    ``audio`` (float mono at ``sample_rate``): one array, or chunks of it in order (``iter_audio``), which
+    whisper recognises piece by piece without ever holding the whole track; None when the source is a
+    transcript file. Whisper's settings: ``whisper_options``, else the ``EMPATHY_WHISPER_*`` settings.
     """
     chosen = resolve_source(source, transcript=transcript, whisper_model_dir=whisper_model_dir)
     if chosen == "transcript":
@@ -275,10 +389,15 @@ def words_for_audio(audio: np.ndarray | None, *, source: str = "auto", transcrip
     else:
         if audio is None:
             raise ValueError(f"ASR source {chosen!r} needs the audio")
+        chunks = [audio] if isinstance(audio, np.ndarray) else audio
         if chosen == "whisper":
-            words = whisper_words(audio, model_dir=whisper_model_dir, sample_rate=sample_rate,
-                                  compute_type=whisper_compute_type)
+            options = whisper_options or WhisperOptions.from_settings()
+            if whisper_compute_type is not None:
+                options = replace(options, compute_type=whisper_compute_type)
+            words = whisper_words_stream(chunks, model_dir=whisper_model_dir, sample_rate=sample_rate,
+                                         options=options)
         else:
-            words = pocketsphinx_words(audio, sample_rate=sample_rate)
+            whole = audio if isinstance(audio, np.ndarray) else np.concatenate([np.zeros(0, np.float32), *chunks])
+            words = pocketsphinx_words(whole, sample_rate=sample_rate)
     logger.info("words recognised", extra={"source": chosen, "n_words": len(words)})
     return sorted(words, key=lambda w: (w.start, w.end))

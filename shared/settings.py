@@ -44,7 +44,12 @@ class Settings:
     # --- signal / data -----------------------------------------------------------------------------
     fps: int = _doc(25, "Label and frame rate of the whole system (OMG-Empathy annotates every 40 ms).")
     sample_rate: int = _doc(16000, "Audio sample rate the audio and language modalities work at (Hz).")
-    decode_threads: int = _doc(0, "Threads FFmpeg may use to decode one video (0 = one per CPU core).")
+    decode_threads: int = _doc(
+        1,
+        "Threads FFmpeg may use to decode one video (0 = one per CPU core). 1: least CPU per frame (frame "
+        "threading cost ~11 % more CPU on the 720p benchmark clip) and the ensemble decodes several videos at "
+        "once anyway; 0 shortens one decode's wall time on an otherwise idle many-core machine.",
+    )
     val_story: int = _doc(2, "Story held out for validation (the paper holds out Story 2).")
     listener_crop: str = _doc(
         "auto",
@@ -83,6 +88,26 @@ class Settings:
     depechemood_tsv: str = _doc("", "Path of the DepecheMood TSV (paper lexicon 2).")
     lexicon_missing: str = _doc(
         "repeat", "A word missing from a lexicon: 'repeat' the previous word's vector (authors' code) or 'zero'."
+    )
+    whisper_beam_size: int = _doc(1, "faster-whisper beam size (1 = greedy decoding; faster-whisper's own default is 5).")
+    whisper_vad: bool = _doc(
+        True, "Skip non-speech with the Silero VAD model shipped inside faster-whisper before recognising ('off' = decode everything)."
+    )
+    whisper_batch_size: int = _doc(
+        1,
+        "Speech segments (up to 30 s each, cut by the VAD) faster-whisper decodes at once (BatchedInferencePipeline); "
+        "1 = one after the other, each conditioned on the text before it. 8 saves ~15 % CPU but raised the word "
+        "error from 15 % to 21 % on the 5-minute benchmark speech (docs/benchmarks.md), so it is off by default.",
+    )
+    whisper_threads: int = _doc(0, "CPU threads of faster-whisper (CTranslate2) per process; 0 = one per usable core.")
+    whisper_fallback: bool = _doc(
+        False,
+        "Re-decode a 30 s window at higher temperatures when its text looks repetitive (faster-whisper's default). "
+        "Off: one greedy pass; same word error on the benchmark speech, and no bursts of re-decoding (+50 % CPU on "
+        "repeated speech).",
+    )
+    asr_chunk_s: float = _doc(
+        120.0, "Audio recognised at a time (s), cut at the quietest moment near the end: ASR memory does not grow with video length."
     )
     # --- inference ---------------------------------------------------------------------------------
     predict_every: int = _doc(
@@ -176,6 +201,12 @@ class Settings:
     )
     max_pixel_rate: float = _doc(
         3840 * 2160 * 60.0, "Largest accepted pixels per second of video (width x height x frame rate): 413 above."
+    )
+    vision_worker: bool = _doc(
+        False,
+        "Send face, landmarks and body of a job as one task to the 'vision' queue, whose worker "
+        "(python -m services.vision) decodes the video once for all three (one decode instead of three); "
+        "off = one task per modality queue. Set it for the gateway, and run a vision worker.",
     )
     # --- security ----------------------------------------------------------------------------------
     auth: bool = _doc(

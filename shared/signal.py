@@ -40,13 +40,39 @@ def highpass(
     cut-off, twice the roll-off), so it is an alternative, not the default.
     """
     arr = _as_float(x)
-    if not 0 < cutoff_hz < sample_rate / 2:
-        raise ValueError(f"cutoff_hz must be in (0, {sample_rate / 2}) for sample_rate {sample_rate}, got {cutoff_hz}")
-    sos = sps.butter(order, cutoff_hz, btype="highpass", fs=sample_rate, output="sos")
+    sos = _highpass_sos(sample_rate, cutoff_hz, order)
     if arr.shape[-1] == 0:
         return arr.copy()
     out = sps.sosfiltfilt(sos, arr, axis=-1) if zero_phase else sps.sosfilt(sos, arr, axis=-1)
     return out.astype(arr.dtype, copy=False)
+
+
+def _highpass_sos(sample_rate: float, cutoff_hz: float, order: int) -> np.ndarray:
+    if not 0 < cutoff_hz < sample_rate / 2:
+        raise ValueError(f"cutoff_hz must be in (0, {sample_rate / 2}) for sample_rate {sample_rate}, got {cutoff_hz}")
+    return sps.butter(order, cutoff_hz, btype="highpass", fs=sample_rate, output="sos")
+
+
+class HighpassStream:
+    """The causal :func:`highpass` of a 1-D signal fed one chunk at a time.
+
+    The filter's state (float64, as ``sosfilt`` keeps it) is carried from chunk to chunk, so the chunks
+    filtered in turn are exactly the whole signal filtered at once, while only one chunk is ever in memory:
+    a 30-minute track costs what a 10-second one does.
+    """
+
+    def __init__(self, sample_rate: float, cutoff_hz: float = 100.0, order: int = 8) -> None:
+        self.sos = _highpass_sos(sample_rate, cutoff_hz, order)
+        self.state = np.zeros((self.sos.shape[0], 2))
+
+    def __call__(self, chunk: np.ndarray) -> np.ndarray:
+        arr = _as_float(chunk)
+        if arr.ndim != 1:
+            raise ValueError(f"HighpassStream filters 1-D chunks, got shape {arr.shape}")
+        if arr.size == 0:
+            return arr.copy()
+        out, self.state = sps.sosfilt(self.sos, arr, zi=self.state)
+        return out.astype(arr.dtype, copy=False)
 
 
 def preemphasis(x: np.ndarray) -> np.ndarray:
@@ -60,6 +86,25 @@ def preemphasis(x: np.ndarray) -> np.ndarray:
         return arr.copy()
     previous = np.concatenate([arr[..., :1], arr[..., :-1]], axis=-1)
     return ((2.0 * arr - previous) / 3.0).astype(arr.dtype, copy=False)
+
+
+class PreemphasisStream:
+    """:func:`preemphasis` of a 1-D signal fed in chunks: each chunk's ``x(-1)`` is the previous chunk's
+    last sample (the very first chunk's is its own first sample), so the chunks equal the whole at once."""
+
+    def __init__(self) -> None:
+        self.last: np.ndarray | None = None
+
+    def __call__(self, chunk: np.ndarray) -> np.ndarray:
+        arr = _as_float(chunk)
+        if arr.ndim != 1:
+            raise ValueError(f"PreemphasisStream filters 1-D chunks, got shape {arr.shape}")
+        if arr.size == 0:
+            return arr.copy()
+        first = arr[:1] if self.last is None else self.last.astype(arr.dtype)
+        previous = np.concatenate([first, arr[:-1]])
+        self.last = arr[-1:].copy()
+        return ((2.0 * arr - previous) / 3.0).astype(arr.dtype, copy=False)
 
 
 def _fill_nan(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -89,3 +89,30 @@ def test_pocketsphinx_fallback_gives_timed_words(synthetic_dataset: Path) -> Non
     assert len(reference) // 3 <= len(words) <= 3 * len(reference)
     assert all(0 <= w.start <= w.end <= len(audio) / 16000 + 0.5 for w in words)
     assert all(b.start >= a.start for a, b in zip(words, words[1:], strict=False))
+
+
+def test_quiet_cut_falls_in_the_pause_near_the_end() -> None:
+    rng = np.random.default_rng(5)
+    audio = (0.2 * rng.standard_normal(16000 * 20)).astype(np.float32)
+    audio[16000 * 16: 16000 * 16 + 8000] *= 0.001  # a half-second pause at 16 s (80 % of the way)
+    cut = asr.quiet_cut(audio)
+    assert 16000 * 16 <= cut <= 16000 * 16 + 8000
+    assert asr.quiet_cut(audio[:100]) == 100  # too short to search: the whole piece
+
+
+@pytest.mark.slow
+def test_whisper_in_chunks_keeps_words_and_times(synthetic_dataset: Path, tmp_path_factory) -> None:
+    """Recognising 10 s pieces (flat memory on long videos) finds the same words at the right times."""
+    reference, audio, ref_words = _reference_and_audio(synthetic_dataset)
+    model_dir = tmp_path_factory.getbasetemp() / "whisper-base"
+    whole = asr.words_for_audio(audio, source="whisper", whisper_model_dir=model_dir,
+                                whisper_options=asr.WhisperOptions(chunk_s=1e9))
+    chunks = [audio[i:i + 16000 * 3] for i in range(0, audio.size, 16000 * 3)]  # as iter_audio hands them out
+    pieces = asr.words_for_audio(iter(chunks), source="whisper", whisper_model_dir=model_dir,
+                                 whisper_options=asr.WhisperOptions(chunk_s=10.0))
+    wer = [asr.word_error_rate(reference, [t for w in words for t in tokenize(w.text)]) for words in (whole, pieces)]
+    assert wer[1] <= wer[0] + 0.1, f"WER whole track {wer[0]:.2f}, 10 s pieces {wer[1]:.2f}"
+    assert all(0 <= w.start <= w.end <= len(audio) / 16000 + 0.5 for w in pieces)
+    assert all(b.start >= a.start for a, b in zip(pieces, pieces[1:], strict=False))
+    assert abs(pieces[0].start - ref_words[0].start) < 1.0
+    assert max(w.start for w in pieces) > 10.0  # the pieces after the first were recognised too

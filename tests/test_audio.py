@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from shared.data import discover, read_labels
-from shared.modalities.audio import DEFAULT_PARAMS, INPUT_NAME, MODALITY, prepare_audio, slice_geometry
+from shared.media import probe, read_audio
+from shared.modalities.audio import (
+    DEFAULT_PARAMS,
+    INPUT_NAME,
+    MODALITY,
+    SliceBuilder,
+    prepare_audio,
+    slice_geometry,
+)
 from shared.modalities.base import window_labels
 
 SR = 16000
@@ -82,3 +90,35 @@ def test_training_and_inference_preparation_are_identical(synthetic_dataset: Pat
     np.testing.assert_array_equal(trained.windows.label_frames, served.label_frames)
     labels = read_labels(other.labels)
     np.testing.assert_array_equal(trained.targets, labels[served.label_frames])
+
+
+def test_slices_fed_in_chunks_equal_the_whole_recording_at_once() -> None:
+    """A video's audio streams into the slices 10 s at a time; any chunking gives the same model input."""
+    audio = _noise(37.3, seed=4)
+    params = {"feature_mean": [0.1] * 129, "feature_std": [2.0] * 129}
+    whole = prepare_audio(audio, n_frames=933, params=params)
+    for chunk in (1000, 160_000, 333_333):
+        builder = SliceBuilder(933, params)
+        for start in range(0, audio.size, chunk):
+            builder.feed(audio[start:start + chunk])
+        streamed = builder.finish()
+        np.testing.assert_array_equal(streamed.inputs[INPUT_NAME], whole.inputs[INPUT_NAME])
+        np.testing.assert_array_equal(streamed.label_frames, whole.label_frames)
+    assert builder.buffer.size == 0  # nothing kept once the last slice is made
+
+
+def test_audio_shorter_than_the_video_is_silence_in_the_last_slices() -> None:
+    windows = prepare_audio(_noise(10.0), n_frames=1000)  # 40 s of frames, 10 s of audio
+    starts = windows.info["starts"]
+    slices = windows.inputs[INPUT_NAME]
+    after = starts >= 250 + 2  # slices starting after the audio (and the STFT's half window) ended
+    assert after.any() and not np.any(slices[after])
+    assert np.all(slices[starts == 0].any(axis=(1, 2)))
+
+
+def test_a_video_streams_into_the_same_slices_as_its_whole_track(synthetic_dataset: Path) -> None:
+    clip = discover(synthetic_dataset)[0]
+    params = {**MODALITY.default_params(), "feature_mean": [0.0] * 129, "feature_std": [3.0] * 129}
+    served = MODALITY.prepare(clip.video, subject=clip.subject, params=params)
+    whole = prepare_audio(read_audio(clip.video), probe(clip.video).n_frames, params)
+    np.testing.assert_array_equal(served.inputs[INPUT_NAME], whole.inputs[INPUT_NAME])

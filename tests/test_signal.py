@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from scipy import signal as sps
 
-from shared.signal import highpass, lowpass, preemphasis, stft_features, zscore
+from shared.signal import (
+    HighpassStream,
+    PreemphasisStream,
+    highpass,
+    lowpass,
+    preemphasis,
+    stft_features,
+    zscore,
+)
 
 
 def steady_gain(x: np.ndarray, y: np.ndarray, freq: float, fs: float) -> float:
@@ -131,3 +139,22 @@ def test_zscore_statistics_given_and_degenerate() -> None:
     out = zscore(with_nan)
     assert np.isnan(out[1])
     np.testing.assert_allclose(out[[0, 2]], [-1.0, 1.0])
+
+
+@pytest.mark.parametrize("chunk", [1, 777, 16000, 10**6])
+def test_streamed_highpass_and_preemphasis_equal_the_whole_signal_at_once(chunk: int) -> None:
+    """Audio is filtered as it is decoded (flat memory): the chunks must give exactly the whole-track result."""
+    x = (0.1 * np.random.default_rng(3).standard_normal(50_000)).astype(np.float32)
+    x[:100] += 0.5  # a signal that does not start at 0 (the pre-emphasis edge rule matters)
+    highpass_stream, emphasis_stream = HighpassStream(16000), PreemphasisStream()
+    streamed = np.concatenate([emphasis_stream(highpass_stream(x[i:i + chunk])) for i in range(0, x.size, chunk)])
+    whole = preemphasis(highpass(x, 16000))
+    assert streamed.dtype == np.float32
+    np.testing.assert_array_equal(streamed, whole)
+
+
+def test_streamed_highpass_rejects_what_highpass_rejects() -> None:
+    with pytest.raises(ValueError, match="cutoff_hz"):
+        HighpassStream(16000, cutoff_hz=9000.0)
+    with pytest.raises(ValueError, match="1-D"):
+        HighpassStream(16000)(np.zeros((2, 10), np.float32))

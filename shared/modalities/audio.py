@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from shared.modalities.base import Windows
-from shared.signal import highpass, preemphasis, stft_features, zscore
+from shared.signal import HighpassStream, PreemphasisStream, stft_features, zscore
 from shared.windows import pad_end, stitch, window_starts
 
 logger = logging.getLogger(__name__)
@@ -55,50 +55,88 @@ def slice_geometry(params: dict[str, Any]) -> tuple[int, int]:
     return length, stride
 
 
-def emphasise(audio: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-    """High-pass then pre-emphasis over the whole track (before slicing, so slices never see filter edges)."""
-    filtered = highpass(np.asarray(audio, dtype=np.float32), int(params["sample_rate"]),
-                        cutoff_hz=float(params["highpass_hz"]), order=int(params["highpass_order"]))
-    return preemphasis(filtered)
+class SliceBuilder:
+    """THE preparation of a recording, fed in chunks: model-ready slices plus the frames their outputs belong to.
 
-
-def spectrogram_slices(emphasised: np.ndarray, n_frames: int, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(slice start frames, un-normalised slices of shape (n_slices, 4 * slice_frames, n_bins)).
+    High-pass and pre-emphasis run as streams over the whole track (their state carried across chunks, so
+    slices never see filter edges and the result equals filtering the track at once); a slice's STFT and
+    z-normalisation are computed as soon as its 8 s of audio have arrived, straight into one preallocated
+    array, and the audio before the next slice's start is dropped. The memory of a long video is therefore
+    the slices themselves (~3.9 MiB per minute of float32 spectrogram, what the model is fed) plus one
+    chunk, instead of the whole track in float32 and float64 copies (~30 MiB per minute before).
 
     Slice ``i`` covers the audio of frames ``starts[i] .. starts[i] + slice_frames - 1``; audio missing at
     the end (a video shorter than 8 s, or audio a few samples shorter than the video) is silence.
     """
-    length, stride = slice_geometry(params)
-    samples_per_frame = int(params["sample_rate"]) // int(params["fps"])
-    starts = window_starts(n_frames, length, stride)
-    slice_samples = length * samples_per_frame
-    slices = []
-    for start in starts:
-        segment = emphasised[start * samples_per_frame: start * samples_per_frame + slice_samples]
-        segment = pad_end(np.asarray(segment, dtype=np.float32), slice_samples, value=0.0)
-        slices.append(stft_features(segment, sample_rate=int(params["sample_rate"]), win_ms=float(params["win_ms"]),
-                                    hop_ms=float(params["hop_ms"]), power=float(params["power"])))
-    return starts, np.stack(slices).astype(np.float32)
+
+    def __init__(self, n_frames: int, params: dict[str, Any] | None = None) -> None:
+        p = {**DEFAULT_PARAMS, **(params or {})}
+        if n_frames < 1:
+            raise ValueError("the video has no frames")
+        self.p, self.n_frames = p, int(n_frames)
+        self.length, stride = slice_geometry(p)
+        self.sample_rate = int(p["sample_rate"])
+        self.samples_per_frame = self.sample_rate // int(p["fps"])
+        self.slice_samples = self.length * self.samples_per_frame
+        self.starts = window_starts(self.n_frames, self.length, stride)
+        self.highpass = HighpassStream(self.sample_rate, cutoff_hz=float(p["highpass_hz"]),
+                                       order=int(p["highpass_order"]))
+        self.emphasis = PreemphasisStream()
+        self.mean = None if p.get("feature_mean") is None else np.asarray(p["feature_mean"], dtype=np.float64)
+        self.std = None if p.get("feature_std") is None else np.asarray(p["feature_std"], dtype=np.float64)
+        self.buffer = np.zeros(0, np.float32)  # emphasised audio from sample `buffer_start` on
+        self.buffer_start = 0
+        self.done = 0  # slices computed so far
+        self.slices: np.ndarray | None = None
+
+    def feed(self, chunk: np.ndarray) -> None:
+        """The next samples of the track (float mono at ``sample_rate``)."""
+        emphasised = self.emphasis(self.highpass(np.asarray(chunk, dtype=np.float32)))
+        self.buffer = np.concatenate([self.buffer, emphasised]) if self.buffer.size else emphasised
+        self._emit(final=False)
+
+    def finish(self) -> Windows:
+        """The remaining slices (padded with silence where the audio ended) and the windows."""
+        self._emit(final=True)
+        label_frames = np.minimum(self.starts[:, None] + np.arange(self.length)[None, :], self.n_frames - 1)
+        return Windows(inputs={INPUT_NAME: self.slices}, label_frames=label_frames, n_frames=self.n_frames,
+                       info={"starts": self.starts})
+
+    def _emit(self, *, final: bool) -> None:
+        end = self.buffer_start + self.buffer.size
+        while self.done < len(self.starts):
+            first = int(self.starts[self.done]) * self.samples_per_frame - self.buffer_start
+            if not final and self.buffer_start + first + self.slice_samples > end:
+                break
+            segment = pad_end(self.buffer[first: first + self.slice_samples], self.slice_samples, value=0.0)
+            self._store(stft_features(segment, sample_rate=self.sample_rate, win_ms=float(self.p["win_ms"]),
+                                      hop_ms=float(self.p["hop_ms"]), power=float(self.p["power"])))
+        if self.done < len(self.starts):  # keep only what the next slices still need
+            drop = int(self.starts[self.done]) * self.samples_per_frame - self.buffer_start
+            if drop > 0:
+                self.buffer = self.buffer[drop:].copy()
+                self.buffer_start += drop
+        else:
+            self.buffer = np.zeros(0, np.float32)
+
+    def _store(self, features: np.ndarray) -> None:
+        if self.slices is None:
+            self.slices = np.empty((len(self.starts), *features.shape), np.float32)
+        if self.mean is not None:
+            features = zscore(features, mean=self.mean, std=self.std)
+        self.slices[self.done] = features
+        self.done += 1
 
 
 def prepare_audio(audio: np.ndarray, n_frames: int, params: dict[str, Any] | None = None) -> Windows:
-    """THE preparation of a recording: model-ready slices plus the frames their 200 outputs belong to.
+    """The preparation of a recording held in memory (the same :class:`SliceBuilder` a video streams into).
 
-    Training calls this through :meth:`AudioModality.prepare` and reads ``labels[label_frames]`` (frames
-    past the end of a short video repeat the last frame); inference calls the same function.
+    Training reads ``labels[label_frames]`` (frames past the end of a short video repeat the last frame);
+    inference gets exactly the same slices from :meth:`AudioModality.prepare`.
     """
-    p = {**DEFAULT_PARAMS, **(params or {})}
-    if n_frames < 1:
-        raise ValueError("the video has no frames")
-    length, _ = slice_geometry(p)
-    starts, slices = spectrogram_slices(emphasise(audio, p), n_frames, p)
-    if p.get("feature_mean") is not None:
-        mean = np.asarray(p["feature_mean"], dtype=np.float64)
-        std = np.asarray(p["feature_std"], dtype=np.float64)
-        slices = zscore(slices, mean=mean, std=std).astype(np.float32)
-    label_frames = np.minimum(starts[:, None] + np.arange(length)[None, :], n_frames - 1)
-    return Windows(inputs={INPUT_NAME: slices}, label_frames=label_frames, n_frames=n_frames,
-                   info={"starts": starts})
+    builder = SliceBuilder(n_frames, params)
+    builder.feed(audio)
+    return builder.finish()
 
 
 class AudioModality:
@@ -111,12 +149,14 @@ class AudioModality:
 
     def prepare(self, video: Path, *, subject: int, transcript: Path | None = None,
                 params: dict[str, Any] | None = None) -> Windows:
-        from shared.media import probe, read_audio
+        from shared.media import iter_audio, probe
 
         p = {**DEFAULT_PARAMS, **(params or {})}
-        audio = read_audio(video, sample_rate=int(p["sample_rate"]))
         n_frames = probe(video).n_frames
-        windows = prepare_audio(audio, n_frames, p)
+        builder = SliceBuilder(n_frames, p)
+        for chunk in iter_audio(video, sample_rate=int(p["sample_rate"])):  # 10 s at a time: flat memory
+            builder.feed(chunk)
+        windows = builder.finish()
         logger.debug("audio prepared", extra={"video": str(video), "slices": len(windows), "n_frames": n_frames})
         return windows
 

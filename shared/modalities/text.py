@@ -124,7 +124,7 @@ class TextModality:
     def prepare(self, video: Path, *, subject: int, transcript: Path | None = None,
                 params: dict[str, Any] | None = None) -> Windows:
         from shared.asr import resolve_source, words_for_audio
-        from shared.media import probe, read_audio
+        from shared.media import iter_audio, probe
         from shared.settings import get_settings
 
         settings = get_settings()
@@ -132,10 +132,10 @@ class TextModality:
         check_lexicon_files(p)
         source = resolve_source(settings.asr_source, transcript=transcript,
                                 whisper_model_dir=settings.whisper_model_dir)
-        audio = None if source == "transcript" else read_audio(video, sample_rate=int(p["sample_rate"]))
+        # ASR reads the audio as it streams (10 s chunks, recognised EMPATHY_ASR_CHUNK_S at a time): flat memory
+        audio = None if source == "transcript" else iter_audio(video, sample_rate=int(p["sample_rate"]))
         words = words_for_audio(audio, source=source, transcript=transcript, sample_rate=int(p["sample_rate"]),
-                                whisper_model_dir=settings.whisper_model_dir,
-                                whisper_compute_type=settings.whisper_compute_type)
+                                whisper_model_dir=settings.whisper_model_dir)
         windows = prepare_words(words, probe(video).n_frames, subject, p)
         windows.info["asr_source"] = source
         return windows
