@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -167,8 +168,9 @@ def check_full_job(gateway: Gateway, clip: Any, report: dict[str, Any]) -> None:
 
 
 def check_scaling(gateway: Gateway, clip: Any) -> None:
-    step("docker compose up -d --wait --scale landmarks=2 --no-recreate")
-    compose("up", "-d", "--wait", "--scale", "landmarks=2", "--no-recreate")
+    scale = "docker compose up -d --wait --scale landmarks=2 --no-recreate"  # README's line
+    step(scale)
+    compose(*shlex.split(scale)[2:])
     replicas = containers("landmarks")
     check(len(replicas) == 2, f"expected 2 landmarks containers, got {replicas}")
     took: dict[str, int] = {}
@@ -206,6 +208,8 @@ def check_killed_worker(gateway: Gateway, clip: Any) -> None:
 def check_redis_restart(gateway: Gateway, clip: Any) -> None:
     step("docker compose restart redis with accepted jobs: they finish")
     jobs = [gateway.submit(clip.video, subject=clip.subject, modalities=["landmarks"]) for _ in range(2)]
+    before = [(gateway.status(job_id) or {}).get("state") for job_id in jobs]
+    check(not FINAL & set(before), f"the jobs finished before Redis restarted ({before}): nothing was tested")
     compose("restart", "redis")
     for job_id in jobs:
         job = gateway.wait(job_id, timeout=600)
@@ -236,7 +240,7 @@ def run_local(clip: Any, models: Path, report: dict[str, Any]) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "EMPATHY_API_KEYS": f"local:{key}", "EMPATHY_LOG_LEVEL": "WARNING"}
     with (work / "up.log").open("wb") as log:
         launcher = subprocess.Popen([sys.executable, "-m", "shared.cli", "up", "--port", str(port), "--base-port", "0",
-                                     "--models-dir", str(models), "--storage-dir", str(work / "storage")],
+                                     "--models-dir", str(models.resolve()), "--storage-dir", str(work / "storage")],
                                     cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         gateway = Gateway(f"http://127.0.0.1:{port}", key)
@@ -253,13 +257,15 @@ def run_local(clip: Any, models: Path, report: dict[str, Any]) -> None:
         job = gateway.wait(gateway.submit(clip.video, subject=clip.subject), timeout=900)
         report["job_local_s"] = time.monotonic() - started
         check(job["state"] == "done", f"empathy up job: {job}")
+        report["fused_ccc_local"] = ccc(read_labels(clip.labels), result_rows(gateway, job["id"])[:, 0])
     finally:
-        os.killpg(launcher.pid, signal.SIGINT)  # Ctrl-C: the launcher stops everything it started
-        try:
-            launcher.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait()
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGINT)  # Ctrl-C: the launcher stops everything it started
+            try:
+                launcher.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(launcher.pid, signal.SIGKILL)
+                launcher.wait()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -272,14 +278,9 @@ def free_port() -> int:
 
 
 def image_sizes() -> dict[str, int]:
-    """Bytes of each image of the stack (compose images, deduplicated by image name)."""
-    out: dict[str, int] = {}
-    for line in compose("images", "--format", "json").splitlines() or ["[]"]:
-        entries = json.loads(line) if line.strip().startswith("[") else [json.loads(line)]
-        for entry in entries:
-            name = f"{entry['Repository']}:{entry['Tag']}"
-            out[name] = int(entry["Size"])
-    return out
+    """Bytes of each image the stack runs (``docker compose config --images``, deduplicated)."""
+    names = sorted(set(compose("config", "--images").split()))
+    return {name: int(docker("image", "inspect", "-f", "{{.Size}}", name).strip()) for name in names}
 
 
 def table(report: dict[str, Any]) -> str:
@@ -295,8 +296,10 @@ def table(report: dict[str, Any]) -> str:
         ("`up -d --wait` to every service healthy", seconds("healthy_s")),
         (f"job, {CLIP_SECONDS:.0f} s clip, 5 modalities, in containers", seconds("job_containers_s")),
         ("job, same clip, `empathy up` on the host", seconds("job_local_s")),
-        ("fused CCC vs ground truth (floor)", f"{report['fused_ccc']:.3f} ({FUSED_CCC_FLOOR})"
+        ("fused CCC vs ground truth, containers (floor)", f"{report['fused_ccc']:.3f} ({FUSED_CCC_FLOOR})"
          if "fused_ccc" in report else "not measured"),
+        ("fused CCC vs ground truth, `empathy up`", f"{report['fused_ccc_local']:.3f}"
+         if "fused_ccc_local" in report else "not measured"),
     ]
     rows += [(f"image `{name}`", f"{size / 1e6:.0f} MB") for name, size in sorted(report.get("images", {}).items())]
     width = max(len(r[0]) for r in rows)

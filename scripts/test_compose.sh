@@ -50,9 +50,16 @@ log "engine $(docker version -f '{{.Server.Version}}') at ${DOCKER_HOST:-the def
 
 # the test's own settings (documented in docs/docker.md): a free port, 20 s clips, re-delivery within a minute
 EMPATHY_GATEWAY_PORT=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-EMPATHY_WHEELHOUSE_PORT=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# the wheelhouse's port is part of the build arguments, so of the layer cache: the default unless it is taken
+EMPATHY_WHEELHOUSE_PORT=$($PY -c 'import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])' "${EMPATHY_WHEELHOUSE_PORT:-8765}")
 export EMPATHY_GATEWAY_PORT EMPATHY_WHEELHOUSE_PORT
-export EMPATHY_FUSION_CUTOFF_HZ=0.1 EMPATHY_TASK_VISIBILITY_TIMEOUT_S=90 EMPATHY_TASK_RESTORE_INTERVAL_S=5
+export EMPATHY_FUSION_CUTOFF_HZ=0.1 EMPATHY_TASK_VISIBILITY_TIMEOUT_S=60 EMPATHY_TASK_RESTORE_INTERVAL_S=5
 
 if [ "${EMPATHY_COMPOSE_COLD:-0}" = 1 ]; then
   log "cold: removing this project's images and the build cache"
