@@ -131,9 +131,9 @@ def test_images_run_as_a_user_and_gateway_and_fusion_carry_no_heavy_extras() -> 
         assert user is not None and user.split()[1] not in ("root", "0"), (target, user)
 
     def venv_source(target: str) -> str:
-        copy = inherited(stages, target, "COPY") and next(
-            line for name in _lineage(stages, target) for line in stages[name]["lines"]
-            if line.startswith("COPY --from=") and "/opt/venv" in line)
+        """The deps-* stage whose /opt/venv the target's image carries."""
+        copy = next(line for name in _lineage(stages, target) for line in stages[name]["lines"]
+                    if line.startswith("COPY --from=") and "/opt/venv" in line)
         return copy.split("--from=")[1].split()[0]
 
     assert venv_source("gateway") == venv_source("fusion") == "deps-core"
