@@ -148,6 +148,16 @@ def result_rows(gateway: Gateway, job_id: str) -> np.ndarray:
     return np.array([[float(v) if v else np.nan for v in line.split(",")] for line in lines[1:]])
 
 
+def check_lean_images() -> None:
+    """The gateway and fusion images have no TensorFlow, dlib or Whisper installed (their jobs below prove the
+    code runs without them)."""
+    probe = ("import importlib.util, sys; found = [m for m in ('tensorflow', 'dlib', 'faster_whisper', 'ctranslate2') "
+             "if importlib.util.find_spec(m)]; print(found); sys.exit(1 if found else 0)")
+    for service in ("gateway", "fusion"):
+        found = compose("exec", "-T", service, "python", "-c", probe).strip()
+        step(f"{service} image: heavy packages installed: {found}")
+
+
 def check_full_job(gateway: Gateway, clip: Any, report: dict[str, Any]) -> None:
     step(f"a {CLIP_SECONDS:.0f} s synthetic clip (unseen story) through every modality")
     started = time.monotonic()
@@ -331,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             step(f"model servers: {report['model_server']} "
                  f"({'TensorFlow Serving' if real else 'the project own model server, compose.offline.yml'})")
             report["images"] = image_sizes()
+            check_lean_images()
             gateway = Gateway(args.gateway, args.api_key)
             ready = gateway.get("/readyz")
             check(ready.status_code == 200, f"/readyz {ready.status_code}: {ready.text[:500]}")

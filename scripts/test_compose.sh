@@ -6,7 +6,8 @@
 #     tensorflow/serving, redis); without, compose.offline.yml (a debootstrapped base, a wheelhouse fetched by
 #     this machine's pip, the project's own model server, Debian's redis-server). The commands are README's
 #     "With Docker" blocks, line for line (tests/test_compose.py checks that);
-#  3. the bundled models (`make models` when missing), `docker compose up -d --wait`, then
+#  3. the bundled models (built while the images build when missing, as `make models` does),
+#     `docker compose up -d --wait`, then
 #     scripts/compose_checks.py: jobs only through the gateway's published port, scaling, a killed worker, a
 #     Redis restart, a stopped model server; `docker compose down -v`; the same clip through `empathy up`;
 #     a table of sizes and timings (var/compose/report.md; docs/docker.md quotes it).
@@ -19,6 +20,7 @@ REPORT=var/compose/report.json
 t0=$(date +%s)
 engine_started=""
 wheels_pid=""
+models_pid=""
 
 now() { date +%s; }
 log() { echo "test-compose: $*"; }
@@ -26,6 +28,7 @@ cleanup() {
   rc=$?
   trap - EXIT INT TERM
   if [ -n "$wheels_pid" ]; then kill "$wheels_pid" 2>/dev/null || true; fi
+  if [ -n "$models_pid" ]; then kill "$models_pid" 2>/dev/null || true; wait "$models_pid" 2>/dev/null || true; fi
   if docker version >/dev/null 2>&1; then
     if [ "$rc" -ne 0 ]; then
       log "FAILED (exit $rc); the stack as it was:"
@@ -69,6 +72,14 @@ fi
 cold=false
 docker image inspect empathy-gateway >/dev/null 2>&1 || cold=true
 
+# the bundled models, built meanwhile when missing (what `make models` does; about 10 minutes on 2 cores)
+models=${EMPATHY_MODELS_HOST_DIR:-./models}
+if ! $PY -c 'import sys; from gateway.bootstrap import missing_models; from shared.settings import MODALITIES
+sys.exit(1 if missing_models(sys.argv[1], MODALITIES) else 0)' "$models"; then
+  log "bundled models missing in $models: building them while the images build (var/compose/models.log)"
+  $PY -m gateway.bootstrap --models-dir "$models" >var/compose/models.log 2>&1 & models_pid=$!
+fi
+
 # 2. images: online (public images and PyPI) when the registry answers, else the offline override first
 online=false
 if timeout 120 docker pull -q tensorflow/serving:2.19.1 >/dev/null 2>&1 && timeout 60 docker pull -q redis:7-alpine >/dev/null 2>&1; then
@@ -98,11 +109,10 @@ if [ -n "$wheels_pid" ]; then kill "$wheels_pid"; wheels_pid=""; fi
 log "images built in ${build_first} s (cold: $cold; base, wheelhouse and build), rebuilt from the cache in ${build_warm} s"
 
 # 3. models, up, checks
-models=${EMPATHY_MODELS_HOST_DIR:-./models}
-if ! $PY -c 'import sys; from gateway.bootstrap import missing_models; from shared.settings import MODALITIES
-sys.exit(1 if missing_models(sys.argv[1], MODALITIES) else 0)' "$models"; then
-  log "bundled models missing in $models: make models"
-  make models
+if [ -n "$models_pid" ]; then
+  log "waiting for the bundled models"
+  wait "$models_pid" || { tail -30 var/compose/models.log; log "building the models failed"; exit 1; }
+  models_pid=""
 fi
 unreadable=$(find -L "$models" ! -perm -o+r -print -quit)
 if [ -n "$unreadable" ]; then  # the images run as uid 10001 and mount the models read-only
