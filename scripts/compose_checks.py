@@ -35,14 +35,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from shared.data import read_labels  # noqa: E402
+from shared.jobs import FINAL_STATES, MODALITY_FINAL  # noqa: E402
 from shared.metrics import ccc  # noqa: E402
 from shared.settings import MODALITIES  # noqa: E402
 
-# The fused curve of the bundled models on an unseen 20 s synthetic story, measured in containers and with
-# `empathy up` at 0.65-0.75 (docs/docker.md); the floor leaves room for other fusion defaults and retrained models.
+# The fused curve of the bundled models on an unseen synthetic story: measured in containers and with `empathy up`
+# (docs/docker.md); the floor leaves room for other fusion defaults and retrained models.
 FUSED_CCC_FLOOR = 0.3
-CLIP_SECONDS = 20.0
-FINAL = {"done", "failed", "cancelled"}
+CLIP_SECONDS = 60.0
+
 
 
 class CheckFailed(AssertionError):
@@ -124,7 +125,7 @@ class Gateway:
     def wait(self, job_id: str, *, timeout: float) -> dict[str, Any]:
         def final() -> dict[str, Any] | None:
             job = self.status(job_id)
-            return job if job and job["state"] in FINAL else None
+            return job if job and job["state"] in FINAL_STATES else None
 
         return wait_until(final, timeout=timeout, what=f"job {job_id} to finish")
 
@@ -199,27 +200,38 @@ def check_scaling(gateway: Gateway, clip: Any) -> None:
 
 def check_killed_worker(gateway: Gateway, clip: Any) -> None:
     step("docker kill the landmarks container running a task: the task is delivered again")
-    job_id = gateway.submit(clip.video, subject=clip.subject, modalities=["landmarks"])
-    wait_until(lambda: (gateway.status(job_id) or {}).get("modalities", {}).get("landmarks", {}).get("status")
-               not in (None, "queued"), timeout=300, what="a landmarks worker to start the task")
-    holder = redis_field(job_id, "landmarks.worker").split("@", 1)[-1]
-    replicas = containers("landmarks")
-    check(holder in replicas, f"task held by {holder!r}, not one of {sorted(replicas)}")
-    docker("kill", replicas[holder])
-    job = gateway.wait(job_id, timeout=600)
-    landmarks = job["modalities"]["landmarks"]
-    step(f"job {job_id}: {job['state']}, landmarks {landmarks['status']} after {landmarks.get('attempts', 1)} "
-         f"deliveries, now on {redis_field(job_id, 'landmarks.worker')}")
-    check(job["state"] == "done" and landmarks["status"] == "ok", f"after the kill: {job}")
-    check(landmarks.get("attempts", 1) >= 2, f"the task was not delivered again: {landmarks}")
-    compose("up", "-d", "--wait", "--scale", "landmarks=2", "--no-recreate")  # the killed one back
+    for _attempt in range(3):
+        job_id = gateway.submit(clip.video, subject=clip.subject, modalities=["landmarks"])
+
+        def running(job_id: str = job_id) -> bool:
+            status = (gateway.status(job_id) or {}).get("modalities", {}).get("landmarks", {}).get("status")
+            return status not in (None, "queued", *MODALITY_FINAL)
+
+        wait_until(running, timeout=300, what="a landmarks worker to start the task", interval=0.2)
+        holder = redis_field(job_id, "landmarks.worker").split("@", 1)[-1]
+        replicas = containers("landmarks")
+        check(holder in replicas, f"task held by {holder!r}, not one of {sorted(replicas)}")
+        docker("kill", replicas[holder])
+        job = gateway.wait(job_id, timeout=600)
+        landmarks = job["modalities"]["landmarks"]
+        finisher = redis_field(job_id, "landmarks.worker").split("@", 1)[-1]
+        compose("up", "-d", "--wait", "--scale", "landmarks=2", "--no-recreate")  # the killed one back
+        if landmarks.get("attempts", 1) == 1 and finisher == holder:
+            step(f"job {job_id}: the task finished before the kill landed; once more")
+            continue
+        step(f"job {job_id}: {job['state']}, landmarks {landmarks['status']} after {landmarks.get('attempts', 1)} "
+             f"deliveries: killed on {holder}, finished on {finisher}")
+        check(job["state"] == "done" and landmarks["status"] == "ok", f"after the kill: {job}")
+        check(landmarks.get("attempts", 1) >= 2 and finisher != holder, f"the task was not delivered again: {job}")
+        return
+    raise CheckFailed("three landmark tasks finished before their container could be killed: use a longer clip")
 
 
 def check_redis_restart(gateway: Gateway, clip: Any) -> None:
     step("docker compose restart redis with accepted jobs: they finish")
     jobs = [gateway.submit(clip.video, subject=clip.subject, modalities=["landmarks"]) for _ in range(2)]
     before = [(gateway.status(job_id) or {}).get("state") for job_id in jobs]
-    check(not FINAL & set(before), f"the jobs finished before Redis restarted ({before}): nothing was tested")
+    check(not set(FINAL_STATES) & set(before), f"the jobs finished before Redis restarted ({before}): nothing was tested")
     compose("restart", "redis")
     for job_id in jobs:
         job = gateway.wait(job_id, timeout=600)
