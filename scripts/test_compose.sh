@@ -48,7 +48,7 @@ if ! docker version >/dev/null 2>&1; then
   eval "$(scripts/compose_engine.sh start)"
   engine_started=1
 fi
-docker compose version >/dev/null
+docker compose version >/dev/null 2>&1 || eval "$(scripts/compose_engine.sh plugin)"
 log "engine $(docker version -f '{{.Server.Version}}') at ${DOCKER_HOST:-the default socket}"
 
 # the test's own settings (documented in docs/docker.md): a free port, 20 s clips, re-delivery within a minute
