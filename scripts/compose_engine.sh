@@ -72,6 +72,8 @@ case "${1:-}" in
       echo "compose_engine: stopped" >&2
     fi
     rm -f "$PIDFILE"
+    # its sockets and runtime state; nothing is mounted there once dockerd has exited (findmnt would say)
+    if ! findmnt -rn -o TARGET | grep -q "^$SHORT"; then rm -rf "$SHORT"; fi
     ;;
   *)
     echo "usage: $0 start|env|stop|plugin" >&2
