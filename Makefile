@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 VIDEO ?=
 
-.PHONY: setup demo test test-fast lint bench models clean
+.PHONY: setup demo test test-fast test-compose lint bench models clean
 
 setup:
 	@bash scripts/setup.sh
@@ -20,6 +20,9 @@ test: setup        ## the whole test suite (what CI runs)
 
 test-fast: setup   ## everything except the slow (training / ensemble) tests
 	@$(PY) -m pytest -q -m "not slow"
+
+test-compose: setup  ## the ensemble in real containers: build, up, scale, kill, restart (docs/docker.md; root without Docker)
+	@bash scripts/test_compose.sh
 
 models: setup      ## build the bundled default models (synthetic data + small models) into models/
 	@$(PY) -m gateway.bootstrap --models-dir models

@@ -55,7 +55,7 @@ from shared.settings import MODALITIES, PREFIX, get_settings
 
 log = logging.getLogger(__name__)
 
-WORKER_QUEUES = (*MODALITIES, "fusion")
+WORKER_QUEUES = (*MODALITIES, "fusion", "vision")  # vision: only with EMPATHY_VISION_WORKER on
 WORKER_GROUP = 1
 BACKOFF_FIRST_S = 1.0  # first restart delay of a child that exited; doubles while it keeps exiting
 BACKOFF_MAX_S = 30.0
@@ -86,6 +86,7 @@ def free_port() -> int:
 def parse_workers(spec: str) -> dict[str, int]:
     """``landmarks=3,face=2`` -> {"landmarks": 3, "face": 2}; every other queue gets 1 worker."""
     counts = dict.fromkeys(WORKER_QUEUES, 1)
+    counts["vision"] = 1 if get_settings().vision_worker else 0  # the decode-once worker is an option
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, sep, value = part.partition("=")
         if not sep or name not in counts or not value.isdigit() or int(value) < 1:

@@ -86,6 +86,11 @@ def publish_version(staging_dir: Path, models_dir: Path | str, modality: str, me
     target = target_parent / str(version)
     if target.exists():
         shutil.rmtree(target)
+    # mkdtemp made it 0700: give it an ordinary directory's mode (the umask applies), so that model servers and
+    # workers running as another user (the container images' uid 10001) can read the models they mount
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging_dir, 0o777 & ~umask)
     os.replace(staging_dir, target)
     return target
 

@@ -1,1 +1,1 @@
-"""The audio worker service (Dockerfile + entry point); the work itself is in :mod:`services.tasks`."""
+"""The audio worker service (entry point; image: target `audio` of the top-level Dockerfile); the work itself is in :mod:`services.tasks`."""

@@ -1,1 +1,1 @@
-"""The fusion worker service (Dockerfile + entry point); the work itself is in :mod:`services.tasks`."""
+"""The fusion worker service (entry point; image: target `fusion` of the top-level Dockerfile); the work itself is in :mod:`services.tasks`."""

@@ -1,1 +1,1 @@
-"""The text worker service (Dockerfile + entry point); the work itself is in :mod:`services.tasks`."""
+"""The text worker service (entry point; image: target `text` of the top-level Dockerfile); the work itself is in :mod:`services.tasks`."""
