@@ -140,6 +140,11 @@ def ccc_weights(metadata: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, fl
         recorded[name] = fallback
         notes.append(f"fusion 'ccc': model {name!r} records no validation CCC: weighted like the weakest "
                      f"recorded module (weight {fallback:.3g})")
+    for name, weight in recorded.items():
+        if weight <= 0 and name not in missing:
+            notes.append(f"fusion 'ccc': model {name!r} did not beat chance on validation (CCC "
+                         f"{float(metadata[name].get('val_ccc_filtered', metadata[name].get('val_ccc'))):.3g}): "
+                         "weight 0, not fused")
     return {name: recorded[name] for name in metadata}, notes
 
 

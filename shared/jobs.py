@@ -11,7 +11,7 @@ Hash ``empathy:job:<id>`` fields::
     owner            sha256 of the API key that created the job ("" with authentication off); never shown
     subject, filename, video (storage path), modalities (comma list), task_ids (JSON list, for revoke)
     result           path of result.json once fused;  error  when the job failed
-    used             comma list of the modalities fusion used (fewer than requested = degraded)
+    used             comma list of the modalities fusion used (degraded: a requested one not ok)
     <m>.status       queued | preparing | predicting | postprocessing | ok | unavailable | failed
     <m>.progress     0..1;  <m>.detail  error or reason;  <m>.seconds;  <m>.worker (hostname)
     <m>.attempts     deliveries of the modality's task (a re-delivered task after a worker died counts 2)
@@ -258,7 +258,9 @@ class JobStore:
         if state == DONE:
             used = [m for m in raw.get("used", "").split(",") if m]
             view["used"] = used
-            view["degraded"] = len(used) < len(names)  # some modality failed or saw nothing: says so
+            # some requested modality failed or saw nothing (a module fused with weight 0, e.g. one whose
+            # validation CCC was not positive, is a choice of the fusion, not a degradation)
+            view["degraded"] = any(modalities.get(m, {}).get("status") != "ok" for m in names)
         if raw.get("error"):
             view["error"] = raw["error"]
         return view

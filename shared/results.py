@@ -37,8 +37,9 @@ def build_document(*, fusion: FusionResult, modalities: Mapping[str, ModalityRes
                    video: str, weights_spec: str | None = None, cutoff_hz: float | None = None,
                    job_id: str | None = None, seconds: float | None = None, notes: Sequence[str] = (),
                    label_range: Sequence[float] = DEFAULT_LABEL_RANGE) -> dict[str, Any]:
-    """``degraded`` is true when some requested modality did not contribute (failed or saw nothing):
-    ``fusion.used`` lists those that did and each modality's ``status``/``detail`` says why.
+    """``degraded`` is true when some requested modality failed or saw nothing (its ``status``/``detail`` says
+    why); ``fusion.used`` lists the modalities that contributed (a module the fusion weighs 0 is not used but
+    not degraded either: its weight is the fusion's choice).
 
     ``fusion.cutoff_hz`` is the final low-pass actually applied (after the clip-length bound), ``band`` the
     per-frame confidence band and the share of ground truth it was calibrated to hold (null: uncalibrated).
@@ -63,7 +64,7 @@ def build_document(*, fusion: FusionResult, modalities: Mapping[str, ModalityRes
                    "weights_spec": weights_spec or fusion.spec, "method": fusion.method,
                    "cutoff_hz": float(fusion.cutoff_hz if cutoff_hz is None else cutoff_hz),
                    "cutoff_requested_hz": float(fusion.cutoff_requested_hz), "model_version": fusion.model_version},
-        "degraded": len(fusion.used) < len(modalities),
+        "degraded": any(result.status != "ok" for result in modalities.values()),
         "notes": [*notes, *fusion.notes],
         "modalities": {
             name: {"status": result.status, "detail": result.detail, "seconds": round(float(result.seconds), 3),

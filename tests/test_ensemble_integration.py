@@ -272,7 +272,7 @@ def test_empathy_up_at_its_defaults_analyses_a_clip_and_ctrl_c_leaves_nothing(
         idle_mib = up.rss_mib()
         job = _submit_and_wait(up, held_out_clip.video, timeout=900)
         busy_mib = up.rss_mib()
-        assert job["state"] == "done" and job["degraded"] is False, {k: v for k, v in job.items() if k != "csv"}
+        assert job["state"] == "done" and job["degraded"] is False, json.dumps({k: v for k, v in job.items() if k != "csv"})
         assert _complete_rows(job["csv"], int(DURATION_S * 25))
         (tmp_path / "memory.txt").write_text(f"idle {idle_mib:.0f} MiB, after a job {busy_mib:.0f} MiB")
         print(f"empathy up RSS: idle {idle_mib:.0f} MiB, after a job {busy_mib:.0f} MiB")

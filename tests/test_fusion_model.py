@@ -97,7 +97,8 @@ def test_ccc_weights_are_inverse_error_variances_and_fall_back_clearly() -> None
     weights, notes = ccc_weights({"audio": {"val_ccc_filtered": 0.5}, "face": {"val_ccc": 0.9},
                                   "body": {"val_ccc_filtered": -0.2}, "text": {}})
     assert weights == pytest.approx({"audio": 1 / 3, "face": 0.81 / 0.19, "body": 0.0, "text": 0.0})
-    assert len(notes) == 1 and "'text'" in notes[0]  # text: like the weakest recorded (body, 0)
+    assert len(notes) == 2 and "'text'" in notes[0]  # text: like the weakest recorded (body, 0)
+    assert "'body'" in notes[1] and "weight 0" in notes[1]  # a module that did not beat chance is named
     weights, notes = ccc_weights({"audio": {}, "face": {}})
     assert weights == {"audio": 1.0, "face": 0.1} and "paper" in notes[0]
 
@@ -249,3 +250,17 @@ def test_fuse_results_uses_the_fusion_model_and_the_document_carries_the_band(tm
 
     png = render_png(document, ground_truth=labels)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_module_weighed_zero_is_not_used_but_the_job_is_not_degraded() -> None:
+    labels = truth(int(60 * FPS), seed=5)
+    results = noisy_modules(labels, {m: 0.5 for m in MODALITIES}, seed=6)
+    metadata = {m: {"val_ccc_filtered": 0.5, "subject_stats": {"1": STATS}} for m in MODALITIES}
+    metadata["text"]["val_ccc_filtered"] = -0.1  # every module ok, but text did not beat chance on validation
+    fused = fuse_results(results, metadata, 1, weights_spec="ccc", settings=Settings(models_dir=Path("/nonexistent")))
+    document = build_document(fusion=fused, modalities=results, subject=1, fps=FPS, video="v.mp4")
+    assert "text" not in document["fusion"]["used"] and document["degraded"] is False
+    assert any("'text'" in note and "weight 0" in note for note in document["notes"])
+    results["face"] = result("face", np.full(labels.size, np.nan), status="unavailable")
+    fused = fuse_results(results, metadata, 1, weights_spec="ccc", settings=Settings(models_dir=Path("/nonexistent")))
+    assert build_document(fusion=fused, modalities=results, subject=1, fps=FPS, video="v.mp4")["degraded"] is True
