@@ -145,7 +145,8 @@ def result_rows(gateway: Gateway, job_id: str) -> np.ndarray:
     response = gateway.get(f"/v1/jobs/{job_id}/result", params={"format": "csv"})
     check(response.status_code == 200, f"result of {job_id}: {response.status_code} {response.text[:300]}")
     lines = response.text.splitlines()
-    check(lines[0].split(",") == ["valence", "agreement", *MODALITIES], f"CSV header {lines[0]!r}")
+    expected = ["valence", "agreement", "band_low", "band_high", *MODALITIES]
+    check(lines[0].split(",") == expected, f"CSV header {lines[0]!r}, expected {','.join(expected)}")
     return np.array([[float(v) if v else np.nan for v in line.split(",")] for line in lines[1:]])
 
 
