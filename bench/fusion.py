@@ -152,7 +152,7 @@ def run(models_dir: Path, data_dir: Path, clips_dir: Path, *, stories: Sequence[
                        f"{'yes' if abs(np.mean(cover[k]) - stated) <= 0.05 else 'NO'}" for k in list(fusions)[1:]]
         from training.evaluate import Table, render_side_by_side
 
-        tables = {key: Table(key) for key in [*names, *fusions]}
+        tables = {key: Table(name=key) for key in [*names, *fusions]}
         for key, table in tables.items():
             table.scores = {(c.clip.subject, c.clip.story): per[key][i] for i, c in enumerate(curves)}
         table_i = [render_side_by_side(tables), "", *[tables[k].render() + "\n" for k in fusions]]

@@ -96,11 +96,10 @@ def parse_name(name: str) -> tuple[int, int] | None:
 
 
 @dataclass
-class Report:
-    """Per-video CCCs keyed by (subject, story), the two tracks' means, and what would stop the official script."""
+class ScoreGrid:
+    """Per-video CCCs keyed by (subject, story): the grid both the scorer and ``empathy evaluate`` fill."""
 
     scores: dict[tuple[int, int], float] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
 
     @property
     def subjects(self) -> list[int]:
@@ -109,6 +108,13 @@ class Report:
     @property
     def stories(self) -> list[int]:
         return sorted({k for _, k in self.scores})
+
+
+@dataclass
+class Report(ScoreGrid):
+    """The grid, the two tracks' means, and what would stop the official script."""
+
+    problems: list[str] = field(default_factory=list)
 
     def personalized(self) -> dict[int, float]:
         """Per subject: the mean CCC over that subject's stories."""

@@ -13,14 +13,14 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from shared.data import Clip, check_labels, discover
 from shared.postprocess import fill_gaps
-from shared.scoring import official_ccc
+from shared.scoring import ScoreGrid, official_ccc
 
 logger = logging.getLogger(__name__)
 
@@ -33,19 +33,10 @@ def fusion_table_name(method: str) -> str:
 
 
 @dataclass
-class Table:
+class Table(ScoreGrid):
     """CCC of one model (or of the fusion) for each (subject, story) clip evaluated."""
 
-    name: str
-    scores: dict[tuple[int, int], float] = field(default_factory=dict)
-
-    @property
-    def subjects(self) -> list[int]:
-        return sorted({s for s, _ in self.scores})
-
-    @property
-    def stories(self) -> list[int]:
-        return sorted({k for _, k in self.scores})
+    name: str = ""
 
     def subject_mean(self, subject: int) -> float:
         return float(np.mean([v for (s, _), v in self.scores.items() if s == subject]))
@@ -107,13 +98,13 @@ def evaluate(data_dir: Path | str, models_dir: Path | str, modalities: Sequence[
     clips = [c for c in clips if c.story in chosen]
     if not clips:
         raise ValueError(f"no labelled clip of stories {sorted(chosen)} under {data_dir}")
-    tables = {name: Table(name) for name in modalities}
+    tables = {name: Table(name=name) for name in modalities}
     with_fusion = fusion and len(modalities) > 1
     model = load_fusion_model(models_dir)
     methods = [m for m in fusions if m != "learned" or (model is not None and model.learned() is not None)]
     if with_fusion:
         for method in methods:
-            tables[fusion_table_name(method)] = Table(fusion_table_name(method))
+            tables[fusion_table_name(method)] = Table(name=fusion_table_name(method))
     for clip in clips:
         results = {}
         for name in modalities:
