@@ -112,6 +112,10 @@ CMD ["python", "-m", "services.landmarks"]
 FROM app-workers AS body
 CMD ["python", "-m", "services.body"]
 
+# Optional decode-once vision worker (face + landmarks + body of a job from one decode; EMPATHY_VISION_WORKER=on).
+FROM app-workers AS vision
+CMD ["python", "-m", "services.vision"]
+
 # Our TF-Serving-compatible model server, started like the tensorflow/serving image: it serves
 # ${MODEL_BASE_PATH}/${MODEL_NAME} on gRPC 8500 and REST 8501; extra arguments are tensorflow_model_server's
 # flags (e.g. --model_config_file). docker run -v "$PWD/models:/models:ro" -e MODEL_NAME=audio empathy/model-server

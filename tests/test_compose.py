@@ -119,7 +119,14 @@ def test_every_service_is_a_target_of_the_one_dockerfile(config: dict) -> None:
         worker_env = services[name]["environment"]
         assert worker_env[f"EMPATHY_{name.upper()}_MODEL_SERVER"] == f"{name}-serving:8500"
         assert f"{name}-serving" in services[name]["depends_on"]
-    assert set(QUEUES) == {*MODALITIES, "fusion"}
+    assert set(QUEUES) == {*MODALITIES, "fusion", "vision"}
+    assert "vision" not in services  # the optional decode-once worker is off by default (a profile) ...
+    profiled = compose("--profile", "vision", "config", "--format", "json")
+    assert profiled.returncode == 0, profiled.stderr
+    vision = json.loads(profiled.stdout)["services"]["vision"]  # ... with its own target
+    assert inherited(stages, "vision", "CMD") == 'CMD ["python", "-m", "services.vision"]'
+    assert vision.get("profiles") == ["vision"] and vision["build"]["target"] == "vision"
+    assert {f"{m}-serving" for m in ("face", "landmarks", "body")} <= set(vision["depends_on"])
 
 
 def test_images_run_as_a_user_and_gateway_and_fusion_carry_no_heavy_extras() -> None:
