@@ -188,7 +188,8 @@ def _analyse(job_id: str, modality: str, worker: str, prepared: Prepared | None 
             subject = int(raw.get("subject") or settings.default_subject)
             transcript = directory / "transcript.json"
             video = find_video(directory)
-            check_media(video)
+            if prepared is None:  # windows from the shared decode were made after analyse_vision checked it
+                check_media(video)
             metadata, predictor = model_for(modality)
             result = run_modality(modality, video, subject=subject, predictor=predictor,
                                   metadata=metadata, transcript=transcript if transcript.is_file() else None,
