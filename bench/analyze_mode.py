@@ -39,7 +39,7 @@ def run_analyze(video: Path, *, models_dir: Path, workdir: Path, subject: int, t
     """Run ``empathy analyze`` on ``video``; ``env`` adds EMPATHY_* settings (e.g. the slow settings)."""
     workdir.mkdir(parents=True, exist_ok=True)
     document_path = workdir / "analyze.json"
-    argv = [sys.executable, "-m", "shared.cli", "analyze", str(video), "--subject", str(subject),
+    argv = [sys.executable, "-m", "cli.main", "analyze", str(video), "--subject", str(subject),
             "--models-dir", str(models_dir), "--no-build", "--out", str(workdir / "analyze.csv"),
             "--json", str(document_path)]
     if transcript is not None:

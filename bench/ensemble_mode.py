@@ -81,7 +81,7 @@ class LocalEnsemble:
     def start(self, timeout_s: float = 300.0) -> float:
         """Start and wait for ``/readyz``; returns the seconds it took."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", "shared.cli", "up", "--port", str(self.port), "--base-port", "0",
+        argv = [sys.executable, "-m", "cli.main", "up", "--port", str(self.port), "--base-port", "0",
                 "--models-dir", str(self.models_dir), "--storage-dir", str(self.workdir / "storage"),
                 "--ready-timeout", str(timeout_s)]
         self._log = (self.workdir / "ensemble.log").open("wb")

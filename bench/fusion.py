@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import write_block
+from shared.ccc import ccc
 from shared.data import discover
 from shared.fusion import load_fusion_model
-from shared.metrics import ccc
 from shared.pipeline import fuse_results
 from shared.settings import MODALITIES, Settings, get_settings
 

@@ -1,6 +1,6 @@
 """Paper-size models for timing: the five architectures at the paper's sizes, untrained, in a model repository.
 
-The bundled models (:mod:`gateway.bootstrap`) are small so that they build in minutes; a user who trains the
+The bundled models (:mod:`training.bootstrap`) are small so that they build in minutes; a user who trains the
 paper's architectures (``empathy train``) serves a ResNet-18-3D over 16x128x128 body windows, 3D convolutions
 with 32 and 64 filters over face windows, a 250+250 BiGRU over 800 spectrogram frames. Speed and memory
 depend on the architecture, not on the weights, so ``empathy bench --paper-size-models`` measures whole jobs

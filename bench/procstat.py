@@ -71,7 +71,7 @@ def label_of(pid: int) -> str:
     if "-m" in args:
         at = args.index("-m")
         module, rest = args[at + 1] if at + 1 < len(args) else "", args[at + 2:]
-        if module == "shared.cli" and rest:
+        if module == "cli.main" and rest:
             module, rest = rest[0], rest[1:]
         if module == "serve-models" and "--model_name" in rest:
             return f"model server {rest[rest.index('--model_name') + 1]}"

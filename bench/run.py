@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def ensure_models(models_dir: Path) -> None:
-    from gateway.bootstrap import build_default_models, missing_models
+    from training.bootstrap import build_default_models, missing_models
 
     missing = missing_models(models_dir, MODALITIES)
     if missing:

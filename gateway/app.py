@@ -29,8 +29,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.openapi import SPEC
 from gateway.server import ReadDeadlineError, begin_body
 from gateway.uploads import UploadRequest
+from jobs.store import JobStore
 from services.celery_app import create_app as create_celery
-from shared.jobs import JobStore
 from shared.logs import configure_logging
 from shared.settings import Settings, get_settings
 

@@ -26,18 +26,18 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
 from gateway.auth import Authenticator, Caller, FailureLimiter, presented_key
-from gateway.plot import render_png
 from gateway.uploads import keep_upload, sanitize_filename, stored_suffix, upload_path
+from jobs.files import job_dir, read_json, remove_job
+from jobs.store import DONE, IdempotencyConflict, JobStore, new_job_id, valid_job_id
 from services.celery_app import dispatch_job
 from shared.asr import ASRError, read_word_file
 from shared.crops import check_listener_spec
 from shared.data import TranscriptError
 from shared.fusion import check_spec
-from shared.jobs import DONE, IdempotencyConflict, JobStore, new_job_id, valid_job_id
 from shared.media import MediaError, MediaLimitError, VideoInfo, check_limits, probe
+from shared.plot import render_png
 from shared.results import to_csv
 from shared.settings import MODALITIES, Settings
-from shared.storage import job_dir, read_json, remove_job
 
 log = logging.getLogger(__name__)
 

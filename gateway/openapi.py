@@ -1,6 +1,6 @@
 """The gateway's OpenAPI 3.0 description, served at ``/openapi.json``.
 
-Written by hand next to the code it describes; ``tests/test_gateway.py`` checks that every Flask route
+Written by hand next to the code it describes; ``tests/unit/gateway/test_jobs_api.py`` checks that every Flask route
 is documented here and every documented operation exists, so the two cannot drift apart.
 """
 

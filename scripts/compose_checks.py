@@ -34,9 +34,9 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from jobs.store import FINAL_STATES, MODALITY_FINAL  # noqa: E402
+from shared.ccc import ccc  # noqa: E402
 from shared.data import read_labels  # noqa: E402
-from shared.jobs import FINAL_STATES, MODALITY_FINAL  # noqa: E402
-from shared.metrics import ccc  # noqa: E402
 from shared.settings import MODALITIES  # noqa: E402
 
 # The fused curve of the bundled models on an unseen synthetic story: measured in containers and with `empathy up`
@@ -262,7 +262,7 @@ def run_local(clip: Any, models: Path, report: dict[str, Any]) -> None:
     work = Path(tempfile.mkdtemp(prefix="empathy-up-", dir=REPO / "var"))
     env = {**os.environ, "PYTHONPATH": str(REPO), "EMPATHY_API_KEYS": f"local:{key}", "EMPATHY_LOG_LEVEL": "WARNING"}
     with (work / "up.log").open("wb") as log:
-        launcher = subprocess.Popen([sys.executable, "-m", "shared.cli", "up", "--port", str(port), "--base-port", "0",
+        launcher = subprocess.Popen([sys.executable, "-m", "cli", "up", "--port", str(port), "--base-port", "0",
                                      "--models-dir", str(models.resolve()), "--storage-dir", str(work / "storage")],
                                     cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -5,7 +5,7 @@
 #  2. images: with registry access the defaults (docker-compose.yml: python:3.11-slim-bookworm, PyPI,
 #     tensorflow/serving, redis); without, compose.offline.yml (a debootstrapped base, a wheelhouse fetched by
 #     this machine's pip, the project's own model server, Debian's redis-server). The commands are README's
-#     "With Docker" blocks, line for line (tests/test_compose.py checks that);
+#     "With Docker" blocks, line for line (tests/integration/test_compose.py checks that);
 #  3. the bundled models (built while the images build when missing, as `make models` does),
 #     `docker compose up -d --wait`, then
 #     scripts/compose_checks.py: jobs only through the gateway's published port, scaling, a killed worker, a
@@ -74,10 +74,10 @@ docker image inspect empathy-gateway >/dev/null 2>&1 || cold=true
 
 # the bundled models, built meanwhile when missing (what `make models` does; about 10 minutes on 2 cores)
 models=${EMPATHY_MODELS_HOST_DIR:-./models}
-if ! $PY -c 'import sys; from gateway.bootstrap import missing_models; from shared.settings import MODALITIES
+if ! $PY -c 'import sys; from training.bootstrap import missing_models; from shared.settings import MODALITIES
 sys.exit(1 if missing_models(sys.argv[1], MODALITIES) else 0)' "$models"; then
   log "bundled models missing in $models: building them while the images build (var/compose/models.log)"
-  $PY -m gateway.bootstrap --models-dir "$models" >var/compose/models.log 2>&1 & models_pid=$!
+  $PY -m training.bootstrap --models-dir "$models" >var/compose/models.log 2>&1 & models_pid=$!
 fi
 
 # 2. images: online (public images and PyPI) when the registry answers, else the offline override first

@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from jobs.files import find_video, job_dir, load_series, save_series, series_paths, write_json
+from jobs.store import FINAL_STATES, MODALITY_FINAL, JobStore
 from services.celery_app import ANALYSE_TASK, FUSE_TASK, VISION_TASK, app
-from shared.jobs import FINAL_STATES, MODALITY_FINAL, JobStore
 from shared.media import MediaError, check_limits, probe
 from shared.modalities.frame_stream import Prepared
 from shared.model_store import latest_version, load_metadata
@@ -47,7 +48,6 @@ from shared.pipeline import (
 )
 from shared.results import build_document
 from shared.settings import get_settings
-from shared.storage import find_video, job_dir, load_series, save_series, series_paths, write_json
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ from typing import Any
 
 from celery import Celery
 
+from jobs.files import job_dir, series_paths
+from jobs.store import FINAL_STATES, MODALITY_FINAL, QUEUED, JobStore
 from services.celery_app import ANALYSE_TASK, FUSE_TASK
-from shared.jobs import FINAL_STATES, MODALITY_FINAL, QUEUED, JobStore
 from shared.settings import Settings, get_settings
-from shared.storage import job_dir, series_paths
 
 log = logging.getLogger(__name__)
 

@@ -91,7 +91,7 @@ def inference_params(name: str, metadata: Mapping[str, Any], settings: Settings 
 
     ``predict_every`` is never part of a model's metadata: training uses every window, and only inference
     thins them out (the outputs are low-passed far below the anchor spacing; see
-    ``tests/test_performance_equivalence.py`` for how little the fused curve moves).
+    ``tests/integration/test_performance_equivalence.py`` for how little the fused curve moves).
     """
     params = dict(metadata.get("preprocessing") or {})
     if name in SPARSE_MODALITIES:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.metrics import rescale
+from shared.ccc import rescale
 from shared.signal import lowpass
 
 GLOBAL_STATS_KEY = "global"

@@ -115,7 +115,7 @@ class Settings:
         "At inference, the face and landmarks models predict every k-th frame and the body model every k-th kept "
         "frame (5k frames), interpolated onto the 25 fps grid (training always uses every frame). 3 keeps every "
         "module within 5 % and the fused curve within 1 % of the listener's std of the every-frame result "
-        "(tests/test_performance_equivalence.py; 5 moves the body module ~5 %); 1 = every frame.",
+        "(tests/integration/test_performance_equivalence.py; 5 moves the body module ~5 %); 1 = every frame.",
     )
     batch_size: int = _doc(64, "Windows per model call at inference.")
     max_batch_mb: float = _doc(

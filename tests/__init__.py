@@ -1,1 +1,5 @@
-"""See docs/architecture.md."""
+"""The test suite: unit/<package>/ mirrors the code, integration/ runs real processes together."""
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent

@@ -89,7 +89,7 @@ def ensemble_models(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fi
     existing = os.environ.get("EMPATHY_TEST_MODELS")
     if existing:
         return Path(existing)
-    from gateway.bootstrap import build_default_models
+    from training.bootstrap import build_default_models
 
     models_dir = tmp_path_factory.mktemp("ensemble") / "models"
     build_default_models(models_dir, data_dir=request.getfixturevalue("synthetic_dataset"), overrides=TINY_TRAINING)

@@ -17,8 +17,7 @@ import av
 import numpy as np
 
 from shared.settings import Settings, get_settings
-
-REPO = Path(__file__).resolve().parent.parent
+from tests import REPO  # noqa: F401  (re-exported for the ensemble tests)
 
 
 def write_tiny_video(path: Path, *, seconds: float = 2.0, fps: int = 25, audio: bool = True) -> Path:

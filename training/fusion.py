@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.ccc import ccc
 from shared.data import Clip, check_labels, discover, split_by_story
 from shared.fusion import (
     FUSION_MODEL_DIR,
@@ -44,7 +45,6 @@ from shared.fusion import (
     fusion_versions,
     learned_features,
 )
-from shared.metrics import ccc
 from shared.model_store import publish_version, staging_dir
 from shared.pipeline import ModalityResult, fusion_stats, load_local_models, run_modality
 from shared.settings import MODALITIES, PAPER_FUSION_WEIGHTS, Settings, get_settings

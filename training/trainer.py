@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from shared.ccc import ccc
 from shared.crops import check_listener_spec
 from shared.data import Clip, check_labels, discover, split_by_story
-from shared.metrics import ccc
 from shared.modalities.base import Modality, Windows, get_modality, window_labels
 from shared.model_store import publish_version, staging_dir
 from shared.postprocess import GLOBAL_STATS_KEY, labels_range, smooth_and_rescale, stats_for_subject

@@ -5,7 +5,7 @@ the face, landmarks and body modalities all read the same frames. A worker of th
 modality and decodes once; ``empathy analyze`` runs all of them in one process, so it decodes once and hands
 each grey (listener-cropped) frame to every modality's *frame consumer*: the very per-frame code each
 modality's own ``prepare`` runs, so the windows are identical whichever path made them
-(``tests/test_performance_equivalence.py``).
+(``tests/integration/test_performance_equivalence.py``).
 
 Each consumer runs in a thread of its own (the per-frame work of dlib, OpenCV and NumPy releases the GIL),
 so the three trackers share the cores the way the ensemble's three workers do.

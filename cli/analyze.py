@@ -1,0 +1,140 @@
+"""``empathy analyze``: the whole pipeline in this process, on one video.
+
+It needs no server at all: it loads the models in-process (``LocalPredictor``) and runs
+:func:`shared.pipeline.analyze_video`, the very pipeline the workers run. When the models directory has
+no model for a requested modality it first builds the bundled default models
+(:mod:`training.bootstrap`; a few minutes, once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from cli.arguments import default_out, existing_file, listener, modalities
+from shared.logs import configure_logging
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="empathy analyze", description="Per-frame valence of one video, "
+                                     "computed in this process (no servers).")
+    parser.add_argument("video", type=existing_file)
+    parser.add_argument("--subject", type=int, default=None,
+                        help="listener id for per-subject re-scaling (default EMPATHY_DEFAULT_SUBJECT; 0 = unknown)")
+    parser.add_argument("--out", type=Path, default=None, help="CSV to write (default: <video>_valence.csv)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the full result document here")
+    parser.add_argument("--plot", type=Path, default=None, help="also draw modules, fusion and agreement (PNG)")
+    parser.add_argument("--modalities", type=modalities, default=None, help="comma list (default: all five)")
+    parser.add_argument("--models-dir", type=Path, default=None, help="model repository (default EMPATHY_MODELS_DIR)")
+    parser.add_argument("--transcript", type=Path, default=None, help="word timings JSON (skips ASR)")
+    parser.add_argument("--weights", "--fusion", dest="weights", default=None,
+                        help="fusion: ccc | paper | learned | audio=1,text=1,... (default EMPATHY_FUSION_WEIGHTS)")
+    parser.add_argument("--annotation", type=Path, default=None,
+                        help="ground-truth valence CSV (OMG-Empathy annotation): drawn in --plot, CCC printed")
+    parser.add_argument("--listener", type=listener, default=None,
+                        help="listener region: auto (2560x720: x >= 1080; else whole frame), full, x0,y0,x1,y1 "
+                        "(default EMPATHY_LISTENER_CROP)")
+    parser.add_argument("--no-build", action="store_true",
+                        help="fail instead of building the bundled default models when some are missing")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tqdm import tqdm
+
+    from jobs.files import write_json
+    from shared.fusion import FusionError
+    from shared.pipeline import analyze_video, listener_notes
+    from shared.results import build_document, to_csv
+    from training.bootstrap import build_default_models, fusion_missing, missing_models
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging()
+    settings = get_settings()
+    names = args.modalities or modalities(None)
+    models_dir = args.models_dir or settings.models_dir
+    missing = missing_models(models_dir, names)
+    if missing:
+        if args.no_build:
+            print(f"empathy analyze: no model for {', '.join(missing)} under {models_dir} "
+                  f"(build them: python -m training.bootstrap --models-dir {models_dir})", file=sys.stderr)
+            return 2
+        print(f"Building the bundled default models for {', '.join(missing)} under {models_dir} "
+              f"(once; a few minutes)...", file=sys.stderr)
+        build_default_models(models_dir, data_dir=settings.data_dir, modalities=missing)
+    elif fusion_missing(models_dir) and not args.no_build:
+        build_default_models(models_dir, data_dir=settings.data_dir, modalities=names)  # fits only the fusion
+
+    bar = tqdm(total=len(names), desc="analyze", unit="modality", file=sys.stderr)
+
+    def progress(name: str, stage: str, fraction: float) -> None:
+        bar.set_postfix_str(f"{name}: {stage}")
+        if fraction >= 1.0:
+            bar.update(1)
+
+    try:
+        result = analyze_video(args.video, subject=args.subject, modalities=names, models_dir=models_dir,
+                               transcript=args.transcript, weights_spec=args.weights, progress=progress,
+                               settings=settings, listener=args.listener)
+    except FusionError as exc:
+        bar.close()
+        print(f"empathy analyze: no modality produced a prediction: {exc}", file=sys.stderr)
+        return 1
+    bar.close()
+    document = build_document(fusion=result.fusion, modalities=result.modalities, subject=result.subject,
+                              fps=result.fps, video=args.video.name, seconds=result.seconds,
+                              notes=listener_notes(result.modalities))
+    out = args.out or default_out(args.video)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(to_csv(document))
+    if args.json:
+        write_json(args.json, document)
+    truth = None
+    if args.annotation:
+        from shared.data import read_labels
+
+        truth = read_labels(args.annotation)
+    if args.plot:
+        from shared.plot import render_png
+
+        args.plot.write_bytes(render_png(document, ground_truth=truth))
+    _print_summary(document, out, result.seconds, truth)
+    return 0
+
+
+def _print_summary(document: dict[str, Any], out: Path, seconds: float, truth: Any = None) -> None:
+    """What was fused and how; with an annotation, the CCC of every module and of the fusion against it."""
+    import numpy as np
+
+    from shared.ccc import ccc
+
+    def score(series: list[float | None]) -> str:
+        if truth is None:
+            return ""
+        values = np.array([np.nan if v is None else v for v in series], dtype=np.float64)
+        n = min(values.size, truth.size)
+        seen = np.isfinite(values[:n])
+        return f" CCC {ccc(truth[:n][seen], values[:n][seen]):.2f}" if seen.sum() > 1 else " CCC -"
+
+    agreement = [a for a in document["agreement"] if a is not None]
+    print(f"{document['n_frames']} frames ({document['duration_s']} s) analysed in {seconds:.1f} s")
+    for name, entry in document["modalities"].items():
+        weight = document["fusion"]["weights"].get(name)
+        shown = f"weight {weight:.2f}" if weight is not None else "not fused"
+        detail = f" - {entry['detail']}" if entry["detail"] else ""
+        print(f"  {name:10s} {entry['status']:12s} {shown:12s} {entry['seconds']:.1f} s{score(entry['valence'])}{detail}")
+    fusion = document["fusion"]
+    cutoff = f"final low-pass {fusion['cutoff_hz']:.3g} Hz" if fusion["cutoff_hz"] > 0 else "no final low-pass"
+    print(f"fusion {fusion['method']} ({cutoff}){score(document['valence'])}")
+    if agreement:
+        print(f"mean agreement {sum(agreement) / len(agreement):.2f}")
+    for note in document.get("notes") or []:
+        print(f"note: {note}")
+    print(f"result: {out}")

@@ -1,0 +1,266 @@
+"""The job store: one Redis hash per analysis job, written by the gateway and the workers, read by clients.
+
+Redis holds state only (small strings: states, progress, errors, paths); the video and every series live
+on the shared storage volume (:mod:`jobs.files`). Each worker updates only the fields of its own
+modality, so concurrent updates never overwrite each other, and every write refreshes the key's TTL.
+
+Hash ``empathy:job:<id>`` fields::
+
+    state            queued | running | done | failed
+    created/updated  epoch seconds
+    owner            sha256 of the API key that created the job ("" with authentication off); never shown
+    subject, filename, video (storage path), modalities (comma list), task_ids (JSON list, for revoke)
+    result           path of result.json once fused;  error  when the job failed
+    used             comma list of the modalities fusion used (degraded: a requested one not ok)
+    <m>.status       queued | preparing | predicting | postprocessing | ok | unavailable | failed
+    <m>.progress     0..1;  <m>.detail  error or reason;  <m>.seconds;  <m>.worker (hostname)
+    <m>.attempts     deliveries of the modality's task (a re-delivered task after a worker died counts 2)
+    <m>.heartbeat    epoch seconds: set when queued, refreshed by the running task (watchdog's lease)
+    fusion.worker    hostname of the fusion worker;  fusion.requested  when the watchdog last sent fusion
+
+Jobs not yet finished are also members of the sorted set ``empathy:active`` (score: creation time): the
+watchdog (:mod:`services.watchdog`) looks only at those.
+
+Idempotency keys (``POST /v1/jobs`` with ``Idempotency-Key``) live beside the jobs as
+``empathy:idem:<owner>:<sha256 of the key>`` -> ``<job id> <fingerprint of the upload>``, with the jobs' TTL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+KEY_PREFIX = "empathy:job:"
+ACTIVE_KEY = "empathy:active"
+IDEMPOTENCY_PREFIX = "empathy:idem:"
+JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+FINAL_STATES = (DONE, FAILED)
+MODALITY_FINAL = ("ok", "unavailable", "failed")
+
+
+def new_job_id() -> str:
+    """128 random bits from the OS CSPRNG: a job id cannot be guessed or enumerated."""
+    return secrets.token_hex(16)
+
+
+def valid_job_id(job_id: str) -> bool:
+    """Ids are 32 lowercase hex digits: anything else is rejected before it reaches Redis or the file system."""
+    return bool(JOB_ID_RE.match(job_id))
+
+
+class IdempotencyConflict(Exception):
+    """An idempotency key already names a job of a *different* upload (or one still being created)."""
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis, *, ttl_s: int) -> None:
+        self.client = client
+        self.ttl_s = ttl_s
+
+    @classmethod
+    def from_url(cls, url: str, *, ttl_s: int, outage_s: float = 0.0) -> JobStore:
+        """A store on its own connection pool; ``outage_s`` > 0: every call retries through a Redis outage.
+
+        Workers use ``outage_s`` (``EMPATHY_REDIS_OUTAGE_S``): a job-store write inside a task must wait for
+        Redis to come back instead of raising out of the task (which broke the chord and left the job
+        ``running``). Each retry waits at most 2 s, so the calls give up after about ``outage_s``. The
+        gateway uses no retry: a request answers 503 at once instead.
+        """
+        if outage_s <= 0:
+            return cls(redis.Redis.from_url(url, decode_responses=True), ttl_s=ttl_s)
+        retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), int(outage_s / 2.0) + 3,
+                      supported_errors=(redis.ConnectionError, redis.TimeoutError, OSError))
+        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
+                                      retry=retry)
+        return cls(client, ttl_s=ttl_s)
+
+    @staticmethod
+    def key(job_id: str) -> str:
+        return KEY_PREFIX + job_id
+
+    def _write(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        mapping = {k: ("" if v is None else str(v)) for k, v in fields.items()}
+        mapping["updated"] = f"{time.time():.3f}"
+        pipe = self.client.pipeline()
+        pipe.hset(self.key(job_id), mapping=mapping)
+        pipe.expire(self.key(job_id), self.ttl_s)
+        pipe.execute()
+
+    def create(self, job_id: str, *, subject: int, filename: str, video: str, modalities: Sequence[str],
+               owner: str = "", fusion: str = "", listener: str = "") -> None:
+        """``fusion``: the job's fusion specification ("" = the fusion worker's EMPATHY_FUSION_WEIGHTS)."""
+        fields: dict[str, Any] = {
+            "state": QUEUED, "created": f"{time.time():.3f}", "owner": owner, "subject": subject, "fusion": fusion,
+            "filename": filename, "video": video, "modalities": ",".join(modalities), "task_ids": "[]",
+            "result": "", "error": "", "listener": listener,
+        }
+        for name in modalities:
+            fields[f"{name}.status"] = QUEUED
+            fields[f"{name}.progress"] = 0.0
+            fields[f"{name}.detail"] = ""
+            fields[f"{name}.heartbeat"] = fields["created"]
+        self._write(job_id, fields)
+        self.client.zadd(ACTIVE_KEY, {job_id: float(fields["created"])})
+
+    def active_jobs(self) -> list[str]:
+        """Jobs created and not yet seen finished (oldest first)."""
+        return list(self.client.zrange(ACTIVE_KEY, 0, -1))
+
+    def forget_active(self, job_id: str) -> None:
+        self.client.zrem(ACTIVE_KEY, job_id)
+
+    def heartbeat(self, job_id: str, modality: str) -> None:
+        """A running task is alive (the watchdog re-queues a modality whose heartbeat is older than a lease)."""
+        if self.exists(job_id):
+            self._write(job_id, {f"{modality}.heartbeat": f"{time.time():.3f}"})
+
+    def requeued(self, job_id: str, modality: str) -> None:
+        """The watchdog sent a modality's task again: queued, with a fresh lease."""
+        self._write(job_id, {f"{modality}.status": QUEUED, f"{modality}.heartbeat": f"{time.time():.3f}"})
+
+    def exists(self, job_id: str) -> bool:
+        return bool(self.client.exists(self.key(job_id)))
+
+    def raw(self, job_id: str) -> dict[str, str]:
+        return self.client.hgetall(self.key(job_id))
+
+    def owner(self, job_id: str) -> str | None:
+        """The owner hash of a job (``""`` when created without authentication), None when unknown."""
+        return self.client.hget(self.key(job_id), "owner") if self.exists(job_id) else None
+
+    def start_attempt(self, job_id: str, modality: str) -> int:
+        """Count one more delivery of a modality's task; returns the count (1 on the first delivery)."""
+        pipe = self.client.pipeline()
+        pipe.hincrby(self.key(job_id), f"{modality}.attempts", 1)
+        pipe.expire(self.key(job_id), self.ttl_s)
+        return int(pipe.execute()[0])
+
+    # --- idempotency ---------------------------------------------------------------------------------
+    @staticmethod
+    def idempotency_key(owner: str, key: str) -> str:
+        return f"{IDEMPOTENCY_PREFIX}{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    def claim_idempotency_key(self, owner: str, key: str, job_id: str, fingerprint: str) -> str | None:
+        """Bind ``key`` to ``job_id`` unless it is bound already; returns the job id it was bound to before.
+
+        Atomic (SET NX), so two simultaneous submissions with one key make one job. Raises
+        :class:`IdempotencyConflict` when the key was used for a different upload.
+        """
+        name = self.idempotency_key(owner, key)
+        if self.client.set(name, f"{job_id} {fingerprint}", nx=True, ex=self.ttl_s):
+            return None
+        existing = self.client.get(name)
+        if existing is None:  # expired between the two calls: claim it again
+            return self.claim_idempotency_key(owner, key, job_id, fingerprint)
+        bound_job, _, bound_fingerprint = existing.partition(" ")
+        if bound_fingerprint != fingerprint:
+            raise IdempotencyConflict(f"idempotency key already used for a different upload (job {bound_job})")
+        return bound_job
+
+    def release_idempotency_key(self, owner: str, key: str) -> None:
+        """Forget a key whose job could not be created, so that a retry with it can succeed."""
+        self.client.delete(self.idempotency_key(owner, key))
+
+    def set_task_ids(self, job_id: str, task_ids: Sequence[str]) -> None:
+        self._write(job_id, {"task_ids": json.dumps(list(task_ids))})
+
+    def task_ids(self, job_id: str) -> list[str]:
+        raw = self.client.hget(self.key(job_id), "task_ids")
+        return json.loads(raw) if raw else []
+
+    def update_modality(self, job_id: str, modality: str, *, status: str, progress: float,
+                        detail: str | None = None, seconds: float | None = None, worker: str | None = None) -> bool:
+        """Record a modality's progress; False (nothing written) when the job no longer exists (deleted)."""
+        if not self.exists(job_id):
+            return False
+        fields: dict[str, Any] = {f"{modality}.status": status, f"{modality}.progress": round(float(progress), 3)}
+        if detail is not None:
+            fields[f"{modality}.detail"] = detail
+        if seconds is not None:
+            fields[f"{modality}.seconds"] = round(float(seconds), 3)
+        if worker is not None:
+            fields[f"{modality}.worker"] = worker
+        self._write(job_id, fields)
+        # queued -> running on the first modality that starts; never move a finished job back.
+        self.client.eval(
+            "if redis.call('HGET', KEYS[1], 'state') == ARGV[1] then redis.call('HSET', KEYS[1], 'state', ARGV[2]) end",
+            1, self.key(job_id), QUEUED, RUNNING,
+        )
+        return True
+
+    def finish(self, job_id: str, *, result: str | None = None, error: str | None = None,
+               worker: str | None = None, used: Sequence[str] | None = None) -> bool:
+        """Mark the job done (with its result path and the modalities fused) or failed (with the error)."""
+        if not self.exists(job_id):
+            return False
+        fields: dict[str, Any] = {"state": DONE if error is None else FAILED, "finished": f"{time.time():.3f}"}
+        if result is not None:
+            fields["result"] = result
+        if used is not None:
+            fields["used"] = ",".join(used)
+        if error is not None:
+            fields["error"] = error
+        if worker is not None:
+            fields["fusion.worker"] = worker
+        self._write(job_id, fields)
+        self.forget_active(job_id)
+        return True
+
+    def delete(self, job_id: str) -> bool:
+        self.forget_active(job_id)
+        return bool(self.client.delete(self.key(job_id)))
+
+    def status(self, job_id: str) -> dict[str, Any] | None:
+        """The public view of a job (``GET /v1/jobs/<id>``), or None when unknown."""
+        raw = self.raw(job_id)
+        if not raw:
+            return None
+        names = [m for m in raw.get("modalities", "").split(",") if m]
+        modalities = {}
+        for name in names:
+            entry: dict[str, Any] = {
+                "status": raw.get(f"{name}.status", QUEUED),
+                "progress": float(raw.get(f"{name}.progress") or 0.0),
+            }
+            if raw.get(f"{name}.detail"):
+                entry["detail"] = raw[f"{name}.detail"]
+            if raw.get(f"{name}.seconds"):
+                entry["seconds"] = float(raw[f"{name}.seconds"])
+            if int(raw.get(f"{name}.attempts") or 0) > 1:
+                entry["attempts"] = int(raw[f"{name}.attempts"])
+            modalities[name] = entry
+        done = sum(1.0 if m["status"] in MODALITY_FINAL else m["progress"] for m in modalities.values())
+        state = raw.get("state", QUEUED)
+        progress = 1.0 if state in FINAL_STATES else (done / (len(names) + 1) if names else 0.0)
+        view: dict[str, Any] = {
+            "id": job_id,
+            "state": state,
+            "progress": round(progress, 3),
+            "subject": int(raw.get("subject") or 0),
+            "filename": raw.get("filename", ""),
+            "created": float(raw.get("created") or 0.0),
+            "updated": float(raw.get("updated") or 0.0),
+            "modalities": modalities,
+        }
+        if raw.get("finished"):
+            view["finished"] = float(raw["finished"])
+        if state == DONE:
+            used = [m for m in raw.get("used", "").split(",") if m]
+            view["used"] = used
+            # some requested modality failed or saw nothing (a module fused with weight 0, e.g. one whose
+            # validation CCC was not positive, is a choice of the fusion, not a degradation)
+            view["degraded"] = any(modalities.get(m, {}).get("status") != "ok" for m in names)
+        if raw.get("error"):
+            view["error"] = raw["error"]
+        return view
