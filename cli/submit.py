@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--subject", type=int, default=None)
     parser.add_argument("--listener", type=listener, default=None,
                         help="listener region: auto, full or x0,y0,x1,y1 fractions (default: the service's)")
-    parser.add_argument("--modalities", type=modalities, default=None, help="comma list (default: all five)")
+    parser.add_argument("--modalities", type=modalities, default=None, help="comma list (default: every modality)")
     parser.add_argument("--transcript", type=Path, default=None, help="word timings JSON (skips ASR)")
     parser.add_argument("--fusion", default=None,
                         help="fusion of this job: ccc | paper | learned | audio=1,... (default: the service's)")

@@ -1,13 +1,14 @@
 """``empathy up``: the whole ensemble as local processes under one supervisor, for machines without Docker.
 
-It starts what ``docker-compose.yml`` starts, with the same environment variables:
+It starts what ``docker-compose.yml`` starts, with the same environment variables; both follow from the
+modality registry (:mod:`shared.registry`, plugins included):
 
 * a ``redis-server`` of its own (AOF persistence under ``<storage>/redis``), unless ``--redis-url`` or
   ``EMPATHY_REDIS_URL`` names one;
-* ONE ``empathy serve-models`` serving all five models (a ``--model_config_file`` listing them; gRPC on ``--base-port``, REST on
-  the next port): TensorFlow is loaded once, not five times;
-* the five modality workers and the fusion worker (``python -m services.<name>``, Celery's ``threads``
-  pool: one process each, no second copy of the libraries in a pool child), with ``--workers
+* ONE ``empathy serve-models`` serving every modality's model (a ``--model_config_file`` listing them; gRPC on
+  ``--base-port``, REST on the next port): TensorFlow is loaded once, not once per model;
+* one worker per modality queue and the fusion worker (``python -m services.worker <queue>``, Celery's
+  ``threads`` pool: one process each, no second copy of the libraries in a pool child), with ``--workers
   landmarks=3,face=2`` to run several workers on a queue (as ``--scale`` does);
 * the gateway under gunicorn (``gateway.server``: threads with request-read deadlines, JSON errors).
 
@@ -51,11 +52,12 @@ from types import FrameType
 
 from shared.logs import configure_logging
 from shared.model_store import list_versions
-from shared.settings import MODALITIES, PREFIX, get_settings
+from shared.registry import VISION_QUEUE, entries, worker_queues
+from shared.settings import PREFIX, get_settings
 
 log = logging.getLogger(__name__)
 
-WORKER_QUEUES = (*MODALITIES, "fusion", "vision")  # vision: only with EMPATHY_VISION_WORKER on
+WORKER_QUEUES = worker_queues()  # every modality's, fusion and vision (vision: only with EMPATHY_VISION_WORKER on)
 WORKER_GROUP = 1
 BACKOFF_FIRST_S = 1.0  # first restart delay of a child that exited; doubles while it keeps exiting
 BACKOFF_MAX_S = 30.0
@@ -86,7 +88,7 @@ def free_port() -> int:
 def parse_workers(spec: str) -> dict[str, int]:
     """``landmarks=3,face=2`` -> {"landmarks": 3, "face": 2}; every other queue gets 1 worker."""
     counts = dict.fromkeys(WORKER_QUEUES, 1)
-    counts["vision"] = 1 if get_settings().vision_worker else 0  # the decode-once worker is an option
+    counts[VISION_QUEUE] = 1 if get_settings().vision_worker else 0  # the decode-once worker is an option
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, sep, value = part.partition("=")
         if not sep or name not in counts or not value.isdigit() or int(value) < 1:
@@ -186,7 +188,7 @@ class Launcher:
         wait_port("127.0.0.1", port, timeout=20)
 
     def start_model_server(self) -> None:
-        """One model server for the five models: one TensorFlow in memory instead of five.
+        """One model server for every modality's model: one TensorFlow in memory instead of one per model.
 
         The models are listed in a TF Serving model config file rather than served as "every folder of the
         models directory": that directory also holds the fusion model (``models/fusion``, metadata only),
@@ -196,17 +198,17 @@ class Launcher:
         grpc_port, rest_port = self._port(base), self._port(base + 1 if base else 0)
         config = (self.args.storage_dir / "model_config.txt").resolve()
         config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(model_config_text(self.args.models_dir.resolve(), MODALITIES))
+        config.write_text(model_config_text(self.args.models_dir.resolve(), [e.servable for e in entries()]))
         self.spawn("model-server", 2, [sys.executable, "-m", "cli", "serve-models", "--host", "127.0.0.1",
                                        "--model_config_file", str(config),
                                        "--port", str(grpc_port), "--rest_api_port", str(rest_port)])
-        for name in MODALITIES:
-            self.env[f"{PREFIX}{name.upper()}_MODEL_SERVER"] = f"127.0.0.1:{grpc_port}"
+        for modality in entries():
+            self.env[modality.model_server_variable] = f"127.0.0.1:{grpc_port}"
 
     def start_workers(self) -> None:
         for queue in WORKER_QUEUES:
             for k in range(1, self.args.workers[queue] + 1):
-                self.spawn(f"{queue}-worker-{k}", WORKER_GROUP, [sys.executable, "-m", f"services.{queue}",
+                self.spawn(f"{queue}-worker-{k}", WORKER_GROUP, [sys.executable, "-m", "services.worker", queue,
                                                                  "--hostname", f"{queue}-{k}@%h"])
 
     def start_gateway(self) -> str:
@@ -284,7 +286,7 @@ def wait_port(host: str, port: int, timeout: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
-    missing = [m for m in MODALITIES if not list_versions(args.models_dir / m)]
+    missing = [e.servable for e in entries() if not list_versions(args.models_dir / e.servable)]
     if missing:
         print(f"empathy up: no model for {', '.join(missing)} under {args.models_dir}; build the bundled ones with "
               f"`python -m training.bootstrap --models-dir {args.models_dir}` or train them with `empathy train`",

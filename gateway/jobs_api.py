@@ -159,7 +159,7 @@ def _parse_listener(raw: str | None) -> str:
 
 
 def _parse_modalities(values: list[str]) -> list[str]:
-    """Accepts ``modalities=audio,text`` or repeated ``modalities`` fields; none = all five."""
+    """Accepts ``modalities=audio,text`` or repeated ``modalities`` fields; none = every modality of the registry."""
     requested = [part.strip() for value in values for part in value.split(",") if part.strip()]
     if not requested:
         return list(MODALITIES)

@@ -1,7 +1,7 @@
 """The Celery application factory: broker, result backend, queues and routing of the whole ensemble.
 
-One queue per service (``audio``, ``text``, ``face``, ``landmarks``, ``body``, ``fusion``) so that each
-modality scales on its own (``docker compose up --scale landmarks=3`` or ``empathy up --workers
+One queue per modality of the registry (:mod:`shared.registry`: ``audio``, ``text``, ``face``, ``landmarks``,
+``body``, and any plugin's), plus ``fusion`` (and the optional ``vision``), so that each modality scales on its own (``docker compose up --scale landmarks=3`` or ``empathy up --workers
 landmarks=3``). The gateway imports this module only (never :mod:`services.tasks`, which pulls in the
 preprocessing stack) and sends tasks by name.
 
@@ -29,17 +29,16 @@ from celery.backends.redis import RedisBackend
 from kombu import Queue
 from kombu.utils.uuid import uuid
 
+from shared.registry import FUSION_QUEUE, VISION_QUEUE, entry, vision_names, worker_queues
 from shared.settings import MODALITIES, Settings, get_settings
 
 ANALYSE_TASK = "empathy.analyse_modality"
 FUSE_TASK = "empathy.fuse"
-FUSION_QUEUE = "fusion"
-# Optional deployment (EMPATHY_VISION_WORKER=on): face, landmarks and body of a job as one task on the
-# "vision" queue, whose worker (python -m services.vision) decodes the video once for all three.
+# Optional deployment (EMPATHY_VISION_WORKER=on): the vision modalities of a job (face, landmarks, body) as one
+# task on the "vision" queue, whose worker (python -m services.worker vision) decodes the video once for all.
 VISION_TASK = "empathy.analyse_vision"
-VISION_QUEUE = "vision"
-VISION_MODALITIES: tuple[str, ...] = ("face", "landmarks", "body")
-QUEUES: tuple[str, ...] = (*MODALITIES, FUSION_QUEUE, VISION_QUEUE)
+VISION_MODALITIES: tuple[str, ...] = vision_names()
+QUEUES: tuple[str, ...] = worker_queues()
 
 
 def route_task(name: str, args: tuple, kwargs: dict[str, Any], options: dict[str, Any], task: Any = None,
@@ -51,7 +50,7 @@ def route_task(name: str, args: tuple, kwargs: dict[str, Any], options: dict[str
             modality = args[1]
         if modality not in MODALITIES:
             raise ValueError(f"{ANALYSE_TASK} needs a modality among {MODALITIES}, got {modality!r}")
-        return {"queue": modality}
+        return {"queue": entry(modality).queue}
     if name == FUSE_TASK:
         return {"queue": FUSION_QUEUE}
     if name == VISION_TASK:

@@ -1,7 +1,9 @@
-"""Entry point shared by every worker service: a Celery worker consuming exactly one queue.
+"""The worker entry point: ``python -m services.worker <queue> [celery worker options]``.
 
-``python -m services.<name>`` (the containers' command, and what ``empathy up`` starts) ends up here, so a
-worker runs the same way under compose and as a local process; only the environment differs.
+One Celery worker consuming exactly one queue: a modality of the registry (:mod:`shared.registry`),
+``fusion`` or ``vision``. It is the containers' command (the Dockerfile's worker targets; compose passes the
+queue) and what ``empathy up`` starts, so a worker runs the same way under compose and as a local process;
+only the environment differs. Options after the queue go to Celery (``--hostname fusion-2@%h``).
 
 * **One process per worker**: Celery's ``threads`` pool runs tasks in threads of the worker process itself
   (``EMPATHY_WORKER_CONCURRENCY`` of them, default 1), instead of a forked pool child that carried a
@@ -23,6 +25,7 @@ import time
 
 from services.celery_app import FUSION_QUEUE, QUEUES
 from shared.logs import configure_logging
+from shared.registry import entry
 from shared.settings import MODALITIES, get_settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +46,7 @@ def wait_for_model(modality: str) -> bool:
 
     settings = get_settings()
     started = time.monotonic()
-    with GrpcPredictor(settings.model_server_for(modality), modality, timeout_s=5.0) as predictor:
+    with GrpcPredictor(settings.model_server_for(modality), entry(modality).servable, timeout_s=5.0) as predictor:
         try:
             version = predictor.wait_until_available(settings.model_load_timeout_s)
         except ServingError as exc:
@@ -56,7 +59,12 @@ def wait_for_model(modality: str) -> bool:
 
 
 def main(queue: str, argv: list[str] | None = None) -> int:
-    """Run the worker of ``queue`` until it is stopped (SIGTERM: warm shutdown, running task finishes)."""
+    """Run the worker of ``queue`` until it is stopped (SIGTERM: warm shutdown, running task finishes).
+
+    ``argv``: extra Celery worker options.
+    """
+    if queue not in QUEUES:  # before anything connects: a typo in a compose command fails at once
+        raise ValueError(f"unknown queue {queue!r}; expected one of {', '.join(QUEUES)}")
     configure_logging()
     from services.celery_app import app
 
@@ -66,5 +74,18 @@ def main(queue: str, argv: list[str] | None = None) -> int:
         from services import watchdog
 
         watchdog.start(app)
-    app.worker_main(worker_argv(queue, list(sys.argv[1:] if argv is None else argv)))
+    app.worker_main(worker_argv(queue, list(argv or [])))
     return 0
+
+
+def cli(argv: list[str]) -> int:
+    """``python -m services.worker <queue> [options]``: usage and exit status 2 without a known queue."""
+    if not argv or argv[0] not in QUEUES:
+        print(f"usage: python -m services.worker <queue> [celery worker options]\n"
+              f"queues: {' '.join(QUEUES)}", file=sys.stderr)
+        return 2
+    return main(argv[0], argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli(sys.argv[1:]))

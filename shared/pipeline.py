@@ -30,6 +30,7 @@ from shared.media import MediaError, NoAudioStreamError, NoVideoStreamError
 from shared.modalities.base import get_modality
 from shared.modalities.frame_stream import FrameConsumer, Prepared, feed_together
 from shared.postprocess import bound, label_range, postprocess, stats_for_subject
+from shared.registry import vision_names
 from shared.settings import MODALITIES, Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,9 @@ STATUS_OK = "ok"
 STATUS_UNAVAILABLE = "unavailable"
 STATUS_FAILED = "failed"
 
-# Modalities whose windows can be anchored on every k-th frame at inference (EMPATHY_PREDICT_EVERY).
-SPARSE_MODALITIES = frozenset({"face", "landmarks", "body"})
-# Modalities that read the same grey frames: `analyze` decodes the video once for all of them.
-SHARED_DECODE = frozenset({"face", "landmarks", "body"})
+# The registry's vision modalities: their windows can be anchored on every k-th frame at inference
+# (EMPATHY_PREDICT_EVERY), and they read the same grey frames: `analyze` decodes the video once for all of them.
+SPARSE_MODALITIES = SHARED_DECODE = frozenset(vision_names())
 
 
 class Predictor(Protocol):

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 
-PREFIX = "EMPATHY_"
-MODALITIES: tuple[str, ...] = ("audio", "text", "face", "landmarks", "body")
+from shared.registry import modality_names, paper_weights
 
+PREFIX = "EMPATHY_"
+# Both follow from the modality registry (shared/registry.py), plugins included.
+MODALITIES: tuple[str, ...] = modality_names()
 # The paper's fusion coefficients (authors' code: 1, 1, 1, 0.4, 0.1, normalised by their sum).
-PAPER_FUSION_WEIGHTS: dict[str, float] = {"audio": 1.0, "text": 1.0, "body": 1.0, "landmarks": 0.4, "face": 0.1}
+PAPER_FUSION_WEIGHTS: dict[str, float] = paper_weights()
 
 
 def _doc(default: object, help_text: str, **kw: object) -> object:
@@ -205,8 +207,14 @@ class Settings:
     vision_worker: bool = _doc(
         False,
         "Send face, landmarks and body of a job as one task to the 'vision' queue, whose worker "
-        "(python -m services.vision) decodes the video once for all three (one decode instead of three); "
+        "(python -m services.worker vision) decodes the video once for all three (one decode instead of three); "
         "off = one task per modality queue. Set it for the gateway, and run a vision worker.",
+    )
+    modality_plugins: str = _doc(
+        "",
+        "Modules (comma-separated, importable) whose ENTRIES add modalities to the registry (shared/registry.py): "
+        "one entry, one modality class and one model builder make a modality. Read once per process when the "
+        "registry is first needed; give every process (analyze, train, workers, gateway) the same value.",
     )
     # --- security ----------------------------------------------------------------------------------
     auth: bool = _doc(

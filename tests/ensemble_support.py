@@ -116,7 +116,7 @@ def start_worker(queue: str, env: dict[str, str], *, name: str, log_path: Path,
     """
     full_env = {**os.environ, **env, "PYTHONPATH": str(REPO)}
     log = log_path.open("wb")
-    return subprocess.Popen([sys.executable, "-m", f"services.{queue}", "--hostname", f"{name}@%h"],
+    return subprocess.Popen([sys.executable, "-m", "services.worker", queue, "--hostname", f"{name}@%h"],
                             cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=own_group)
 

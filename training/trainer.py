@@ -39,6 +39,7 @@ from shared.data import Clip, check_labels, discover, split_by_story
 from shared.modalities.base import Modality, Windows, get_modality, window_labels
 from shared.model_store import publish_version, staging_dir
 from shared.postprocess import GLOBAL_STATS_KEY, labels_range, smooth_and_rescale, stats_for_subject
+from shared.registry import vision_names
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +241,7 @@ def export_model(model: Any, models_dir: Path | str, modality: str, metadata: di
     return publish_version(staging, models_dir, modality, metadata)
 
 
-LISTENER_MODALITIES = frozenset({"face", "landmarks", "body"})  # modalities that search the listener region
+LISTENER_MODALITIES = frozenset(vision_names())  # modalities that search the listener region
 
 
 def listener_params(clips: Sequence[Clip]) -> dict[str, Any]:

@@ -6,7 +6,6 @@ There is deliberately no second, training-only preprocessing function.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from shared.settings import MODALITIES
+from shared.registry import entry, load_object
 
 
 @dataclass
@@ -92,8 +91,6 @@ class Modality(Protocol):
 
 
 def get_modality(name: str) -> Modality:
-    """The modality object for ``name`` (module ``shared.modalities.<name>`` exposes ``MODALITY``)."""
-    if name not in MODALITIES:
-        raise ValueError(f"unknown modality {name!r}; expected one of {', '.join(MODALITIES)}")
-    module = importlib.import_module(f"shared.modalities.{name}")
-    return module.MODALITY
+    """The modality object of ``name``, as its registry entry names it (default ``shared.modalities.<name>``'s
+    ``MODALITY``); imported on first use, so a process loads only the preprocessing it runs."""
+    return load_object(entry(name).preprocessing)

