@@ -89,7 +89,7 @@ def test_submit_creates_a_job_and_routes_one_task_per_modality_queue(client, env
     assert {broker.llen(q) for q in ("audio", "landmarks")} == {1}
     assert {broker.llen(q) for q in ("text", "face", "body", "fusion")} == {0}  # fusion waits for the chord
     message = json.loads(broker.lindex("landmarks", 0))
-    assert message["headers"]["task"] == "empathy.analyse_modality"
+    assert message["headers"]["task"] == "empathy.analyze_modality"
     assert message["content-type"] == "application/json"
     status = client.get(f"/v1/jobs/{job['id']}").get_json()
     assert status["state"] == "queued" and status["modalities"]["audio"] == {"status": "queued", "progress": 0.0}

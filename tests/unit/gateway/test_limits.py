@@ -85,7 +85,7 @@ def test_a_pixel_rate_above_the_limit_is_413(client, tmp_path: Path) -> None:  #
 def test_workers_refuse_the_same_media(env, tmp_path: Path) -> None:  # noqa: ANN001
     """A video that reached the storage volume another way is refused by the worker from its headers."""
     from jobs.files import job_dir
-    from services.tasks import analyse_modality
+    from services.tasks import analyze_modality
 
     store = JobStore.from_url(env["EMPATHY_REDIS_URL"], ttl_s=600)
     job_id = "c" * 32
@@ -93,7 +93,7 @@ def test_workers_refuse_the_same_media(env, tmp_path: Path) -> None:  # noqa: AN
     directory.mkdir(parents=True)
     write_video(directory / "video.mp4", 4096, 2304)
     store.create(job_id, subject=0, filename="big.mp4", video=str(directory / "video.mp4"), modalities=["body"])
-    outcome = analyse_modality(job_id, "body")
+    outcome = analyze_modality(job_id, "body")
     job = store.status(job_id)
     assert outcome["status"] == "failed" and job["modalities"]["body"]["status"] == "failed"
     assert "EMPATHY_MAX_FRAME_SIZE" in job["modalities"]["body"]["detail"]
