@@ -7,13 +7,10 @@ import io
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import numpy as np
-import pytest
-import redis
 
 from gateway.app import create_app
 from jobs.store import JobStore
@@ -25,7 +22,6 @@ from tests.ensemble_support import (
     bearer,
     ensemble_env,
     environment,
-    redis_db,
     write_tiny_video,
 )
 
@@ -42,22 +38,6 @@ def write_video(path: Path, width: int, height: int, *, fps: int = 25, frames: i
         for packet in stream.encode():
             container.mux(packet)
     return path
-
-
-@pytest.fixture
-def env(redis_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    url = redis_db(redis_url, 5)
-    redis.Redis.from_url(url).flushdb()
-    values = {**ensemble_env(url, tmp_path / "storage", tmp_path / "models"), **api_keys_env()}
-    with environment(values):
-        yield values
-
-
-@pytest.fixture
-def client(env: dict[str, str]):  # noqa: ANN201
-    client = create_app().test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = bearer("alice")["Authorization"]
-    return client
 
 
 def upload(client, video: Path, **kwargs):  # noqa: ANN001, ANN201
