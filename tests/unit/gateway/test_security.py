@@ -6,7 +6,6 @@ exist. ``empathy submit`` is exercised against the real app served over HTTP on 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import logging
@@ -143,31 +142,6 @@ def test_celery_speaks_json_only(env) -> None:  # noqa: ANN001
         assert conf.accept_content == ["json"] and conf.result_accept_content == ["json"]
         assert conf.task_serializer == conf.result_serializer == "json"
         assert conf.task_acks_late and conf.task_reject_on_worker_lost
-
-
-def test_up_generates_a_key_unless_one_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cli.up import Launcher
-    from shared.settings import get_settings
-
-    args = argparse.Namespace(models_dir=tmp_path / "models", storage_dir=tmp_path / "storage")
-    for name in ("EMPATHY_API_KEYS", "EMPATHY_API_KEYS_FILE", "EMPATHY_AUTH"):
-        monkeypatch.delenv(name, raising=False)
-    get_settings.cache_clear()
-    launcher = Launcher(args)
-    token = launcher.generate_key()
-    assert token is not None and len(token) >= 32
-    assert launcher.key_env == {"EMPATHY_API_KEYS": f"local:{token}"}
-    assert "EMPATHY_API_KEYS" not in launcher.env  # workers and model servers never see keys
-
-    monkeypatch.setenv("EMPATHY_API_KEYS", f"ops:{API_TOKENS['bob']}")
-    given = Launcher(args)
-    assert given.generate_key() is None and given.key_env == {"EMPATHY_API_KEYS": f"ops:{API_TOKENS['bob']}"}
-    assert "EMPATHY_API_KEYS" not in given.env
-    monkeypatch.delenv("EMPATHY_API_KEYS")
-    monkeypatch.setenv("EMPATHY_AUTH", "off")
-    get_settings.cache_clear()
-    assert Launcher(args).generate_key() is None
-    get_settings.cache_clear()
 
 
 @pytest.fixture
