@@ -158,8 +158,8 @@ class Settings:
         "auto",
         "Log lines on stderr: 'text' (short lines for people: '12:01:03 INFO  model loaded (...)'), 'json' (one "
         "object a line, for machines) or 'auto': text for the commands people run (analyze, submit, train, "
-        "evaluate, synth, inspect, bench), json for the services (gateway, workers, model server, `empathy up` "
-        "and its children). A command's --log-format overrides it.",
+        "evaluate, synth, inspect, bench, python -m training.bootstrap), json for the services (gateway, workers, "
+        "model server, `empathy up` and its children). A command's --log-format overrides it.",
     )
     # --- job service (gateway + Celery workers) ----------------------------------------------------
     job_ttl_s: int = _doc(7 * 24 * 3600, "How long a job's state stays in Redis after its last update (seconds).")
