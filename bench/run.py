@@ -37,6 +37,7 @@ from bench.decode_speed import measure
 from bench.ensemble_mode import run_ensemble
 from bench.machine import describe
 from bench.report import DecodeFloor, JobFloor, LengthResult, Report, render, write_block
+from shared.logs import add_log_format_argument, configure_logging
 from shared.settings import MODALITIES, get_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--paper-size-models", action="store_true",
                         help="measure with the paper-size architectures, untrained (built once under "
                              "<clips-dir>/../paper-size-models; bench.paper_models) instead of --models-dir")
+    add_log_format_argument(parser)
     return parser
 
 
@@ -224,6 +226,7 @@ def measure_length(minutes: float, args: argparse.Namespace, *, models_dir: Path
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(log_format=args.log_format, default_format="text")
     if args.quick:
         args.minutes, args.compare_minutes = 1.0, 0.5
     lengths = sorted({args.minutes, *([args.compare_minutes] if args.compare_minutes > 0 else [])})

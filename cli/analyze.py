@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.arguments import default_out, existing_file, listener, modalities
-from shared.logs import configure_logging
+from shared.logs import add_log_format_argument, configure_logging
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default EMPATHY_LISTENER_CROP)")
     parser.add_argument("--no-build", action="store_true",
                         help="fail instead of building the bundled default models when some are missing")
+    add_log_format_argument(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from jobs.files import write_json
     from shared.fusion import FusionError
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging()
+    configure_logging(log_format=args.log_format, default_format="text")
     settings = get_settings()
     names = args.modalities or modalities(None)
     models_dir = args.models_dir or settings.models_dir
@@ -72,22 +74,22 @@ def main(argv: list[str] | None = None) -> int:
     elif fusion_missing(models_dir) and not args.no_build:
         build_default_models(models_dir, data_dir=settings.data_dir, modalities=names)  # fits only the fusion
 
-    bar = tqdm(total=len(names), desc="analyze", unit="modality", file=sys.stderr)
+    # log lines go above the bar (tqdm.write) instead of through it
+    with logging_redirect_tqdm(), tqdm(total=len(names), desc="analyze", unit="modality", file=sys.stderr) as bar:
 
-    def progress(name: str, stage: str, fraction: float) -> None:
-        bar.set_postfix_str(f"{name}: {stage}")
-        if fraction >= 1.0:
-            bar.update(1)
+        def progress(name: str, stage: str, fraction: float) -> None:
+            bar.set_postfix_str(f"{name}: {stage}")
+            if fraction >= 1.0:
+                bar.update(1)
 
-    try:
-        result = analyze_video(args.video, subject=args.subject, modalities=names, models_dir=models_dir,
-                               transcript=args.transcript, weights_spec=args.weights, progress=progress,
-                               settings=settings, listener=args.listener)
-    except FusionError as exc:
-        bar.close()
-        print(f"empathy analyze: no modality produced a prediction: {exc}", file=sys.stderr)
-        return 1
-    bar.close()
+        try:
+            result = analyze_video(args.video, subject=args.subject, modalities=names, models_dir=models_dir,
+                                   transcript=args.transcript, weights_spec=args.weights, progress=progress,
+                                   settings=settings, listener=args.listener)
+        except FusionError as exc:
+            bar.close()
+            print(f"empathy analyze: no modality produced a prediction: {exc}", file=sys.stderr)
+            return 1
     document = build_document(fusion=result.fusion, modalities=result.modalities, subject=result.subject,
                               fps=result.fps, video=args.video.name, seconds=result.seconds,
                               notes=listener_notes(result.modalities))

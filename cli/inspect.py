@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.data import LabelError, find_labels, read_labels
-from shared.logs import configure_logging
+from shared.logs import add_log_format_argument, configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -142,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("video", type=Path)
     parser.add_argument("--labels", type=Path, default=None, help="annotation CSV (default: found beside the video)")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG of brightness, loudness and valence")
+    add_log_format_argument(parser)
     args = parser.parse_args(argv)
-    configure_logging()
+    configure_logging(log_format=args.log_format, default_format="text")
     from shared.media import MediaError
 
     labels_path = args.labels if args.labels is not None else find_labels(args.video)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.arguments import default_out, existing_file, listener, modalities
-from shared.logs import configure_logging
+from shared.logs import add_log_format_argument, configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None, help="CSV to write with --wait (default: <video>_valence.csv)")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between status requests")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up waiting after this many seconds")
+    add_log_format_argument(parser)
     return parser
 
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging()
+    configure_logging(log_format=args.log_format, default_format="text")
     names = args.modalities or modalities(None)
     if args.transcript is not None and not args.transcript.is_file():
         parser.error(f"no such transcript: {args.transcript}")
@@ -168,11 +169,12 @@ def _wait(requests: Any, job_url: str, *, headers: dict[str, str], poll: float,
     ``POLL_ERRORS_TOLERATED`` requests in a row; a refusal (401, 404) ends the wait with :class:`GatewayError`.
     """
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     deadline = time.monotonic() + timeout
     errors = 0
-    with tqdm(total=100, desc="job", unit="%", file=sys.stderr,
-              bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed} {postfix}") as bar:
+    with logging_redirect_tqdm(), tqdm(total=100, desc="job", unit="%", file=sys.stderr,
+                                       bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed} {postfix}") as bar:
         while time.monotonic() < deadline:
             try:
                 response = requests.get(job_url, headers=headers, timeout=30)

@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from shared.logs import configure_logging
+from shared.logs import add_log_format_argument, configure_logging
 from shared.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -58,12 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="everything is deterministic for a seed")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (one clip each)")
     parser.add_argument("--preset", default=None, help="x264 preset (default: EMPATHY_SYNTH_X264_PRESET)")
+    add_log_format_argument(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging()
+    configure_logging(log_format=args.log_format, default_format="text")
     from shared.synthetic.dataset import generate_dataset
     from shared.synthetic.speech import SpeechError
 

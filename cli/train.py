@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from shared.logs import add_log_format_argument, configure_logging
 from shared.settings import MODALITIES, get_settings
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,6 @@ def _int_list(text: str | None, flag: str) -> list[int] | None:
 
 
 def train_main(argv: list[str]) -> int:
-    from shared.logs import configure_logging
-
     settings = get_settings()
     parser = argparse.ArgumentParser(
         prog="empathy train",
@@ -62,8 +61,9 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--coverage", type=float, default=settings.fusion_band_coverage,
                         help="fusion only: share of validation labels the confidence band must hold")
+    add_log_format_argument(parser)
     args = parser.parse_args(argv)
-    configure_logging()
+    configure_logging(log_format=args.log_format, default_format="text")
 
     from shared.data import discover
     from training.trainer import train
@@ -105,8 +105,6 @@ def _train_fusion(args: argparse.Namespace, clips: list[Any]) -> int:
 
 
 def evaluate_main(argv: list[str]) -> int:
-    from shared.logs import configure_logging
-
     settings = get_settings()
     parser = argparse.ArgumentParser(
         prog="empathy evaluate",
@@ -118,8 +116,9 @@ def evaluate_main(argv: list[str]) -> int:
                         help="one modality, a comma-separated list, or 'all' (every exported model + fusion)")
     parser.add_argument("--stories", help="e.g. 3,6,7 (default: stories the models did not train on)")
     parser.add_argument("--out", type=Path, help="write the tables to this CSV")
+    add_log_format_argument(parser)
     args = parser.parse_args(argv)
-    configure_logging()
+    configure_logging(log_format=args.log_format, default_format="text")
 
     from shared.model_store import list_versions
     from training.evaluate import MISSING_FRAMES, evaluate, render_side_by_side, write_csv

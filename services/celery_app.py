@@ -32,11 +32,11 @@ from kombu.utils.uuid import uuid
 from shared.registry import FUSION_QUEUE, VISION_QUEUE, entry, vision_names, worker_queues
 from shared.settings import MODALITIES, Settings, get_settings
 
-ANALYSE_TASK = "empathy.analyse_modality"
+ANALYZE_TASK = "empathy.analyze_modality"
 FUSE_TASK = "empathy.fuse"
 # Optional deployment (EMPATHY_VISION_WORKER=on): the vision modalities of a job (face, landmarks, body) as one
 # task on the "vision" queue, whose worker (python -m services.worker vision) decodes the video once for all.
-VISION_TASK = "empathy.analyse_vision"
+VISION_TASK = "empathy.analyze_vision"
 VISION_MODALITIES: tuple[str, ...] = vision_names()
 QUEUES: tuple[str, ...] = worker_queues()
 
@@ -44,12 +44,12 @@ QUEUES: tuple[str, ...] = worker_queues()
 def route_task(name: str, args: tuple, kwargs: dict[str, Any], options: dict[str, Any], task: Any = None,
                **_: Any) -> dict[str, str] | None:
     """Router (Celery's ``task_routes`` function form): a modality's analysis goes to its own queue."""
-    if name == ANALYSE_TASK:
+    if name == ANALYZE_TASK:
         modality = kwargs.get("modality") if kwargs else None
         if modality is None and len(args) > 1:
             modality = args[1]
         if modality not in MODALITIES:
-            raise ValueError(f"{ANALYSE_TASK} needs a modality among {MODALITIES}, got {modality!r}")
+            raise ValueError(f"{ANALYZE_TASK} needs a modality among {MODALITIES}, got {modality!r}")
         return {"queue": entry(modality).queue}
     if name == FUSE_TASK:
         return {"queue": FUSION_QUEUE}
@@ -149,7 +149,7 @@ def dispatch_job(celery_app: Celery, job_id: str, modalities: list[str]) -> list
     from celery import chord
 
     together = vision_together(modalities)
-    header = [celery_app.signature(ANALYSE_TASK, kwargs={"job_id": job_id, "modality": name}).set(task_id=uuid())
+    header = [celery_app.signature(ANALYZE_TASK, kwargs={"job_id": job_id, "modality": name}).set(task_id=uuid())
               for name in modalities if name not in together]
     if together:
         header.append(celery_app.signature(VISION_TASK, kwargs={"job_id": job_id, "modalities": together})

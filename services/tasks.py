@@ -1,6 +1,6 @@
 """Celery tasks of the ensemble: one analysis task (routed to the modality's own queue) and the fusion callback.
 
-A job is a chord: ``analyse_modality(job, m)`` for every requested modality, then ``fuse(outcomes, job)``
+A job is a chord: ``analyze_modality(job, m)`` for every requested modality, then ``fuse(outcomes, job)``
 on the ``fusion`` queue. An analysis task never raises for a broken modality: it stores a ``failed``
 series and returns, because a raising header task would cancel the chord and leave the other four
 modalities' work unused. Tasks only pass storage paths and statuses (results by reference).
@@ -31,7 +31,7 @@ import numpy as np
 
 from jobs.files import find_video, job_dir, load_series, save_series, series_paths, write_json
 from jobs.store import FINAL_STATES, MODALITY_FINAL, JobStore
-from services.celery_app import ANALYSE_TASK, FUSE_TASK, VISION_TASK, app
+from services.celery_app import ANALYZE_TASK, FUSE_TASK, VISION_TASK, app
 from shared.media import MediaError, check_limits, probe
 from shared.modalities.frame_stream import Prepared
 from shared.model_store import latest_version, load_metadata
@@ -148,14 +148,14 @@ def check_media(video: Path) -> None:
     check_limits(probe(video), max_frame_size=settings.max_frame_size, max_pixel_rate=settings.max_pixel_rate)
 
 
-@app.task(name=ANALYSE_TASK, bind=True)
-def analyse_modality(self: Any, job_id: str, modality: str) -> dict[str, Any]:
+@app.task(name=ANALYZE_TASK, bind=True)
+def analyze_modality(self: Any, job_id: str, modality: str) -> dict[str, Any]:
     """Run one modality on a job's video and store its series; returns ``{modality, status, series}``."""
-    return _analyse(job_id, modality, self.request.hostname or "")
+    return _analyze(job_id, modality, self.request.hostname or "")
 
 
-def _analyse(job_id: str, modality: str, worker: str, prepared: Prepared | None = None) -> dict[str, Any]:
-    """:func:`analyse_modality`'s work; ``prepared``: windows from a decode shared with other modalities."""
+def _analyze(job_id: str, modality: str, worker: str, prepared: Prepared | None = None) -> dict[str, Any]:
+    """:func:`analyze_modality`'s work; ``prepared``: windows from a decode shared with other modalities."""
     settings = get_settings()
     store = job_store()
     directory = job_dir(settings.storage_dir, job_id)
@@ -188,7 +188,7 @@ def _analyse(job_id: str, modality: str, worker: str, prepared: Prepared | None 
             subject = int(raw.get("subject") or settings.default_subject)
             transcript = directory / "transcript.json"
             video = find_video(directory)
-            if prepared is None:  # windows from the shared decode were made after analyse_vision checked it
+            if prepared is None:  # windows from the shared decode were made after analyze_vision checked it
                 check_media(video)
             metadata, predictor = model_for(modality)
             result = run_modality(modality, video, subject=subject, predictor=predictor,
@@ -205,11 +205,11 @@ def _analyse(job_id: str, modality: str, worker: str, prepared: Prepared | None 
 
 
 @app.task(name=VISION_TASK, bind=True)
-def analyse_vision(self: Any, job_id: str, modalities: list[str]) -> list[dict[str, Any]]:
+def analyze_vision(self: Any, job_id: str, modalities: list[str]) -> list[dict[str, Any]]:
     """Several vision modalities of a job from one decode of its video (``EMPATHY_VISION_WORKER``).
 
     The windows come from :func:`shared.pipeline.prepare_vision_together` (what ``empathy analyze`` does);
-    each modality is then predicted, stored and reported exactly as by :func:`analyse_modality`. A modality
+    each modality is then predicted, stored and reported exactly as by :func:`analyze_modality`. A modality
     whose series an earlier delivery already stored is not prepared again, and a re-delivered task (its
     worker died) prepares each modality on its own, so the per-modality delivery count stops a video that
     kills its worker every time.
@@ -237,7 +237,7 @@ def analyse_vision(self: Any, job_id: str, modalities: list[str]) -> list[dict[s
                                                    settings=settings, listener=raw.get("listener") or None)
         except Exception:  # noqa: BLE001 - each modality then prepares (and fails or not) on its own
             log.exception("shared vision decode failed", extra={"job": job_id, "modalities": todo})
-    return [_analyse(job_id, name, worker, prepared.get(name)) for name in modalities]
+    return [_analyze(job_id, name, worker, prepared.get(name)) for name in modalities]
 
 
 def stored_outcome(store: JobStore, directory: Path, job_id: str, modality: str) -> dict[str, Any] | None:

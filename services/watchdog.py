@@ -32,7 +32,7 @@ from celery import Celery
 
 from jobs.files import job_dir, series_paths
 from jobs.store import FINAL_STATES, MODALITY_FINAL, QUEUED, JobStore
-from services.celery_app import ANALYSE_TASK, FUSE_TASK
+from services.celery_app import ANALYZE_TASK, FUSE_TASK
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def _analysis_ids_in(store: JobStore, queue: str) -> set[tuple[str, str]]:
     for raw in store.client.lrange(queue, 0, -1):
         try:
             message = json.loads(raw)
-            if message["headers"]["task"] != ANALYSE_TASK:
+            if message["headers"]["task"] != ANALYZE_TASK:
                 continue
             body = json.loads(_decode_body(message))
             kwargs = body[1]
@@ -91,7 +91,7 @@ def sweep(store: JobStore, app: Celery, settings: Settings, now: float | None = 
                         extra={"job": job_id, "modality": modality, "status": raw.get(f"{modality}.status"),
                                "silent_s": round(now - beat, 1)})
             store.requeued(job_id, modality)
-            app.send_task(ANALYSE_TASK, kwargs={"job_id": job_id, "modality": modality})
+            app.send_task(ANALYZE_TASK, kwargs={"job_id": job_id, "modality": modality})
             sent["analyses"] += 1
         if pending:
             continue

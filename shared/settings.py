@@ -155,7 +155,14 @@ class Settings:
     )
     model_server_timeout_s: float = _doc(30.0, "Deadline of one Predict call (seconds).")
     model_server_retries: int = _doc(3, "Retries of a failed model-server call (exponential backoff).")
-    log_level: str = _doc("INFO", "Log level of every process (logs are JSON lines on stderr).")
+    log_level: str = _doc("INFO", "Log level of every process (logs go to stderr).")
+    log_format: str = _doc(
+        "auto",
+        "Log lines on stderr: 'text' (short lines for people: '12:01:03 INFO  model loaded (...)'), 'json' (one "
+        "object a line, for machines) or 'auto': text for the commands people run (analyze, submit, train, "
+        "evaluate, synth, inspect, bench, python -m training.bootstrap), json for the services (gateway, workers, "
+        "model server, `empathy up` and its children). A command's --log-format overrides it.",
+    )
     # --- job service (gateway + Celery workers) ----------------------------------------------------
     job_ttl_s: int = _doc(7 * 24 * 3600, "How long a job's state stays in Redis after its last update (seconds).")
     task_visibility_timeout_s: int = _doc(

@@ -20,19 +20,26 @@ from shared.settings import Settings, get_settings
 from tests import REPO  # noqa: F401  (re-exported for the ensemble tests)
 
 
-def write_tiny_video(path: Path, *, seconds: float = 2.0, fps: int = 25, audio: bool = True) -> Path:
-    """A real H.264/AAC MP4 (64x48) made with PyAV: cheap to write, decodes like any upload."""
-    n = int(seconds * fps)
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+def write_tiny_video(path: Path, *, seconds: float = 2.0, fps: int = 25, audio: bool = True, video: bool = True,
+                     noise: bool = False, options: dict[str, str] | None = None) -> Path:
+    """A real H.264/AAC MP4 (64x48) made with PyAV: cheap to write, decodes like any upload.
+
+    ``video=False``: the sound track alone (a ``.m4a``); ``noise``: random frames, which do not compress (a
+    file cut in half then loses half of its frames); ``options``: the muxer's (``{"movflags": "faststart"}``).
+    """
+    with av.open(str(path), "w", options=options or {}) as container:
+        picture = container.add_stream("libx264", rate=fps) if video else None
         sound = container.add_stream("aac", rate=16000) if audio else None
-        for i in range(n):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), (i * 5) % 256, np.uint8), format="rgb24")
-            for packet in video.encode(frame):
+        if picture is not None:
+            picture.width, picture.height, picture.pix_fmt = 64, 48, "yuv420p"
+            rng = np.random.default_rng(0)
+            for i in range(int(seconds * fps)):
+                pixels = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) if noise else \
+                    np.full((48, 64, 3), (i * 5) % 256, np.uint8)
+                for packet in picture.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                    container.mux(packet)
+            for packet in picture.encode():
                 container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
         if sound is not None:
             samples = (0.1 * np.sin(np.arange(int(seconds * 16000)) * 2 * np.pi * 220 / 16000)).astype(np.float32)
             for k in range(0, samples.size, 1024):

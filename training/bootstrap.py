@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.logs import configure_logging
+from shared.logs import add_log_format_argument, configure_logging
 from shared.model_store import list_versions
 from shared.settings import MODALITIES, get_settings
 
@@ -153,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=settings.data_dir,
                         help="synthetic set to train on (generated when it has no labelled clips)")
     parser.add_argument("--modalities", default=",".join(MODALITIES), help="comma list (default: all five)")
+    add_log_format_argument(parser)
     args = parser.parse_args(argv)
-    configure_logging()
+    configure_logging(log_format=args.log_format, default_format="text")
     names = [m.strip() for m in args.modalities.split(",") if m.strip()]
     unknown = sorted(set(names) - set(MODALITIES))
     if unknown:

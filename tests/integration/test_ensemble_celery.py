@@ -77,8 +77,8 @@ def test_analysis_tasks_are_routed_to_their_modality_queue(redis_url: str, tmp_p
     broker.flushdb()
     with environment(ensemble_env(url, tmp_path / "storage", tmp_path / "models")) as settings:
         app = create_app(settings)
-        app.send_task("empathy.analyse_modality", kwargs={"job_id": "0" * 32, "modality": modality})
+        app.send_task("empathy.analyze_modality", kwargs={"job_id": "0" * 32, "modality": modality})
         assert broker.llen(modality) == 1
         assert sum(broker.llen(q) for q in ("audio", "text", "face", "landmarks", "body", "fusion")) == 1
         with pytest.raises(ValueError, match="needs a modality"):
-            app.send_task("empathy.analyse_modality", kwargs={"job_id": "0" * 32, "modality": "smell"})
+            app.send_task("empathy.analyze_modality", kwargs={"job_id": "0" * 32, "modality": "smell"})

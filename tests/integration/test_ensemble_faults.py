@@ -33,7 +33,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 import redis
@@ -69,26 +68,8 @@ JOB_TIMEOUT_S = 120
 # --- media and models ----------------------------------------------------------------------------------
 def write_truncated_faststart(path: Path) -> Path:
     """An MP4 whose index comes first (``faststart``) cut in half: it probes fine, decoding stops early."""
-    full = path.with_name("full_" + path.name)
-    with av.open(str(full), "w", options={"movflags": "faststart"}) as container:
-        video = container.add_stream("libx264", rate=25)
-        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        sound = container.add_stream("aac", rate=16000)
-        rng = np.random.default_rng(0)
-        for _ in range(100):
-            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), format="rgb24")
-            for packet in video.encode(frame):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        samples = (0.1 * np.sin(np.arange(4 * 16000) / 10.0)).astype(np.float32)
-        for k in range(0, samples.size, 1024):
-            chunk = av.AudioFrame.from_ndarray(samples[None, k:k + 1024], format="fltp", layout="mono")
-            chunk.sample_rate = 16000
-            for packet in sound.encode(chunk):
-                container.mux(packet)
-        for packet in sound.encode():
-            container.mux(packet)
+    full = write_tiny_video(path.with_name("full_" + path.name), seconds=4.0, noise=True,
+                            options={"movflags": "faststart"})
     data = full.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path

@@ -1,14 +1,18 @@
-"""The ``empathy up`` supervisor (cli/up.py), at the settings' defaults (log level INFO included).
+"""The ``empathy up`` supervisor (cli/up.py), at the settings' defaults (log level INFO included): its
+arguments, the model server's config, API keys, and children that die or will not stop.
 
-Children here are small real processes (sleepers, a real redis-server); the whole ensemble under the
-launcher is exercised by tests/integration/test_ensemble_integration.py.
+Children here are small real processes (sleepers, a real redis-server, the model server); the whole ensemble
+under the launcher is exercised by tests/integration/test_ensemble_integration.py.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,9 +20,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from cli.up import Launcher, build_parser
+from cli.up import Launcher, build_parser, model_config_text, parse_workers, wait_port
 from shared.logs import configure_logging
-from tests.ensemble_support import wait_for
+from shared.settings import MODALITIES, get_settings
+from tests.ensemble_support import API_TOKENS, REPO, environment, wait_for
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
 # Ignores SIGTERM and starts a grandchild that ignores it too: only SIGKILL of the whole group stops them.
@@ -117,3 +122,92 @@ def test_redis_is_restarted_on_its_port_with_its_data(launcher: Launcher) -> Non
 
     wait_for(back, timeout=20, interval=0.2, what="redis restarted with its data")
     assert child.restarts == 1
+
+
+# --- arguments ----------------------------------------------------------------------------------------------
+def test_workers_scaling_spec() -> None:
+    counts = parse_workers("landmarks=3, face=2")
+    assert counts["landmarks"] == 3 and counts["face"] == 2 and counts["audio"] == 1 and counts["fusion"] == 1
+    for bad in ("landmarks", "smell=2", "face=0", "face=x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_workers(bad)
+
+
+def test_the_vision_worker_runs_only_when_it_is_switched_on() -> None:
+    with environment({"EMPATHY_VISION_WORKER": "off"}):
+        assert parse_workers("")["vision"] == 0
+        assert parse_workers("vision=2")["vision"] == 2  # asked for explicitly
+    with environment({"EMPATHY_VISION_WORKER": "on"}):
+        assert parse_workers("")["vision"] == 1
+
+
+def test_up_refuses_to_start_without_models(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "cli", "up", "--models-dir", str(tmp_path / "none")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2 and "training.bootstrap" in result.stderr
+    assert not (tmp_path / "storage").exists() and not (tmp_path / "var").exists()  # nothing started
+
+
+# --- the model server and Redis -----------------------------------------------------------------------------
+def test_the_model_config_lists_every_model_for_tf_serving(tmp_path: Path) -> None:
+    from services.model_server.repository import parse_model_config_text
+
+    models = tmp_path / "a dir with spaces" / "models"
+    configs = parse_model_config_text(model_config_text(models, MODALITIES))
+    assert [c.name for c in configs] == list(MODALITIES)
+    assert [Path(c.base_path) for c in configs] == [models / name for name in MODALITIES]
+    assert all(c.policy.kind == "latest" for c in configs)  # the newest version of each, as TF Serving does
+
+
+def test_one_model_server_serves_every_modality(launcher: Launcher) -> None:
+    launcher.args.base_port = 0  # free ports
+    launcher.start_model_server()
+    child = next(c for c in launcher.children if c.name == "model-server")
+    config = Path(child.argv[child.argv.index("--model_config_file") + 1])
+    assert config.read_text() == model_config_text(launcher.args.models_dir.resolve(), MODALITIES)
+    grpc_port = child.argv[child.argv.index("--port") + 1]
+    assert grpc_port != child.argv[child.argv.index("--rest_api_port") + 1]
+    assert {launcher.env[f"EMPATHY_{m.upper()}_MODEL_SERVER"] for m in MODALITIES} == {f"127.0.0.1:{grpc_port}"}
+    assert child.process.poll() is None  # a real process, stopped by the fixture
+
+
+def test_an_existing_redis_is_used_instead_of_starting_one(launcher: Launcher, redis_url: str) -> None:
+    launcher.args.redis_url = redis_url
+    launcher.start_redis()
+    assert launcher.env["EMPATHY_REDIS_URL"] == redis_url and launcher.children == []
+
+
+def test_wait_port_returns_once_something_listens_and_gives_up_otherwise() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        started = time.monotonic()
+        wait_port("127.0.0.1", port, timeout=5)
+        assert time.monotonic() - started < 1
+    with pytest.raises(SystemExit, match=f"nothing listens on 127.0.0.1:{port} after 0.5 s"):
+        wait_port("127.0.0.1", port, timeout=0.5)
+
+
+# --- API keys -----------------------------------------------------------------------------------------------
+def test_up_generates_a_key_unless_one_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    args = argparse.Namespace(models_dir=tmp_path / "models", storage_dir=tmp_path / "storage")
+    for name in ("EMPATHY_API_KEYS", "EMPATHY_API_KEYS_FILE", "EMPATHY_AUTH"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    launcher = Launcher(args)
+    token = launcher.generate_key()
+    assert token is not None and len(token) >= 32
+    assert launcher.key_env == {"EMPATHY_API_KEYS": f"local:{token}"}
+    assert "EMPATHY_API_KEYS" not in launcher.env  # workers and model servers never see keys
+
+    monkeypatch.setenv("EMPATHY_API_KEYS", f"ops:{API_TOKENS['bob']}")
+    given = Launcher(args)
+    assert given.generate_key() is None and given.key_env == {"EMPATHY_API_KEYS": f"ops:{API_TOKENS['bob']}"}
+    assert "EMPATHY_API_KEYS" not in given.env
+    monkeypatch.delenv("EMPATHY_API_KEYS")
+    monkeypatch.setenv("EMPATHY_AUTH", "off")
+    get_settings.cache_clear()
+    assert Launcher(args).generate_key() is None
+    get_settings.cache_clear()

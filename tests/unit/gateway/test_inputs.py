@@ -10,64 +10,17 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
 import redis
 
-from gateway.app import create_app
 from jobs.files import job_dir
 from jobs.store import JobStore
-from tests.ensemble_support import (
-    API_TOKENS,
-    api_keys_env,
-    bearer,
-    ensemble_env,
-    environment,
-    redis_db,
-    write_tiny_video,
-)
-
-MAX_UPLOAD_MB = 1
-MAX_DURATION_S = 60
-
-
-@pytest.fixture
-def env(redis_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    url = redis_db(redis_url, 7)
-    redis.Redis.from_url(url).flushdb()
-    values = ensemble_env(url, tmp_path / "storage", tmp_path / "models", EMPATHY_MAX_UPLOAD_MB=str(MAX_UPLOAD_MB),
-                          EMPATHY_MAX_DURATION_S=str(MAX_DURATION_S), EMPATHY_MODEL_SERVER="127.0.0.1:1",
-                          **api_keys_env())
-    with environment(values):
-        yield values
-
-
-@pytest.fixture
-def client(env: dict[str, str]):  # noqa: ANN201
-    app = create_app()
-    app.testing = True
-    client = app.test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {API_TOKENS['alice']}"
-    return client
-
-
-def _audio_only(path: Path) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        samples = (0.1 * np.sin(np.arange(32000) / 10.0)).astype(np.float32)
-        for k in range(0, samples.size, 1024):
-            frame = av.AudioFrame.from_ndarray(samples[None, k:k + 1024], format="fltp", layout="mono")
-            frame.sample_rate = 16000
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+from tests.ensemble_support import bearer, write_tiny_video
+from tests.unit.gateway.conftest import MAX_UPLOAD_MB
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +34,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
         # 10 minutes at 1 frame per second: far over the 60 s limit, yet a few kilobytes
         "long_video": write_tiny_video(folder / "long.mp4", seconds=600, fps=1, audio=False).read_bytes(),
         "truncated_mp4": video[: len(video) // 2],  # moov index written last: cut off with the tail
-        "audio_only": _audio_only(folder / "voice.m4a").read_bytes(),
+        "audio_only": write_tiny_video(folder / "voice.m4a", video=False).read_bytes(),
         "text": b"this is a transcript, not a video\n" * 40,
         "png": cv2.imencode(".png", picture)[1].tobytes(),
         "jpeg": cv2.imencode(".jpg", picture)[1].tobytes(),

@@ -9,44 +9,17 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 import redis
 
-from gateway.app import create_app
 from jobs.files import job_dir, save_series
 from shared.pipeline import ModalityResult
 from shared.settings import MODALITIES
 from tests.ensemble_support import (
-    API_TOKENS,
-    api_keys_env,
-    ensemble_env,
-    environment,
-    redis_db,
     write_tiny_video,
 )
-
-
-@pytest.fixture
-def env(redis_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    url = redis_db(redis_url, 3)
-    redis.Redis.from_url(url).flushdb()
-    values = ensemble_env(url, tmp_path / "storage", tmp_path / "models", EMPATHY_MAX_UPLOAD_MB="1",
-                          EMPATHY_MODEL_SERVER="127.0.0.1:1", **api_keys_env())
-    with environment(values):
-        yield values
-
-
-@pytest.fixture
-def client(env: dict[str, str]):  # noqa: ANN201
-    app = create_app()
-    app.testing = True
-    client = app.test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {API_TOKENS['alice']}"
-    return client
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +62,7 @@ def test_submit_creates_a_job_and_routes_one_task_per_modality_queue(client, env
     assert {broker.llen(q) for q in ("audio", "landmarks")} == {1}
     assert {broker.llen(q) for q in ("text", "face", "body", "fusion")} == {0}  # fusion waits for the chord
     message = json.loads(broker.lindex("landmarks", 0))
-    assert message["headers"]["task"] == "empathy.analyse_modality"
+    assert message["headers"]["task"] == "empathy.analyze_modality"
     assert message["content-type"] == "application/json"
     status = client.get(f"/v1/jobs/{job['id']}").get_json()
     assert status["state"] == "queued" and status["modalities"]["audio"] == {"status": "queued", "progress": 0.0}

@@ -7,13 +7,10 @@ import io
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import numpy as np
-import pytest
-import redis
 
 from gateway.app import create_app
 from jobs.store import JobStore
@@ -25,7 +22,6 @@ from tests.ensemble_support import (
     bearer,
     ensemble_env,
     environment,
-    redis_db,
     write_tiny_video,
 )
 
@@ -42,22 +38,6 @@ def write_video(path: Path, width: int, height: int, *, fps: int = 25, frames: i
         for packet in stream.encode():
             container.mux(packet)
     return path
-
-
-@pytest.fixture
-def env(redis_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    url = redis_db(redis_url, 5)
-    redis.Redis.from_url(url).flushdb()
-    values = {**ensemble_env(url, tmp_path / "storage", tmp_path / "models"), **api_keys_env()}
-    with environment(values):
-        yield values
-
-
-@pytest.fixture
-def client(env: dict[str, str]):  # noqa: ANN201
-    client = create_app().test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = bearer("alice")["Authorization"]
-    return client
 
 
 def upload(client, video: Path, **kwargs):  # noqa: ANN001, ANN201
@@ -85,7 +65,7 @@ def test_a_pixel_rate_above_the_limit_is_413(client, tmp_path: Path) -> None:  #
 def test_workers_refuse_the_same_media(env, tmp_path: Path) -> None:  # noqa: ANN001
     """A video that reached the storage volume another way is refused by the worker from its headers."""
     from jobs.files import job_dir
-    from services.tasks import analyse_modality
+    from services.tasks import analyze_modality
 
     store = JobStore.from_url(env["EMPATHY_REDIS_URL"], ttl_s=600)
     job_id = "c" * 32
@@ -93,7 +73,7 @@ def test_workers_refuse_the_same_media(env, tmp_path: Path) -> None:  # noqa: AN
     directory.mkdir(parents=True)
     write_video(directory / "video.mp4", 4096, 2304)
     store.create(job_id, subject=0, filename="big.mp4", video=str(directory / "video.mp4"), modalities=["body"])
-    outcome = analyse_modality(job_id, "body")
+    outcome = analyze_modality(job_id, "body")
     job = store.status(job_id)
     assert outcome["status"] == "failed" and job["modalities"]["body"]["status"] == "failed"
     assert "EMPATHY_MAX_FRAME_SIZE" in job["modalities"]["body"]["detail"]

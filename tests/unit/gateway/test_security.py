@@ -6,7 +6,6 @@ exist. ``empathy submit`` is exercised against the real app served over HTTP on 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import logging
@@ -24,7 +23,6 @@ from jobs.store import new_job_id, valid_job_id
 from tests.conftest import free_port
 from tests.ensemble_support import (
     API_TOKENS,
-    api_keys_env,
     bearer,
     ensemble_env,
     environment,
@@ -33,23 +31,6 @@ from tests.ensemble_support import (
 )
 
 ROUTES = ("", "/result", "/plot.png")
-
-
-@pytest.fixture
-def env(redis_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    url = redis_db(redis_url, 8)
-    redis.Redis.from_url(url).flushdb()
-    values = ensemble_env(url, tmp_path / "storage", tmp_path / "models", EMPATHY_MODEL_SERVER="127.0.0.1:1",
-                          **api_keys_env())
-    with environment(values):
-        yield values
-
-
-@pytest.fixture
-def client(env: dict[str, str]):  # noqa: ANN201
-    app = create_app()
-    app.testing = True
-    return app.test_client()
 
 
 @pytest.fixture(scope="module")
@@ -62,46 +43,46 @@ def submit(client, video: Path, headers: dict[str, str]):  # noqa: ANN001, ANN20
                        content_type="multipart/form-data", headers=headers)
 
 
-def test_requests_without_a_valid_key_are_refused(client, env, video: Path) -> None:  # noqa: ANN001
-    job = submit(client, video, bearer("alice")).get_json()
+def test_requests_without_a_valid_key_are_refused(keyless_client, env, video: Path) -> None:  # noqa: ANN001
+    job = submit(keyless_client, video, bearer("alice")).get_json()
     wrong = [{}, {"Authorization": "Bearer not-a-key-of-this-gateway"}, {"Authorization": API_TOKENS["alice"]},
              {"Authorization": f"Basic {API_TOKENS['alice']}"}, {"Authorization": "Bearer "}]
     for headers in wrong:
-        response = submit(client, video, headers)
+        response = submit(keyless_client, video, headers)
         assert response.status_code == 401, headers
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
         assert "API key" in response.get_json()["error"]
         for suffix in ROUTES:
-            assert client.get(f"/v1/jobs/{job['id']}{suffix}", headers=headers).status_code == 401
-        assert client.delete(f"/v1/jobs/{job['id']}", headers=headers).status_code == 401
+            assert keyless_client.get(f"/v1/jobs/{job['id']}{suffix}", headers=headers).status_code == 401
+        assert keyless_client.delete(f"/v1/jobs/{job['id']}", headers=headers).status_code == 401
     jobs = Path(env["EMPATHY_STORAGE_DIR"]) / "jobs"
     assert [p.name for p in jobs.iterdir()] == [job["id"]]  # refused uploads kept nothing
-    assert client.get("/healthz").status_code == 200  # probes need no key
-    assert client.get("/openapi.json").get_json()["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert keyless_client.get("/healthz").status_code == 200  # probes need no key
+    assert keyless_client.get("/openapi.json").get_json()["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
 
 
-def test_a_job_is_visible_only_to_the_key_that_created_it(client, video: Path) -> None:  # noqa: ANN001
+def test_a_job_is_visible_only_to_the_key_that_created_it(keyless_client, video: Path) -> None:  # noqa: ANN001
     alice = bearer("alice")
-    job = submit(client, video, alice).get_json()
+    job = submit(keyless_client, video, alice).get_json()
     unknown = "0123456789abcdef0123456789abcdef"
     for suffix in ROUTES:
-        mine = client.get(f"/v1/jobs/{job['id']}{suffix}", headers=alice)
+        mine = keyless_client.get(f"/v1/jobs/{job['id']}{suffix}", headers=alice)
         assert mine.status_code == (200 if suffix == "" else 409)
-        theirs = client.get(f"/v1/jobs/{job['id']}{suffix}", headers=bearer("bob"))
-        nobody = client.get(f"/v1/jobs/{unknown}{suffix}", headers=bearer("bob"))
+        theirs = keyless_client.get(f"/v1/jobs/{job['id']}{suffix}", headers=bearer("bob"))
+        nobody = keyless_client.get(f"/v1/jobs/{unknown}{suffix}", headers=bearer("bob"))
         assert theirs.status_code == nobody.status_code == 404
         assert theirs.get_json()["error"].replace(job["id"], unknown) == nobody.get_json()["error"]
-    assert client.delete(f"/v1/jobs/{job['id']}", headers=bearer("bob")).status_code == 404
-    assert client.get(f"/v1/jobs/{job['id']}", headers=alice).get_json()["state"] == "queued"  # still there
-    assert client.delete(f"/v1/jobs/{job['id']}", headers=alice).status_code == 204
+    assert keyless_client.delete(f"/v1/jobs/{job['id']}", headers=bearer("bob")).status_code == 404
+    assert keyless_client.get(f"/v1/jobs/{job['id']}", headers=alice).get_json()["state"] == "queued"  # still there
+    assert keyless_client.delete(f"/v1/jobs/{job['id']}", headers=alice).status_code == 204
 
 
-def test_only_a_hash_of_the_key_is_stored_and_no_key_is_logged(client, env, video: Path,  # noqa: ANN001
+def test_only_a_hash_of_the_key_is_stored_and_no_key_is_logged(keyless_client, env, video: Path,  # noqa: ANN001
                                                                caplog: pytest.LogCaptureFixture) -> None:
     token = API_TOKENS["alice"]
     with caplog.at_level(logging.DEBUG):
-        job = submit(client, video, bearer("alice")).get_json()
-        client.get(f"/v1/jobs/{job['id']}", headers={"Authorization": "Bearer a-wrong-guess-of-a-key"})
+        job = submit(keyless_client, video, bearer("alice")).get_json()
+        keyless_client.get(f"/v1/jobs/{job['id']}", headers={"Authorization": "Bearer a-wrong-guess-of-a-key"})
     store = redis.Redis.from_url(env["EMPATHY_REDIS_URL"], decode_responses=True)
     assert store.hget(f"empathy:job:{job['id']}", "owner") == hashlib.sha256(token.encode()).hexdigest()
     dump = " ".join(str(store.dump(key)) for key in store.scan_iter("*"))
@@ -112,10 +93,10 @@ def test_only_a_hash_of_the_key_is_stored_and_no_key_is_logged(client, env, vide
     assert token not in messages and "a-wrong-guess-of-a-key" not in messages  # ...never by value
 
 
-def test_job_ids_are_random_128_bit_tokens(client, video: Path) -> None:  # noqa: ANN001
+def test_job_ids_are_random_128_bit_tokens(keyless_client, video: Path) -> None:  # noqa: ANN001
     ids = {new_job_id() for _ in range(1000)}
     assert len(ids) == 1000 and all(valid_job_id(i) for i in ids)
-    submitted = [submit(client, video, bearer("alice")).get_json()["id"] for _ in range(3)]
+    submitted = [submit(keyless_client, video, bearer("alice")).get_json()["id"] for _ in range(3)]
     assert len(set(submitted)) == 3 and all(valid_job_id(i) for i in submitted)
     # no shared prefix or counter between consecutive ids (uuid1-style ids would share most digits)
     assert len({i[:8] for i in submitted}) == 3 and len({i[-8:] for i in submitted}) == 3
@@ -161,31 +142,6 @@ def test_celery_speaks_json_only(env) -> None:  # noqa: ANN001
         assert conf.accept_content == ["json"] and conf.result_accept_content == ["json"]
         assert conf.task_serializer == conf.result_serializer == "json"
         assert conf.task_acks_late and conf.task_reject_on_worker_lost
-
-
-def test_up_generates_a_key_unless_one_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cli.up import Launcher
-    from shared.settings import get_settings
-
-    args = argparse.Namespace(models_dir=tmp_path / "models", storage_dir=tmp_path / "storage")
-    for name in ("EMPATHY_API_KEYS", "EMPATHY_API_KEYS_FILE", "EMPATHY_AUTH"):
-        monkeypatch.delenv(name, raising=False)
-    get_settings.cache_clear()
-    launcher = Launcher(args)
-    token = launcher.generate_key()
-    assert token is not None and len(token) >= 32
-    assert launcher.key_env == {"EMPATHY_API_KEYS": f"local:{token}"}
-    assert "EMPATHY_API_KEYS" not in launcher.env  # workers and model servers never see keys
-
-    monkeypatch.setenv("EMPATHY_API_KEYS", f"ops:{API_TOKENS['bob']}")
-    given = Launcher(args)
-    assert given.generate_key() is None and given.key_env == {"EMPATHY_API_KEYS": f"ops:{API_TOKENS['bob']}"}
-    assert "EMPATHY_API_KEYS" not in given.env
-    monkeypatch.delenv("EMPATHY_API_KEYS")
-    monkeypatch.setenv("EMPATHY_AUTH", "off")
-    get_settings.cache_clear()
-    assert Launcher(args).generate_key() is None
-    get_settings.cache_clear()
 
 
 @pytest.fixture
