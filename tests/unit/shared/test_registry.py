@@ -51,7 +51,7 @@ def test_everything_that_lists_modalities_follows_a_plugin() -> None:
         "from gateway.jobs_api import _parse_modalities\n"
         "print(json.dumps({'modalities': MODALITIES, 'weight': PAPER_FUSION_WEIGHTS['brightness'],\n"
         "    'queues': QUEUES, 'vision': VISION_MODALITIES, 'workers': WORKER_QUEUES,\n"
-        "    'route': route_task('empathy.analyse_modality', (), {'modality': 'brightness'}, {}),\n"
+        "    'route': route_task('empathy.analyze_modality', (), {'modality': 'brightness'}, {}),\n"
         "    'class': type(get_modality('brightness')).__name__, 'builder': get_spec('brightness').module,\n"
         "    'job': _parse_modalities(['brightness,audio'])}))\n"
     )
