@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     from shared.settings import get_settings
 
     get_settings.cache_clear()
-    options = replace(WhisperOptions.from_settings(), threads=1)
-    model_dir = assemble_whisper_model(get_settings().whisper_model_dir)
+    settings = get_settings()
+    options = replace(WhisperOptions.from_settings(settings), threads=1)
+    model_dir = assemble_whisper_model(settings.whisper_model_dir)
     whisper_model(model_dir, options)
     cpu, wall = time.process_time(), time.perf_counter()
     frames = sum(1 for _ in iter_frames(video, gray=True))

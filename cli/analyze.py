@@ -70,9 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"Building the bundled default models for {', '.join(missing)} under {models_dir} "
               f"(once; a few minutes)...", file=sys.stderr)
-        build_default_models(models_dir, data_dir=settings.data_dir, modalities=missing)
+        build_default_models(models_dir, data_dir=settings.data_dir, modalities=missing, settings=settings)
     elif fusion_missing(models_dir) and not args.no_build:
-        build_default_models(models_dir, data_dir=settings.data_dir, modalities=names)  # fits only the fusion
+        build_default_models(models_dir, data_dir=settings.data_dir, modalities=names,
+                             settings=settings)  # fits only the fusion
 
     # log lines go above the bar (tqdm.write) instead of through it
     with logging_redirect_tqdm(), tqdm(total=len(names), desc="analyze", unit="modality", file=sys.stderr) as bar:

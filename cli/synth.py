@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     from shared.synthetic.dataset import generate_dataset
     from shared.synthetic.speech import SpeechError
 
-    out = args.out if args.out is not None else get_settings().data_dir
+    settings = get_settings()
+    out = args.out if args.out is not None else settings.data_dir
     width, height = args.size or ((2560, 720) if args.layout == "omg" else (640, 360))
     started = time.perf_counter()
     try:
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             height=height,
             seed=args.seed,
             workers=args.workers,
-            preset=args.preset,
+            preset=args.preset or settings.synth_x264_preset,
             layout=args.layout,
         )
     except (ValueError, SpeechError) as exc:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.logs import add_log_format_argument, configure_logging
-from shared.settings import MODALITIES, get_settings
+from shared.settings import MODALITIES, Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +73,11 @@ def train_main(argv: list[str]) -> int:
         wanted = set(_int_list(args.subjects, "--subjects") or [])
         clips = [c for c in clips if c.subject in wanted]
     if args.modality == "fusion":
-        return _train_fusion(args, clips)
+        return _train_fusion(args, clips, settings)
     result = train(args.modality, models_dir=args.models_dir, val_story=args.val_story, epochs=args.epochs,
                    batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
                    hparams=_key_values(args.hparam, "--hparam"), params=_key_values(args.param, "--param"),
-                   clips=clips, seed=args.seed)
+                   clips=clips, seed=args.seed, settings=settings)
     meta = result.metadata
     print(f"{args.modality}: exported {result.version_dir}")
     print(f"  validation CCC {meta['val_ccc']:.3f} raw, {meta['val_ccc_filtered']:.3f} after low-pass "
@@ -86,11 +86,11 @@ def train_main(argv: list[str]) -> int:
     return 0
 
 
-def _train_fusion(args: argparse.Namespace, clips: list[Any]) -> int:
+def _train_fusion(args: argparse.Namespace, clips: list[Any], settings: Settings) -> int:
     from training.fusion import train_fusion
 
     result = train_fusion(models_dir=args.models_dir, val_story=args.val_story, clips=clips,
-                          coverage=args.coverage, seed=args.seed)
+                          coverage=args.coverage, seed=args.seed, settings=settings)
     meta = result.metadata
     print(f"fusion: exported {result.version_dir} (fit on {', '.join(meta['val_clips'])})")
     for method, entry in meta["methods"].items():
@@ -133,7 +133,8 @@ def evaluate_main(argv: list[str]) -> int:
         unknown = [m for m in names if m not in MODALITIES]
         if unknown:
             raise SystemExit(f"unknown modality {unknown}; expected some of {', '.join(MODALITIES)}")
-    tables = evaluate(args.data, args.models_dir, names, stories=_int_list(args.stories, "--stories"))
+    tables = evaluate(args.data, args.models_dir, names, stories=_int_list(args.stories, "--stories"),
+                      settings=settings)
     for table in tables.values():
         print(table.render())
         print()

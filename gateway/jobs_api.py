@@ -28,7 +28,7 @@ from werkzeug.utils import secure_filename
 from gateway.auth import Authenticator, Caller, FailureLimiter, presented_key
 from gateway.uploads import keep_upload, sanitize_filename, stored_suffix, upload_path
 from jobs.files import job_dir, read_json, remove_job
-from jobs.store import DONE, IdempotencyConflict, JobStore, new_job_id, valid_job_id
+from jobs.store import DONE, IdempotencyConflict, JobStore, new_job_id, parse_subject, valid_job_id
 from services.celery_app import dispatch_job
 from shared.asr import ASRError, read_word_file
 from shared.crops import check_listener_spec
@@ -47,7 +47,6 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 _IDEMPOTENCY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII without spaces, as in the IETF draft
 FORM_FIELDS = frozenset({"subject", "modalities", "fusion", "listener"})
 FILE_FIELDS = frozenset({"video", "transcript"})
-MAX_SUBJECT = 2**31 - 1  # subjects reach the models as int32
 
 
 class ApiError(Exception):
@@ -140,12 +139,13 @@ def _check_fields() -> None:
 
 
 def _parse_subject(raw: str | None, default: int) -> int:
+    """The job's subject, validated once here (:func:`jobs.store.parse_subject`); empty = ``default``."""
     if raw is None or raw.strip() == "":
         return default
-    text = raw.strip()
-    if not text.isascii() or not text.isdigit() or int(text) > MAX_SUBJECT:
-        raise ApiError(400, f"subject must be an integer from 0 to {MAX_SUBJECT}, got {raw[:50]!r}")
-    return int(text)
+    try:
+        return parse_subject(raw)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 def _parse_listener(raw: str | None) -> str:

@@ -44,6 +44,8 @@ ACTIVE_KEY = "empathy:active"
 IDEMPOTENCY_PREFIX = "empathy:idem:"
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
+MAX_SUBJECT = 2**31 - 1  # subjects reach the models as int32
+
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 FINAL_STATES = (DONE, FAILED)
 MODALITY_FINAL = ("ok", "unavailable", "failed")
@@ -57,6 +59,23 @@ def new_job_id() -> str:
 def valid_job_id(job_id: str) -> bool:
     """Ids are 32 lowercase hex digits: anything else is rejected before it reaches Redis or the file system."""
     return bool(JOB_ID_RE.match(job_id))
+
+
+def parse_subject(text: str) -> int:
+    """A listener id from text: decimal digits, 0 to :data:`MAX_SUBJECT` (0 = unknown listener).
+
+    The one parser of a job's subject: the gateway validates the request's field with it, the store keeps
+    the int as text, and every reader (the tasks, the status view) parses it back with it (:func:`job_subject`).
+    """
+    value = text.strip()
+    if not value.isascii() or not value.isdigit() or int(value) > MAX_SUBJECT:
+        raise ValueError(f"subject must be an integer from 0 to {MAX_SUBJECT}, got {text[:50]!r}")
+    return int(value)
+
+
+def job_subject(raw: Mapping[str, str]) -> int:
+    """The subject of a stored job (:meth:`JobStore.raw`), as the gateway validated it at creation."""
+    return parse_subject(raw.get("subject") or "0")
 
 
 class IdempotencyConflict(Exception):
@@ -247,7 +266,7 @@ class JobStore:
             "id": job_id,
             "state": state,
             "progress": round(progress, 3),
-            "subject": int(raw.get("subject") or 0),
+            "subject": job_subject(raw),
             "filename": raw.get("filename", ""),
             "created": float(raw.get("created") or 0.0),
             "updated": float(raw.get("updated") or 0.0),

@@ -15,6 +15,9 @@ while Redis is away (``EMPATHY_REDIS_OUTAGE_S``), and a model server that is res
 waited for until it reports the model AVAILABLE (``EMPATHY_MODEL_LOAD_TIMEOUT_S``) before the prediction is
 tried again. An analysis task returns exactly the same outcome when a duplicate delivery finds the stored
 result, so Celery's chord (a Redis set of the parts' returns) counts it once.
+
+Each task reads the settings once, when it starts, and hands them down (job store, model, media limits,
+pipeline); the job's subject is the int the gateway validated, read back with :func:`jobs.store.job_subject`.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from jobs.files import find_video, job_dir, load_series, save_series, series_paths, write_json
-from jobs.store import FINAL_STATES, MODALITY_FINAL, JobStore
+from jobs.store import FINAL_STATES, MODALITY_FINAL, JobStore, job_subject
 from services.celery_app import ANALYZE_TASK, FUSE_TASK, VISION_TASK, app
 from shared.media import MediaError, check_limits, probe
 from shared.modalities.frame_stream import Prepared
@@ -40,23 +43,20 @@ from shared.pipeline import (
     ModalityResult,
     align_results,
     fuse_results,
-    fusion_label_range,
     listener_notes,
     prepare_vision_together,
     run_modality,
-    subject_notes,
 )
 from shared.results import build_document
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 _models: dict[str, tuple[int, dict[str, Any], Any]] = {}  # modality -> (version, metadata, predictor)
 
 
-def job_store() -> JobStore:
+def job_store(settings: Settings) -> JobStore:
     """The workers' job store: its calls wait through a Redis outage (``EMPATHY_REDIS_OUTAGE_S``)."""
-    settings = get_settings()
     return JobStore.from_url(settings.redis_url, ttl_s=settings.job_ttl_s, outage_s=settings.redis_outage_s)
 
 
@@ -96,7 +96,7 @@ class PatientPredictor:
             return self.predictor.predict(inputs)
 
 
-def model_for(modality: str) -> tuple[dict[str, Any], Any]:
+def model_for(modality: str, settings: Settings) -> tuple[dict[str, Any], Any]:
     """Metadata and a gRPC predictor for the latest version on the models volume (cached per process).
 
     The predictor asks the model server for exactly that version, so preprocessing parameters and the
@@ -104,7 +104,6 @@ def model_for(modality: str) -> tuple[dict[str, Any], Any]:
     """
     from shared.serving_client import GrpcPredictor
 
-    settings = get_settings()
     version = latest_version(Path(settings.models_dir) / modality)
     cached = _models.get(modality)
     if cached is None or cached[0] != version:
@@ -142,22 +141,22 @@ def _failed(modality: str, detail: str, seconds: float = 0.0) -> ModalityResult:
                           detail=detail, seconds=seconds)
 
 
-def check_media(video: Path) -> None:
+def check_media(video: Path, settings: Settings) -> None:
     """The frame-size and pixel-rate limits the gateway applies at upload, again here (from headers only)."""
-    settings = get_settings()
-    check_limits(probe(video), max_frame_size=settings.max_frame_size, max_pixel_rate=settings.max_pixel_rate)
+    check_limits(probe(video, fps=settings.fps), max_frame_size=settings.max_frame_size,
+                 max_pixel_rate=settings.max_pixel_rate, fps=settings.fps)
 
 
 @app.task(name=ANALYZE_TASK, bind=True)
 def analyze_modality(self: Any, job_id: str, modality: str) -> dict[str, Any]:
     """Run one modality on a job's video and store its series; returns ``{modality, status, series}``."""
-    return _analyze(job_id, modality, self.request.hostname or "")
+    return _analyze(job_id, modality, self.request.hostname or "", get_settings())
 
 
-def _analyze(job_id: str, modality: str, worker: str, prepared: Prepared | None = None) -> dict[str, Any]:
+def _analyze(job_id: str, modality: str, worker: str, settings: Settings,
+             prepared: Prepared | None = None) -> dict[str, Any]:
     """:func:`analyze_modality`'s work; ``prepared``: windows from a decode shared with other modalities."""
-    settings = get_settings()
-    store = job_store()
+    store = job_store(settings)
     directory = job_dir(settings.storage_dir, job_id)
     if not store.exists(job_id) or not directory.is_dir():
         log.info("job gone, skipping", extra={"job": job_id, "modality": modality})
@@ -185,16 +184,15 @@ def _analyze(job_id: str, modality: str, worker: str, prepared: Prepared | None 
     with heartbeat(store, job_id, modality, settings.task_lease_s):
         try:
             raw = store.raw(job_id)
-            subject = int(raw.get("subject") or settings.default_subject)
             transcript = directory / "transcript.json"
             video = find_video(directory)
             if prepared is None:  # windows from the shared decode were made after analyze_vision checked it
-                check_media(video)
-            metadata, predictor = model_for(modality)
-            result = run_modality(modality, video, subject=subject, predictor=predictor,
-                                  metadata=metadata, transcript=transcript if transcript.is_file() else None,
-                                  progress=progress, fps=settings.fps, listener=raw.get("listener") or None,
-                                  prepared=prepared)
+                check_media(video, settings)
+            metadata, predictor = model_for(modality, settings)
+            result = run_modality(modality, video, subject=job_subject(raw), predictor=predictor,
+                                  metadata=metadata, settings=settings,
+                                  transcript=transcript if transcript.is_file() else None, progress=progress,
+                                  listener=raw.get("listener") or None, prepared=prepared)
         except MediaError as exc:
             result = _failed(modality, str(exc), time.monotonic() - started)
         except Exception as exc:  # noqa: BLE001 - no model, no video...: a failed modality, never a broken chord
@@ -215,7 +213,7 @@ def analyze_vision(self: Any, job_id: str, modalities: list[str]) -> list[dict[s
     kills its worker every time.
     """
     settings = get_settings()
-    store = job_store()
+    store = job_store(settings)
     directory = job_dir(settings.storage_dir, job_id)
     worker = self.request.hostname or ""
     prepared: dict[str, Prepared] = {}
@@ -224,20 +222,19 @@ def analyze_vision(self: Any, job_id: str, modalities: list[str]) -> list[dict[s
     if todo and store.start_attempt(job_id, "vision") == 1:
         try:
             raw = store.raw(job_id)
-            subject = int(raw.get("subject") or settings.default_subject)
-            metadata = {name: model_for(name)[0] for name in todo}
+            metadata = {name: model_for(name, settings)[0] for name in todo}
             for name in todo:
                 store.update_modality(job_id, name, status="preparing", progress=0.01, worker=worker)
             with ExitStack() as beats:  # the shared decode is these modalities' work: the watchdog sees them alive
                 for name in todo:
                     beats.enter_context(heartbeat(store, job_id, name, settings.task_lease_s))
                 video = find_video(directory)
-                check_media(video)
-                prepared = prepare_vision_together(video, todo, subject=subject, metadata=metadata,
+                check_media(video, settings)
+                prepared = prepare_vision_together(video, todo, subject=job_subject(raw), metadata=metadata,
                                                    settings=settings, listener=raw.get("listener") or None)
         except Exception:  # noqa: BLE001 - each modality then prepares (and fails or not) on its own
             log.exception("shared vision decode failed", extra={"job": job_id, "modalities": todo})
-    return [_analyze(job_id, name, worker, prepared.get(name)) for name in modalities]
+    return [_analyze(job_id, name, worker, settings, prepared.get(name)) for name in modalities]
 
 
 def stored_outcome(store: JobStore, directory: Path, job_id: str, modality: str) -> dict[str, Any] | None:
@@ -275,7 +272,7 @@ def _store_result(store: JobStore, directory: Path, job_id: str, result: Modalit
 def fuse(self: Any, outcomes: list[dict[str, Any]], job_id: str) -> dict[str, Any]:
     """Chord callback: fuse the stored series, write ``result.json``, mark the job done (or failed)."""
     settings = get_settings()
-    store = job_store()
+    store = job_store(settings)
     directory = job_dir(settings.storage_dir, job_id)
     worker = self.request.hostname or ""
     if not store.exists(job_id) or not directory.is_dir():
@@ -291,7 +288,7 @@ def fuse(self: Any, outcomes: list[dict[str, Any]], job_id: str) -> dict[str, An
         log.warning("fusion asked before every modality finished", extra={"job": job_id, "pending": pending})
         return {"job": job_id, "state": "waiting", "result": None, "worker": worker}
     try:
-        subject = int(raw.get("subject") or settings.default_subject)
+        subject = job_subject(raw)
         stored = [o["modality"] for o in outcomes if o.get("series") and o["modality"] in names]
         results: dict[str, ModalityResult] = {}
         metadata: dict[str, dict[str, Any]] = {}
@@ -300,13 +297,11 @@ def fuse(self: Any, outcomes: list[dict[str, Any]], job_id: str) -> dict[str, An
             if results[name].model_version is not None:
                 metadata[name] = load_metadata(settings.models_dir, name, results[name].model_version)
         results = align_results(results, names)
-        fusion = fuse_results(results, metadata, subject, weights_spec=raw.get("fusion") or None, settings=settings)
+        fusion = fuse_results(results, metadata, subject, settings=settings, weights_spec=raw.get("fusion"))
         created = float(raw.get("created") or time.time())
         document = build_document(fusion=fusion, modalities=results, subject=subject, fps=settings.fps,
-                                  video=raw.get("filename", ""), job_id=job_id,
-                                  seconds=time.time() - created,
-                                  notes=subject_notes(metadata, subject) + listener_notes(results),
-                                  label_range=fusion_label_range(metadata))
+                                  video=raw.get("filename", ""), job_id=job_id, seconds=time.time() - created,
+                                  notes=listener_notes(results))
         result_path = directory / "result.json"
         write_json(result_path, document)
     except Exception as exc:  # noqa: BLE001 - the job must end in a state a client can read

@@ -114,7 +114,7 @@ def run_forever(app: Celery, stop: threading.Event) -> None:
     from services.tasks import job_store
 
     settings = get_settings()
-    store = job_store()
+    store = job_store(settings)
     while not stop.wait(settings.watchdog_interval_s):
         try:
             if store.client.set(LOCK_KEY, "1", nx=True, ex=max(1, int(settings.watchdog_interval_s * 0.9))):

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from shared.data import Word, read_transcript
+from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -188,10 +189,8 @@ class WhisperOptions:
     language: str = "en"
 
     @classmethod
-    def from_settings(cls) -> WhisperOptions:
-        from shared.settings import get_settings
-
-        s = get_settings()
+    def from_settings(cls, s: Settings) -> WhisperOptions:
+        """The ``EMPATHY_WHISPER_*`` and ``EMPATHY_ASR_CHUNK_S`` values of ``s`` (whoever read the settings passes them)."""
         return cls(compute_type=s.whisper_compute_type, beam_size=s.whisper_beam_size, vad=s.whisper_vad,
                    batch_size=s.whisper_batch_size, fallback=s.whisper_fallback, threads=s.whisper_threads,
                    chunk_s=s.asr_chunk_s)
@@ -210,8 +209,9 @@ def _whisper_model(model_dir: str, compute_type: str, threads: int = 0) -> Any:
 
 def whisper_model(model_dir: Path | str, options: WhisperOptions | None = None) -> Any:
     """The faster-whisper model of ``model_dir`` (assembled there first when needed) with ``options``'
-    compute type and threads, loaded once per process."""
-    options = options or WhisperOptions.from_settings()
+    compute type and threads (default: :class:`WhisperOptions`' own, the documented defaults), loaded once per
+    process."""
+    options = options or WhisperOptions()
     return _whisper_model(str(assemble_whisper_model(model_dir)), options.compute_type, options.threads)
 
 
@@ -290,7 +290,7 @@ def whisper_words(audio: np.ndarray, *, model_dir: Path | str, sample_rate: int 
                   compute_type: str | None = None, language: str = "en",
                   options: WhisperOptions | None = None) -> list[Word]:
     """Words with times from faster-whisper (word timestamps on) for audio held in memory."""
-    options = options or WhisperOptions.from_settings()
+    options = options or WhisperOptions()
     if compute_type is not None:
         options = replace(options, compute_type=compute_type)
     options = replace(options, language=language)
@@ -381,7 +381,8 @@ def words_for_audio(audio: np.ndarray | Iterable[np.ndarray] | None, *, source: 
 
     ``audio`` (float mono at ``sample_rate``): one array, or chunks of it in order (``iter_audio``), which
     whisper recognises piece by piece without ever holding the whole track; None when the source is a
-    transcript file. Whisper's settings: ``whisper_options``, else the ``EMPATHY_WHISPER_*`` settings.
+    transcript file. Whisper's settings: ``whisper_options`` (:meth:`WhisperOptions.from_settings` for the
+    ``EMPATHY_WHISPER_*`` settings), else :class:`WhisperOptions`' defaults.
     """
     chosen = resolve_source(source, transcript=transcript, whisper_model_dir=whisper_model_dir)
     if chosen == "transcript":
@@ -391,7 +392,7 @@ def words_for_audio(audio: np.ndarray | Iterable[np.ndarray] | None, *, source: 
             raise ValueError(f"ASR source {chosen!r} needs the audio")
         chunks = [audio] if isinstance(audio, np.ndarray) else audio
         if chosen == "whisper":
-            options = whisper_options or WhisperOptions.from_settings()
+            options = whisper_options or WhisperOptions()
             if whisper_compute_type is not None:
                 options = replace(options, compute_type=whisper_compute_type)
             words = whisper_words_stream(chunks, model_dir=whisper_model_dir, sample_rate=sample_rate,

@@ -147,15 +147,12 @@ def listener_region(spec: str, subject: int, width: int, height: int, *, origin:
 def region_for_video(params: Mapping[str, Any], subject: int, width: int, height: int) -> ListenerRegion:
     """The listener region of one video from a modality's parameters.
 
-    ``listener`` (set at inference by the job, the CLI or ``EMPATHY_LISTENER_CROP``, which also applies when
-    neither key is given) wins unless it is ``auto``; otherwise the spec
-    the model was trained with (``listener_region``) applies to videos of a frame size training saw
-    (``listener_layouts``); otherwise ``auto``.
+    ``listener`` (set at inference by the job, the CLI or ``EMPATHY_LISTENER_CROP``: see
+    :func:`shared.pipeline.inference_params`) wins unless it is ``auto``; otherwise the spec the model was
+    trained with (``listener_region``, recorded from ``EMPATHY_LISTENER_CROP`` at training) applies to videos
+    of a frame size training saw (``listener_layouts``); otherwise ``auto``. Nothing here reads the
+    environment: parameters without either key (a bare ``prepare``) get ``auto``.
     """
-    if "listener" not in params and "listener_region" not in params:  # a bare prepare(): the setting decides
-        from shared.settings import get_settings
-
-        params = {"listener": get_settings().listener_crop}
     explicit = str(params.get("listener") or "").strip()
     if explicit and explicit != AUTO:
         return listener_region(explicit, subject, width, height, origin="as requested")

@@ -181,12 +181,9 @@ def check_labels(clip: Clip, n_frames: int) -> np.ndarray:
     return labels
 
 
-def split_by_story(clips: Iterable[Clip], val_story: int | None = None) -> tuple[list[Clip], list[Clip]]:
-    """(train, validation): every clip of ``val_story`` validates, the rest trains (paper: Story 2)."""
-    if val_story is None:
-        from shared.settings import get_settings
-
-        val_story = get_settings().val_story
+def split_by_story(clips: Iterable[Clip], val_story: int) -> tuple[list[Clip], list[Clip]]:
+    """(train, validation): every clip of ``val_story`` validates, the rest trains (paper: Story 2;
+    ``EMPATHY_VAL_STORY``, read by the training entry points)."""
     train: list[Clip] = []
     val: list[Clip] = []
     for clip in clips:

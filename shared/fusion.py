@@ -53,7 +53,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from shared.postprocess import fill_gaps, smooth_and_rescale
+from shared.postprocess import DEFAULT_LABEL_RANGE, bound, fill_gaps, smooth_and_rescale
 from shared.settings import MODALITIES, PAPER_FUSION_WEIGHTS
 
 FUSION_MODEL_DIR = "fusion"  # models/fusion/<version>/metadata.json
@@ -78,6 +78,13 @@ class FusionError(RuntimeError):
 
 @dataclass
 class FusionResult:
+    """A fused curve and everything that made it, so that no reader has to work it out again.
+
+    :func:`fuse` fills the curves, ``weights`` (those that weighed the mean) and the cut-offs; :func:`fuse_with`
+    adds what the specification resolved to (``method``, ``spec``, ``notes``, ``model_version``) and the label
+    range the curve and band were bounded to. The result document (:mod:`shared.results`) reads all of it here.
+    """
+
     valence: np.ndarray  # (n_frames,) fused, smoothed, re-scaled valence
     agreement: np.ndarray  # (n_frames,) in [0, 1]; 1 = modules agree
     used: list[str]  # modules that contributed at least one frame
@@ -93,6 +100,24 @@ class FusionResult:
     spread: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (n_frames,) smoothed module spread / std
     model_version: int | None = None  # version of models/fusion used, if any
     notes: list[str] = field(default_factory=list)
+    label_range: tuple[float, float] = DEFAULT_LABEL_RANGE  # the curve and its band lie within it
+
+
+@dataclass
+class FusionPlan:
+    """What a fusion specification means given the loaded models and fusion model (:func:`resolve`).
+
+    Resolved once per fusion; :func:`fuse_with` fuses with it and records it in the :class:`FusionResult`.
+    """
+
+    spec: str  # what was asked for: paper | ccc | learned | explicit weights
+    method: str  # what it became: paper | ccc | learned | weights (``learned`` without a model -> ``ccc``)
+    weights: dict[str, float]  # per module, not normalised (fuse normalises over the modules present)
+    cutoff_hz: float = PAPER_CUTOFF_HZ  # requested final low-pass (before the clip-length bound)
+    learned: LearnedFusion | None = None
+    band: dict[str, Any] | None = None  # band calibration of the method; None: uncalibrated
+    notes: list[str] = field(default_factory=list)  # every fallback taken
+    model_version: int | None = None  # version of models/fusion the plan came from
 
 
 # ----------------------------------------------------------------------------------- weights
@@ -405,12 +430,12 @@ def fuse(results: Mapping[str, SeriesResult], weights: Mapping[str, float], *, c
 
 
 def resolve(spec: str, metadata: Mapping[str, Mapping[str, Any]], model: FusionModel | None, *,
-            cutoff_hz: float = 0.0) -> dict[str, Any]:
+            cutoff_hz: float = 0.0) -> FusionPlan:
     """What a fusion specification means given the loaded models and fusion model.
 
-    Returns ``{"method", "weights", "learned", "cutoff_hz", "band", "notes"}``. ``learned`` without a fusion
-    model (or one without a learned part) falls back to ``ccc``, named in the notes. ``cutoff_hz`` > 0
-    overrides the validated cut-off; else the fusion model's cut-off for the method, else the paper's 0.01 Hz.
+    ``learned`` without a fusion model (or one without a learned part) falls back to ``ccc``, named in the
+    notes. ``cutoff_hz`` > 0 overrides the validated cut-off; else the fusion model's cut-off for the method,
+    else the paper's 0.01 Hz.
     """
     spec = spec.strip()
     notes: list[str] = []
@@ -448,5 +473,19 @@ def resolve(spec: str, metadata: Mapping[str, Mapping[str, Any]], model: FusionM
     if band is None:
         notes.append(f"confidence band not calibrated for fusion {method!r} (no fusion model with it): "
                      f"+-({DEFAULT_BAND['k']:g} x (module spread + {DEFAULT_BAND['floor']:g} std))")
-    return {"method": method, "weights": weights, "learned": learned, "cutoff_hz": cutoff, "band": band,
-            "notes": notes}
+    return FusionPlan(spec=spec, method=method, weights=weights, cutoff_hz=cutoff, learned=learned, band=band,
+                      notes=notes, model_version=model.version if model is not None else None)
+
+
+def fuse_with(results: Mapping[str, SeriesResult], plan: FusionPlan, *, subject_stats: Mapping[str, float] | None,
+          fps: float = 25.0, min_cycles: float = 0.0,
+          label_range: Sequence[float] = DEFAULT_LABEL_RANGE) -> FusionResult:
+    """:func:`fuse` as ``plan`` says, the curve and its band bounded to ``label_range``, the plan recorded."""
+    fused = fuse(results, plan.weights, cutoff_hz=plan.cutoff_hz, subject_stats=subject_stats, fps=fps,
+                 learned=plan.learned, band=plan.band, min_cycles=min_cycles)
+    limits = (float(label_range[0]), float(label_range[1]))
+    fused.valence = bound(fused.valence, limits)
+    fused.band_low, fused.band_high = bound(fused.band_low, limits), bound(fused.band_high, limits)
+    fused.method, fused.spec, fused.notes = plan.method, plan.spec, list(plan.notes)
+    fused.model_version, fused.label_range = plan.model_version, limits
+    return fused

@@ -30,10 +30,11 @@ import av.error
 import cv2
 import numpy as np
 
-from shared.settings import get_settings
-
 logger = logging.getLogger(__name__)
 
+# The frame rate every decode resamples to unless told otherwise: OMG-Empathy's labels come every 40 ms
+# (``EMPATHY_FPS``'s default; callers holding settings pass theirs).
+FPS = 25
 # A frame whose timestamp is at most this much after a slot's instant still counts as on screen at it:
 # millisecond time bases (Matroska, WebM) round 1/30 s to 33 or 34 ms.
 _SLOT_TOLERANCE_S = 1e-3
@@ -72,7 +73,7 @@ class VideoInfo:
 
     path: Path
     duration_s: float
-    n_frames: int  # frames iter_frames yields at the system frame rate (settings.fps, 25)
+    n_frames: int  # frames iter_frames yields at the same fps (25 unless both are given another)
     width: int
     height: int
     native_fps: float  # the source's average frame rate (informative only; decoding always resamples)
@@ -166,9 +167,14 @@ def _video_duration_s(container: av.container.InputContainer, stream: av.stream.
     return duration
 
 
-def probe(path: str | Path) -> VideoInfo:
-    """Read the header only: size, duration and the number of 25 fps frames decoding will yield."""
+def probe(path: str | Path, *, fps: float = FPS) -> VideoInfo:
+    """Read the header only: size, duration and the number of ``fps`` frames :func:`iter_frames` will yield.
+
+    ``fps`` has the default of :func:`iter_frames`, so the announced count and the decoded frames agree.
+    """
     path = Path(path)
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
     with _open(path) as container:
         stream = _video_stream(container, path)
         duration = _video_duration_s(container, stream, path)
@@ -176,7 +182,7 @@ def probe(path: str | Path) -> VideoInfo:
         return VideoInfo(
             path=path,
             duration_s=duration,
-            n_frames=_round_half_up(duration * get_settings().fps),
+            n_frames=_round_half_up(duration * fps),
             width=int(stream.codec_context.width),
             height=int(stream.codec_context.height),
             native_fps=float(rate) if rate else 0.0,
@@ -196,24 +202,24 @@ def parse_frame_size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def check_limits(info: VideoInfo, *, max_frame_size: str, max_pixel_rate: float) -> None:
+def check_limits(info: VideoInfo, *, max_frame_size: str, max_pixel_rate: float, fps: float = FPS) -> None:
     """Refuse a video whose frames or pixel rate exceed the limits, from :func:`probe`'s header values only.
 
     Decoding cost and memory grow with pixels per frame and frames per second, not with file size: a
     750 KB file of three 16000x16000 frames costs each vision worker gigabytes. The frame limit applies in
     either orientation (portrait 2160x3840 passes a 3840x2160 limit); the rate uses the source's frame rate
-    (every source frame is decoded), 25 fps when the header has none.
+    (every source frame is decoded), ``fps`` when the header has none.
     """
     limit_w, limit_h = parse_frame_size(max_frame_size)
     width, height = info.width, info.height
     if width * height > limit_w * limit_h or max(width, height) > max(limit_w, limit_h):
         raise MediaLimitError(f"{info.path.name}: frames of {width}x{height} are larger than the limit of "
                               f"{limit_w}x{limit_h} (EMPATHY_MAX_FRAME_SIZE)")
-    fps = info.native_fps if info.native_fps > 0 else float(get_settings().fps)
-    rate = width * height * fps
+    rate_fps = info.native_fps if info.native_fps > 0 else float(fps)
+    rate = width * height * rate_fps
     if rate > max_pixel_rate:
-        raise MediaLimitError(f"{info.path.name}: {width}x{height} at {fps:g} fps is {rate / 1e6:.0f} Mpixel/s, "
-                              f"more than the limit of {max_pixel_rate / 1e6:.0f} Mpixel/s (EMPATHY_MAX_PIXEL_RATE)")
+        raise MediaLimitError(f"{info.path.name}: {width}x{height} at {rate_fps:g} fps is {rate / 1e6:.0f} "
+                              f"Mpixel/s, more than the limit of {max_pixel_rate / 1e6:.0f} Mpixel/s (EMPATHY_MAX_PIXEL_RATE)")
 
 
 def _check_crop(crop: tuple[float, float, float, float] | None) -> None:
@@ -306,17 +312,19 @@ def _convert(
 def iter_frames(
     path: str | Path,
     *,
-    fps: float = 25,
+    fps: float = FPS,
     gray: bool = False,
     size: tuple[int, int] | None = None,
     crop: tuple[float, float, float, float] | None = None,
     every: int = 1,
+    threads: int = 1,
 ) -> Iterator[np.ndarray]:
     """Yield the video's frames resampled to ``fps``: exactly ``round(duration * fps)`` of them.
 
     Frames are uint8, ``(H, W)`` when ``gray`` else ``(H, W, 3)`` RGB. ``crop`` is ``(x0, y0, x1, y1)`` in
     fractions of the frame, applied before ``size`` ``(width, height)``. ``every=k`` yields only slots
-    ``0, k, 2k, ...`` (``ceil(n / k)`` frames) for callers that predict on a sparse grid.
+    ``0, k, 2k, ...`` (``ceil(n / k)`` frames) for callers that predict on a sparse grid. ``threads``: FFmpeg's
+    decoding threads (``EMPATHY_DECODE_THREADS``, passed down by whoever read the settings; 0 = one per core).
     A file whose video ends well before its declared duration, or that fails to decode part-way, raises
     :class:`TruncatedMediaError` once the frames that could be decoded have been yielded.
     """
@@ -325,6 +333,8 @@ def iter_frames(
         raise ValueError(f"fps must be positive, got {fps}")
     if int(every) != every or every < 1:
         raise ValueError(f"every must be a positive integer, got {every!r}")
+    if int(threads) != threads or threads < 0:
+        raise ValueError(f"threads must be 0 (one per core) or a positive integer, got {threads!r}")
     _check_crop(crop)
     _check_size(size)
     every = int(every)
@@ -337,7 +347,7 @@ def iter_frames(
         rate = stream.average_rate or stream.guessed_rate
         frame_period = 1.0 / float(rate) if rate else 1.0 / fps
         stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = get_settings().decode_threads
+        stream.codec_context.thread_count = int(threads)
 
         slot = 0  # next slot to fill
         current: av.VideoFrame | None = None  # source frame on screen at the next slot's instant
@@ -502,6 +512,7 @@ def read_audio(path: str | Path, *, sample_rate: int = 16000) -> np.ndarray:
 
 
 __all__ = [
+    "FPS",
     "MediaError",
     "NoAudioStreamError",
     "NoVideoStreamError",

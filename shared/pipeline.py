@@ -8,6 +8,10 @@ The one difference in *how* (not what) is decoding: ``analyze`` decodes the vide
 landmarks and body modalities and feeds each the same frames (:mod:`shared.modalities.frame_stream`), where
 each worker of the ensemble decodes once for its own modality.
 
+Nothing here reads the environment: every function takes the :class:`shared.settings.Settings` its caller
+read at its edge (``empathy analyze``, a Celery task, training) and hands the values down, to the modalities
+as parameters (:func:`runtime_params`, :func:`inference_params`).
+
 A modality that cannot see anything in a video (no audio stream, no face, no words) is ``unavailable``,
 not ``failed``: fusion weighs it out and the job still succeeds. ``failed`` means something broke
 (model server down, corrupt file) and carries the error text for the job status.
@@ -25,13 +29,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from shared.crops import AUTO
-from shared.fusion import FusionResult, fuse, load_fusion_model, resolve
+from shared.fusion import FusionResult, fuse_with, load_fusion_model, resolve
 from shared.media import MediaError, NoAudioStreamError, NoVideoStreamError
 from shared.modalities.base import get_modality
 from shared.modalities.frame_stream import FrameConsumer, Prepared, feed_together
-from shared.postprocess import bound, label_range, postprocess, stats_for_subject
+from shared.postprocess import label_range, postprocess, stats_for_subject
 from shared.registry import vision_names
-from shared.settings import MODALITIES, Settings, get_settings
+from shared.settings import MODALITIES, Settings
 
 log = logging.getLogger(__name__)
 
@@ -82,28 +86,49 @@ def _empty(name: str, status: str, detail: str, seconds: float, n_frames: int = 
                           status=status, detail=detail, seconds=seconds)
 
 
-def inference_params(name: str, metadata: Mapping[str, Any], settings: Settings | None = None,
+def runtime_params(name: str, settings: Settings) -> dict[str, Any]:
+    """Parameters of this process, not of the model: how to decode, where words come from.
+
+    ``decode_threads`` (``EMPATHY_DECODE_THREADS``) for the vision modalities; the ASR source, the Whisper
+    model directory and options (``EMPATHY_ASR_SOURCE``, ``EMPATHY_WHISPER_*``) for text. Inference and
+    training alike pass them to ``prepare``; a model never records them.
+    """
+    params: dict[str, Any] = {}
+    if name in SHARED_DECODE:
+        params["decode_threads"] = int(settings.decode_threads)
+    if name == "text":
+        from shared.asr import WhisperOptions
+
+        params.update(asr_source=settings.asr_source, whisper_model_dir=str(settings.whisper_model_dir),
+                      whisper_options=WhisperOptions.from_settings(settings))
+    return params
+
+
+def inference_params(name: str, metadata: Mapping[str, Any], settings: Settings,
                      listener: str | None = None) -> dict[str, Any]:
-    """The model's preprocessing parameters plus the inference-only ones (``predict_every``, ``listener``).
+    """The model's preprocessing parameters plus :func:`runtime_params` and the inference-only ones.
 
     ``listener``: the job's listener region spec (see :mod:`shared.crops`); without one,
     ``EMPATHY_LISTENER_CROP``; ``auto`` lets the model's training layout or the frame size decide.
+    A non-empty ``EMPATHY_BODY_CROP`` overrides the body crop the body model recorded at training.
 
     ``predict_every`` is never part of a model's metadata: training uses every window, and only inference
     thins them out (the outputs are low-passed far below the anchor spacing; see
     ``tests/integration/test_performance_equivalence.py`` for how little the fused curve moves).
     """
-    params = dict(metadata.get("preprocessing") or {})
+    params = {**(metadata.get("preprocessing") or {}), **runtime_params(name, settings)}
     if name in SPARSE_MODALITIES:
-        params["predict_every"] = int((settings or get_settings()).predict_every)
-        params["listener"] = listener or (settings or get_settings()).listener_crop or AUTO
+        params["predict_every"] = int(settings.predict_every)
+        params["listener"] = listener or settings.listener_crop or AUTO
+    if name == "body" and settings.body_crop.strip():
+        params["body_crop"] = settings.body_crop
     return params
 
 
 def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predictor, metadata: Mapping[str, Any],
-                 transcript: Path | str | None = None, progress: ProgressCallback | None = None,
-                 fps: float = 25.0, prepared: Prepared | None = None,
-                 settings: Settings | None = None, listener: str | None = None) -> ModalityResult:
+                 settings: Settings, transcript: Path | str | None = None,
+                 progress: ProgressCallback | None = None, prepared: Prepared | None = None,
+                 listener: str | None = None) -> ModalityResult:
     """Preprocess -> predict -> back onto the 25 fps grid -> post-process; never raises for bad input.
 
     Every failure becomes a result with a status and a readable detail, because one broken modality
@@ -136,7 +161,7 @@ def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predi
         report(name, "postprocessing", 0.9)
         frames = np.asarray(modality.to_frames(predictions, windows), dtype=np.float64)
         frames[windows.missing] = np.nan
-        values = postprocess(frames, metadata, subject, fps=fps)
+        values = postprocess(frames, metadata, subject, fps=settings.fps)
     except (NoAudioStreamError, NoVideoStreamError) as exc:
         log.info("modality unavailable", extra={"modality": name, "video": str(video), "reason": str(exc)})
         return _empty(name, STATUS_UNAVAILABLE, str(exc), time.monotonic() - started)
@@ -157,8 +182,8 @@ def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predi
 
 
 def prepare_vision_together(video: Path | str, names: Sequence[str], *, subject: int,
-                            metadata: Mapping[str, Mapping[str, Any]],
-                            settings: Settings | None = None, listener: str | None = None) -> dict[str, Prepared]:
+                            metadata: Mapping[str, Mapping[str, Any]], settings: Settings,
+                            listener: str | None = None) -> dict[str, Prepared]:
     """Windows of several vision modalities from one decode of ``video`` (see :mod:`shared.modalities.frame_stream`).
 
     Modalities searching the same listener region share a decode (normally all of them: their models were
@@ -177,7 +202,7 @@ def prepare_vision_together(video: Path | str, names: Sequence[str], *, subject:
             failed[name] = Prepared(windows=None, error=exc, seconds=time.monotonic() - started)
     prepared = dict(failed)
     for region, consumers in groups.items():
-        prepared.update(feed_together(video, consumers, region))
+        prepared.update(feed_together(video, consumers, region, threads=int(settings.decode_threads)))
     return prepared
 
 
@@ -234,29 +259,23 @@ def listener_notes(results: Mapping[str, ModalityResult]) -> list[str]:
 
 
 def fuse_results(results: Mapping[str, ModalityResult], metadata: Mapping[str, Mapping[str, Any]], subject: int, *,
-                 weights_spec: str | None = None, cutoff_hz: float | None = None,
-                 settings: Settings | None = None, models_dir: Path | str | None = None) -> FusionResult:
-    """Fusion as configured (shared by the fusion worker, ``analyze`` and ``evaluate``).
+                 settings: Settings, weights_spec: str | None = None, cutoff_hz: float | None = None,
+                 models_dir: Path | str | None = None) -> FusionResult:
+    """Fusion as configured (shared by the fusion worker, ``analyze`` and ``evaluate``); the one place a
+    fusion specification is resolved.
 
-    ``weights_spec``: ``paper``, ``ccc``, ``learned`` or explicit weights (default ``EMPATHY_FUSION_WEIGHTS``);
+    ``weights_spec``: ``paper``, ``ccc``, ``learned`` or explicit weights (empty or None: ``EMPATHY_FUSION_WEIGHTS``);
     the cut-off, band calibration and learned coefficients come from the fusion model under ``models_dir``
     (default ``EMPATHY_MODELS_DIR``) when one exists; ``cutoff_hz`` > 0 (or ``EMPATHY_FUSION_CUTOFF_HZ`` > 0)
-    overrides the validated cut-off. Every fallback is named in ``FusionResult.notes``.
+    overrides the validated cut-off. The result records all of it (:class:`shared.fusion.FusionResult`);
+    every fallback, and a listener the models do not know (:func:`subject_notes`), is named in its notes.
     """
-    settings = settings or get_settings()
     spec = (weights_spec or settings.fusion_weights).strip()
     model = load_fusion_model(settings.models_dir if models_dir is None else models_dir)
     plan = resolve(spec, metadata, model, cutoff_hz=settings.fusion_cutoff_hz if cutoff_hz is None else cutoff_hz)
-    fused = fuse(results, plan["weights"], cutoff_hz=plan["cutoff_hz"], subject_stats=fusion_stats(metadata, subject),
-                 fps=settings.fps, learned=plan["learned"], band=plan["band"],
-                 min_cycles=settings.fusion_min_cycles)
-    fused.method, fused.spec, fused.notes = plan["method"], spec, list(plan["notes"])
-    fused.model_version = model.version if model is not None else None
-    # the fused curve and its band stay on the label scale
-    limits = fusion_label_range(metadata)
-    fused.valence = bound(fused.valence, limits)
-    fused.band_low, fused.band_high = bound(fused.band_low, limits), bound(fused.band_high, limits)
-    return fused
+    plan.notes[:0] = subject_notes(metadata, subject)
+    return fuse_with(results, plan, subject_stats=fusion_stats(metadata, subject), fps=settings.fps,
+                     min_cycles=settings.fusion_min_cycles, label_range=fusion_label_range(metadata))
 
 
 def fusion_label_range(metadata: Mapping[str, Mapping[str, Any]]) -> tuple[float, float]:
@@ -286,14 +305,14 @@ def analyze_video(video: Path | str, *, subject: int | None = None, modalities: 
                   models_dir: Path | str | None = None, predictors: Mapping[str, Predictor] | None = None,
                   metadata: Mapping[str, Mapping[str, Any]] | None = None, transcript: Path | str | None = None,
                   weights_spec: str | None = None, cutoff_hz: float | None = None,
-                  progress: ProgressCallback | None = None, settings: Settings | None = None,
+                  progress: ProgressCallback | None = None, settings: Settings,
                   listener: str | None = None) -> AnalysisResult:
     """Run every requested modality on ``video`` in this process, then fuse.
 
     Give ``predictors`` + ``metadata`` (modality -> ...) to reuse loaded models, or ``models_dir`` to load
-    the latest version of each. Raises :class:`shared.fusion.FusionError` when no modality produced anything.
+    the latest version of each. ``settings``: what the caller read at its edge (``empathy analyze``: the
+    environment). Raises :class:`shared.fusion.FusionError` when no modality produced anything.
     """
-    settings = settings or get_settings()
     names = list(modalities or MODALITIES)
     for name in names:
         if name not in MODALITIES:
@@ -314,14 +333,13 @@ def analyze_video(video: Path | str, *, subject: int | None = None, modalities: 
                                            listener=listener)
     for name in names:
         results[name] = run_modality(name, video, subject=subject, predictor=predictors[name],
-                                     metadata=metadata[name], transcript=transcript, progress=progress,
-                                     fps=settings.fps, prepared=prepared.get(name), settings=settings,
-                                     listener=listener)
+                                     metadata=metadata[name], settings=settings, transcript=transcript,
+                                     progress=progress, prepared=prepared.get(name), listener=listener)
         if progress:
             progress(name, results[name].status, 1.0)
     results = align_results(results, names)
     n_frames = next(iter(results.values())).values.size
-    fusion = fuse_results(results, metadata, subject, weights_spec=weights_spec, cutoff_hz=cutoff_hz,
-                          settings=settings, models_dir=models_dir)
+    fusion = fuse_results(results, metadata, subject, settings=settings, weights_spec=weights_spec,
+                          cutoff_hz=cutoff_hz, models_dir=models_dir)
     return AnalysisResult(video=str(video), subject=subject, fps=float(settings.fps), n_frames=n_frames,
                           modalities=results, fusion=fusion, seconds=time.monotonic() - started)

@@ -23,7 +23,6 @@ import numpy as np
 
 from shared.fusion import FusionResult
 from shared.pipeline import ModalityResult
-from shared.postprocess import DEFAULT_LABEL_RANGE
 
 DECIMALS = 6
 
@@ -34,17 +33,17 @@ def _series(values: np.ndarray) -> list[float | None]:
 
 
 def build_document(*, fusion: FusionResult, modalities: Mapping[str, ModalityResult], subject: int, fps: float,
-                   video: str, weights_spec: str | None = None, cutoff_hz: float | None = None,
-                   job_id: str | None = None, seconds: float | None = None, notes: Sequence[str] = (),
-                   label_range: Sequence[float] = DEFAULT_LABEL_RANGE) -> dict[str, Any]:
+                   video: str, job_id: str | None = None, seconds: float | None = None,
+                   notes: Sequence[str] = ()) -> dict[str, Any]:
     """``degraded`` is true when some requested modality failed or saw nothing (its ``status``/``detail`` says
     why); ``fusion.used`` lists the modalities that contributed (a module the fusion weighs 0 is not used but
     not degraded either: its weight is the fusion's choice).
 
+    Everything about the fusion comes from ``fusion`` as it was made (:class:`shared.fusion.FusionResult`
+    records its specification, method, weights, cut-offs and label range): nothing is worked out again here.
     ``fusion.cutoff_hz`` is the final low-pass actually applied (after the clip-length bound), ``band`` the
     per-frame confidence band and the share of ground truth it was calibrated to hold (null: uncalibrated).
-    ``notes`` gets the fusion's own notes (fallbacks) appended. ``weights_spec``/``cutoff_hz`` default to
-    what the fusion used.
+    ``notes`` gets the fusion's own notes (fallbacks) appended.
     """
     n_frames = int(fusion.valence.size)
     return {
@@ -56,13 +55,12 @@ def build_document(*, fusion: FusionResult, modalities: Mapping[str, ModalityRes
         "duration_s": round(n_frames / fps, 3),
         "seconds": None if seconds is None else round(float(seconds), 3),
         "valence": _series(fusion.valence),
-        "label_range": [float(v) for v in label_range],  # every valence series (fused and modules) lies within
+        "label_range": [float(v) for v in fusion.label_range],  # every valence series (fused and modules) lies within
         "agreement": _series(fusion.agreement),
         "band": {"low": _series(fusion.band_low), "high": _series(fusion.band_high),
                  "coverage": fusion.band_coverage},
         "fusion": {"used": list(fusion.used), "weights": {k: round(v, 6) for k, v in fusion.weights.items()},
-                   "weights_spec": weights_spec or fusion.spec, "method": fusion.method,
-                   "cutoff_hz": float(fusion.cutoff_hz if cutoff_hz is None else cutoff_hz),
+                   "weights_spec": fusion.spec, "method": fusion.method, "cutoff_hz": float(fusion.cutoff_hz),
                    "cutoff_requested_hz": float(fusion.cutoff_requested_hz), "model_version": fusion.model_version},
         "degraded": any(result.status != "ok" for result in modalities.values()),
         "notes": [*notes, *fusion.notes],

@@ -2,7 +2,10 @@
 
 The same container image runs under compose and as a local process; only the environment differs.
 Read settings through :func:`get_settings` (cached) so a process sees one consistent snapshot; tests that
-change the environment call ``get_settings.cache_clear()``.
+change the environment call ``get_settings.cache_clear()``. Only the edges call it (the ``empathy`` commands,
+the gateway's app factory, each Celery task at its start, the workers' mains, training's entry points): the
+library below takes a :class:`Settings` or the values it needs as arguments, and ``Settings()`` (no
+environment) where it needs a documented default.
 
 Every variable is prefixed ``EMPATHY_``. The table in ``docs/configuration.md`` is generated from
 :data:`FIELDS` (``empathy config --markdown``) so the documentation cannot drift from the code.
@@ -63,7 +66,8 @@ class Settings:
     body_crop: str = _doc(
         "",
         "Full-body crop inside the listener crop: empty = automatic per video (a box around the face found in "
-        "the first 2 s), 'x0,y0,x1,y1' fractions for every video, or per subject '1=x0,y0,x1,y1;2=...;*=...'.",
+        "the first 2 s), 'x0,y0,x1,y1' fractions for every video, or per subject '1=x0,y0,x1,y1;2=...;*=...'. "
+        "Training records it in the body model's metadata; at inference a non-empty value overrides the model's.",
     )
     synth_x264_preset: str = _doc(
         "ultrafast",

@@ -53,6 +53,14 @@ def _highpass_sos(sample_rate: float, cutoff_hz: float, order: int) -> np.ndarra
     return sps.butter(order, cutoff_hz, btype="highpass", fs=sample_rate, output="sos")
 
 
+def _stream_chunk(chunk: np.ndarray, stream: str) -> np.ndarray:
+    """A chunk as a streaming filter takes it: floating point and 1-D (its state runs along one axis)."""
+    arr = _as_float(chunk)
+    if arr.ndim != 1:
+        raise ValueError(f"{stream} filters 1-D chunks, got shape {arr.shape}")
+    return arr
+
+
 class HighpassStream:
     """The causal :func:`highpass` of a 1-D signal fed one chunk at a time.
 
@@ -66,9 +74,7 @@ class HighpassStream:
         self.state = np.zeros((self.sos.shape[0], 2))
 
     def __call__(self, chunk: np.ndarray) -> np.ndarray:
-        arr = _as_float(chunk)
-        if arr.ndim != 1:
-            raise ValueError(f"HighpassStream filters 1-D chunks, got shape {arr.shape}")
+        arr = _stream_chunk(chunk, "HighpassStream")
         if arr.size == 0:
             return arr.copy()
         out, self.state = sps.sosfilt(self.sos, arr, zi=self.state)
@@ -96,9 +102,7 @@ class PreemphasisStream:
         self.last: np.ndarray | None = None
 
     def __call__(self, chunk: np.ndarray) -> np.ndarray:
-        arr = _as_float(chunk)
-        if arr.ndim != 1:
-            raise ValueError(f"PreemphasisStream filters 1-D chunks, got shape {arr.shape}")
+        arr = _stream_chunk(chunk, "PreemphasisStream")
         if arr.size == 0:
             return arr.copy()
         first = arr[:1] if self.last is None else self.last.astype(arr.dtype)

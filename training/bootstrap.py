@@ -26,7 +26,7 @@ from typing import Any
 
 from shared.logs import add_log_format_argument, configure_logging
 from shared.model_store import list_versions
-from shared.settings import MODALITIES, get_settings
+from shared.settings import MODALITIES, Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def fusion_missing(models_dir: Path | str) -> bool:
     return not fusion_versions(models_dir)
 
 
-def ensure_fusion(models_dir: Path | str, *, data_dir: Path | str) -> Path | None:
+def ensure_fusion(models_dir: Path | str, *, data_dir: Path | str, settings: Settings | None = None) -> Path | None:
     """Fit the fusion model when it is missing and every module was trained on ``data_dir``'s data set.
 
     Modules trained on other data (their ``dataset_hash`` differs) must not get a fusion fit on the synthetic
@@ -85,7 +85,7 @@ def ensure_fusion(models_dir: Path | str, *, data_dir: Path | str) -> Path | Non
                     extra={"modules": foreign, "data_dir": str(data_dir)})
         return None
     started = time.monotonic()
-    result = train_fusion(models_dir=models_dir, clips=clips)
+    result = train_fusion(models_dir=models_dir, clips=clips, settings=settings)
     log.info("bundled fusion model ready", extra={"path": str(result.version_dir),
                                                   "seconds": round(time.monotonic() - started, 1)})
     return Path(result.version_dir)
@@ -93,7 +93,7 @@ def ensure_fusion(models_dir: Path | str, *, data_dir: Path | str) -> Path | Non
 
 def ensure_dataset(data_dir: Path | str, *, subjects: Sequence[int] = DEFAULT_SUBJECTS,
                    stories: Sequence[int] = DEFAULT_STORIES, duration_s: float = DEFAULT_DURATION_S,
-                   seed: int = 0) -> Path:
+                   seed: int = 0, preset: str | None = None) -> Path:
     """Generate the synthetic set into ``data_dir`` unless it already holds labelled clips."""
     from shared.data import discover
 
@@ -105,7 +105,7 @@ def ensure_dataset(data_dir: Path | str, *, subjects: Sequence[int] = DEFAULT_SU
     started = time.monotonic()
     log.info("generating the synthetic data set", extra={"data_dir": str(data_dir), "subjects": list(subjects),
                                                         "stories": list(stories), "duration_s": duration_s})
-    generate_dataset(data_dir, subjects=subjects, stories=stories, duration_s=duration_s, seed=seed)
+    generate_dataset(data_dir, subjects=subjects, stories=stories, duration_s=duration_s, seed=seed, preset=preset)
     log.info("synthetic data set ready", extra={"data_dir": str(data_dir),
                                                  "seconds": round(time.monotonic() - started, 1)})
     return data_dir
@@ -113,25 +113,28 @@ def ensure_dataset(data_dir: Path | str, *, subjects: Sequence[int] = DEFAULT_SU
 
 def build_default_models(models_dir: Path | str, *, data_dir: Path | str,
                          modalities: Sequence[str] = MODALITIES, overrides: dict[str, dict[str, Any]] | None = None,
-                         on_model: Callable[[str, float], None] | None = None) -> dict[str, Path]:
+                         on_model: Callable[[str, float], None] | None = None,
+                         settings: Settings | None = None) -> dict[str, Path]:
     """Train every modality of ``modalities`` that has no model yet, then the fusion model if it is missing;
     returns name -> version dir (``fusion`` included when it was fit).
 
     ``overrides`` replaces entries of :data:`SMALL_TRAINING` per modality (tests use even smaller ones).
+    ``settings``: the caller's (default: the environment's, read here), for the data set and the training.
     """
     from training.trainer import train
 
+    settings = settings or get_settings()
     todo = missing_models(models_dir, modalities)
     if not todo:
-        fused = ensure_fusion(models_dir, data_dir=data_dir)
+        fused = ensure_fusion(models_dir, data_dir=data_dir, settings=settings)
         return {"fusion": fused} if fused is not None else {}
-    ensure_dataset(data_dir)
+    ensure_dataset(data_dir, preset=settings.synth_x264_preset)
     built: dict[str, Path] = {}
     for name in todo:
         options = {**SMALL_TRAINING[name], **((overrides or {}).get(name, {}))}
         started = time.monotonic()
         log.info("training a bundled model", extra={"modality": name, "options": options})
-        result = train(name, data_dir, models_dir=models_dir, **options)
+        result = train(name, data_dir, models_dir=models_dir, settings=settings, **options)
         seconds = time.monotonic() - started
         built[name] = Path(result.version_dir)
         log.info("bundled model ready", extra={"modality": name, "path": str(result.version_dir),
@@ -139,7 +142,7 @@ def build_default_models(models_dir: Path | str, *, data_dir: Path | str,
                                                "seconds": round(seconds, 1)})
         if on_model is not None:
             on_model(name, seconds)
-    fused = ensure_fusion(models_dir, data_dir=data_dir)
+    fused = ensure_fusion(models_dir, data_dir=data_dir, settings=settings)
     if fused is not None:
         built["fusion"] = fused
     return built
@@ -160,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(names) - set(MODALITIES))
     if unknown:
         parser.error(f"unknown modalities {unknown}")
-    built = build_default_models(args.models_dir, data_dir=args.data_dir, modalities=names)
+    built = build_default_models(args.models_dir, data_dir=args.data_dir, modalities=names, settings=settings)
     for name in names:
         versions = list_versions(args.models_dir / name)
         state = "built" if name in built else "already there"

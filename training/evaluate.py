@@ -21,6 +21,7 @@ import numpy as np
 from shared.data import Clip, check_labels, discover
 from shared.postprocess import fill_gaps
 from shared.scoring import ScoreGrid, official_ccc
+from shared.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -82,16 +83,16 @@ def default_stories(clips: Sequence[Clip], metadata: dict[str, dict]) -> list[in
 
 def evaluate(data_dir: Path | str, models_dir: Path | str, modalities: Sequence[str], *,
              stories: Sequence[int] | None = None, fusion: bool = True,
-             fusions: Sequence[str] = FUSIONS) -> dict[str, Table]:
+             fusions: Sequence[str] = FUSIONS, settings: Settings | None = None) -> dict[str, Table]:
     """One :class:`Table` per modality, and one per fusion method when ``fusion`` and several modalities.
 
     ``learned`` is left out when ``models_dir`` has no learned fusion model (it would be ``ccc`` relabelled).
+    ``settings``: the pipeline's (default: the environment's, read here, the evaluation's entry).
     """
     from shared.fusion import FusionError, load_fusion_model
     from shared.pipeline import STATUS_OK, fuse_results, load_local_models, run_modality
-    from shared.settings import get_settings
 
-    settings = get_settings()
+    settings = settings or get_settings()
     clips = [c for c in discover(data_dir) if c.labels is not None]
     predictors, metadata = load_local_models(models_dir, list(modalities), batch_size=settings.batch_size)
     chosen = set(stories) if stories else set(default_stories(clips, metadata))
@@ -109,7 +110,7 @@ def evaluate(data_dir: Path | str, models_dir: Path | str, modalities: Sequence[
         results = {}
         for name in modalities:
             result = run_modality(name, clip.video, subject=clip.subject, predictor=predictors[name],
-                                  metadata=metadata[name], transcript=clip.transcript, fps=settings.fps)
+                                  metadata=metadata[name], settings=settings, transcript=clip.transcript)
             if result.status != STATUS_OK:
                 logger.warning("modality gave no prediction", extra={"modality": name, "clip": clip.name,
                                                                       "status": result.status, "detail": result.detail})
@@ -118,7 +119,7 @@ def evaluate(data_dir: Path | str, models_dir: Path | str, modalities: Sequence[
             results[name] = result
         for method in methods if with_fusion else []:
             try:
-                fused = fuse_results(results, metadata, clip.subject, weights_spec=method, settings=settings,
+                fused = fuse_results(results, metadata, clip.subject, settings=settings, weights_spec=method,
                                      models_dir=models_dir)
                 score = _score(check_labels(clip, fused.valence.size), fused.valence)
             except FusionError as exc:

@@ -72,15 +72,14 @@ class ClipCurves:
 
 
 def module_curves(clips: Sequence[Clip], models_dir: Path | str, modalities: Sequence[str], *,
-                  settings: Settings | None = None) -> tuple[list[ClipCurves], dict[str, dict[str, Any]]]:
+                  settings: Settings) -> tuple[list[ClipCurves], dict[str, dict[str, Any]]]:
     """Run every module on every clip through the serving pipeline; returns the curves and the metadata."""
-    settings = settings or get_settings()
     predictors, metadata = load_local_models(models_dir, list(modalities), batch_size=settings.batch_size)
     out = []
     for clip in clips:
         results = {name: run_modality(name, clip.video, subject=clip.subject, predictor=predictors[name],
-                                      metadata=metadata[name], transcript=clip.transcript, fps=settings.fps,
-                                      settings=settings) for name in modalities}
+                                      metadata=metadata[name], settings=settings, transcript=clip.transcript)
+                   for name in modalities}
         n_frames = max(r.values.size for r in results.values())
         out.append(ClipCurves(clip, check_labels(clip, n_frames), results, fusion_stats(metadata, clip.subject)))
         logger.info("module curves ready", extra={"clip": clip.name,

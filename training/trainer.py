@@ -40,6 +40,7 @@ from shared.modalities.base import Modality, Windows, get_modality, window_label
 from shared.model_store import publish_version, staging_dir
 from shared.postprocess import GLOBAL_STATS_KEY, labels_range, smooth_and_rescale, stats_for_subject
 from shared.registry import vision_names
+from shared.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -244,29 +245,46 @@ def export_model(model: Any, models_dir: Path | str, modality: str, metadata: di
 LISTENER_MODALITIES = frozenset(vision_names())  # modalities that search the listener region
 
 
-def listener_params(clips: Sequence[Clip]) -> dict[str, Any]:
+def listener_params(clips: Sequence[Clip], listener_crop: str) -> dict[str, Any]:
     """The listener region of the training data, recorded in a vision model's preprocessing parameters.
 
-    ``listener_region`` is ``EMPATHY_LISTENER_CROP`` (one spec for the data set, or per subject);
-    ``listener_layouts`` the frame sizes of the training videos: inference applies the same region to
+    ``listener_region`` is ``listener_crop`` (``EMPATHY_LISTENER_CROP``: one spec for the data set, or per
+    subject); ``listener_layouts`` the frame sizes of the training videos: inference applies the same region to
     videos of those sizes unless a job names another (:func:`shared.crops.region_for_video`).
     """
     from shared.media import probe
-    from shared.settings import get_settings
 
-    spec = check_listener_spec(get_settings().listener_crop)
+    spec = check_listener_spec(listener_crop)
     layouts = sorted({f"{info.width}x{info.height}" for info in (probe(c.video) for c in clips)})
     return {"listener_region": spec, "listener_layouts": layouts}
+
+
+def settings_params(modality_name: str, settings: Settings) -> dict[str, Any]:
+    """Preprocessing a model takes from the settings at training time and records in its metadata, where
+    inference reads it: the text model's lexicons, the body model's crop (``EMPATHY_BODY_CROP``)."""
+    if modality_name == "text":
+        from shared.modalities.text import settings_params as text_settings
+
+        return text_settings(settings)
+    if modality_name == "body":
+        return {"body_crop": settings.body_crop}
+    return {}
 
 
 def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir: Path | str = "models",
           val_story: int = 2, epochs: int | None = None, batch_size: int | None = None,
           learning_rate: float | None = None, patience: int | None = None, hparams: dict[str, Any] | None = None,
           params: dict[str, Any] | None = None, clips: Sequence[Clip] | None = None, seed: int = 0,
-          cutoff_grid: Sequence[float] = CUTOFF_GRID_HZ) -> TrainResult:
-    """Train one modality on ``data_dir`` (or the given ``clips``) and export a new version."""
+          cutoff_grid: Sequence[float] = CUTOFF_GRID_HZ, settings: Settings | None = None) -> TrainResult:
+    """Train one modality on ``data_dir`` (or the given ``clips``) and export a new version.
+
+    ``settings`` (default: the environment's, read here, training's entry): what the model records from them
+    (:func:`settings_params`, the listener region) and how this process decodes and recognises speech
+    (:func:`shared.pipeline.runtime_params`, never recorded).
+    """
     import keras
 
+    from shared.pipeline import runtime_params
     from training.batches import WindowBatches, is_lazy
     from training.models import get_spec
     from training.models.common import ccc_loss
@@ -280,10 +298,12 @@ def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir:
         raise TrainingError(f"need training clips and Story {val_story} validation clips with labels; got "
                             f"{len(train_clips)} training and {len(val_clips)} validation clips")
     known_subjects = sorted({c.subject for c in train_clips})
-    p = {**(modality.default_params() if hasattr(modality, "default_params") else {}), **(params or {}),
-         "known_subjects": known_subjects}
+    settings = settings or get_settings()
+    runtime = runtime_params(modality_name, settings)
+    p = {**(modality.default_params() if hasattr(modality, "default_params") else {}),
+         **settings_params(modality_name, settings), **(params or {}), "known_subjects": known_subjects, **runtime}
     if modality_name in LISTENER_MODALITIES:
-        p = {**listener_params(all_clips), **p}
+        p = {**listener_params(all_clips, settings.listener_crop), **p}
     if hasattr(modality, "fit_params"):
         p = modality.fit_params([x.windows for x in prepare_clips(modality, train_clips, p)], p)
     train_data = prepare_clips(modality, train_clips, p)
@@ -322,7 +342,7 @@ def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir:
         "inputs": describe_inputs(x_train),
         "output": SERVING_OUTPUT,
         "output_shape": list(out_shape),
-        "preprocessing": p,
+        "preprocessing": {key: value for key, value in p.items() if key not in runtime},
         "known_subjects": known_subjects,
         "cutoff_hz": cutoff,
         "cutoff_grid": grid_scores,

@@ -1,9 +1,10 @@
 """Full-body modality: 16-frame windows of a fixed grey 128x128 crop of the listener, every 5th frame.
 
 The paper crops each video with a hand-picked box around the listener, takes every 5th frame (so 16 frames
-span ~3 s) and labels a window with its last frame. Here the box comes from ``EMPATHY_BODY_CROP`` (one box
-for a data set, or one per subject) or, when that is empty, automatically from the first seconds of the
-video: a box around the face HOG finds there, reaching from above the head down to the bottom of the
+span ~3 s) and labels a window with its last frame. Here the box comes from the ``body_crop`` parameter (one
+box for a data set, or one per subject: ``EMPATHY_BODY_CROP``, recorded in the model's metadata at training,
+overridden at inference by a non-empty setting) or, when that is empty, automatically from the first seconds
+of the video: a box around the face HOG finds there, reaching from above the head down to the bottom of the
 frame and 3.5 face heights wide (a seated listener's upper body and arms). A video without any detectable face in those seconds uses
 the whole listener region and says so in the job's notes. The listener region (see :mod:`shared.crops`) is the
 one the face and landmarks modalities search, and the automatic crop follows the same person they follow
@@ -27,8 +28,9 @@ import numpy as np
 
 from shared.crops import Box, ListenerRegion, box_for_subject, compose, parse_subject_boxes, region_for_video
 from shared.face_tracking import HOG_FACE_PX, MAX_JUMP, detect_faces
-from shared.media import crop_pixels, iter_frames, probe
+from shared.media import FPS, crop_pixels, iter_frames, probe
 from shared.modalities.base import Windows
+from shared.modalities.frame_stream import decode_threads
 from shared.modalities.frame_windows import (
     FrameRows,
     LazyWindows,
@@ -38,7 +40,6 @@ from shared.modalities.frame_windows import (
     video_zscore,
     window_index,
 )
-from shared.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "size": 128,  # crop side in pixels
     "auto_crop_seconds": 2.0,  # how much of the start the automatic crop looks at
     "min_face_px": HOG_FACE_PX,  # smallest face the automatic crop's detections find (see face_tracking)
+    "body_crop": "",  # EMPATHY_BODY_CROP at training: '' = automatic, a box, or per subject '1=...;*=...'
 }
 INPUT_BODY = "body"
 
@@ -72,8 +74,8 @@ def body_box_around_face(face: np.ndarray, width: int, height: int) -> Box:
 
 
 def detection_frames(seconds: float) -> int:
-    """How many frames at the start of a video the automatic crop looks at."""
-    return max(1, int(round(seconds * get_settings().fps)))
+    """How many frames at the start of a video the automatic crop looks at (frames are decoded at 25 fps)."""
+    return max(1, int(round(seconds * FPS)))
 
 
 class ListenerFaces:
@@ -129,20 +131,20 @@ def crop_around(faces: list[np.ndarray], shape: tuple[int, ...]) -> Box | None:
     return body_box_around_face(np.median(np.stack(faces), axis=0), shape[1], shape[0])
 
 
-def auto_crop(video: Path, listener: Box | None, seconds: float, min_face_px: int) -> ListenerFaces:
+def auto_crop(video: Path, listener: Box | None, seconds: float, min_face_px: int, threads: int = 1) -> ListenerFaces:
     """The listener's faces in the first ``seconds`` (their :meth:`ListenerFaces.box` is the crop, or None)."""
     n = detection_frames(seconds)
     faces = ListenerFaces(min_face_px)
-    for i, grey in enumerate(iter_frames(video, gray=True, crop=listener, every=AUTO_DETECT_EVERY)):
+    for i, grey in enumerate(iter_frames(video, gray=True, crop=listener, every=AUTO_DETECT_EVERY, threads=threads)):
         if i * AUTO_DETECT_EVERY >= n:
             break
         faces.add(grey)
     return faces
 
 
-def configured_crop(subject: int) -> Box | None:
-    """The ``EMPATHY_BODY_CROP`` box of this subject (fractions of the listener region), if any."""
-    return box_for_subject(parse_subject_boxes(get_settings().body_crop), subject)
+def configured_crop(params: dict[str, Any], subject: int) -> Box | None:
+    """The ``body_crop`` box of this subject (fractions of the listener region), if any."""
+    return box_for_subject(parse_subject_boxes(str(params.get("body_crop") or "")), subject)
 
 
 def full_frame_crop(listener: Box | None, inner: Box | None, origin: str, video: Path | str) -> tuple[Box, str]:
@@ -158,10 +160,11 @@ def body_crop(video: Path, subject: int, params: dict[str, Any]) -> tuple[Box, s
     """The crop (fractions of the full frame) for this video, where it came from, and the notes for the job."""
     info = probe(video)
     region = region_for_video(params, subject, info.width, info.height)
-    configured = configured_crop(subject)
+    configured = configured_crop(params, subject)
     if configured is not None:
         return compose(region.box, configured), "configured", [region.note]
-    faces = auto_crop(video, region.box, float(params["auto_crop_seconds"]), int(params["min_face_px"]))
+    faces = auto_crop(video, region.box, float(params["auto_crop_seconds"]), int(params["min_face_px"]),
+                      decode_threads(params))
     box, origin = full_frame_crop(region.box, faces.box(), "automatic", video)
     return box, origin, faces.notes(region, (info.width, info.height), origin)
 
@@ -196,7 +199,7 @@ class BodyFrames:
         self.region: ListenerRegion = region_for_video(self.p, subject, info.width, info.height)
         self.listener = self.region.box
         self.offset = crop_pixels(self.listener, *self.frame_size)[:2]  # the listener region's corner, pixels
-        configured = configured_crop(subject)
+        configured = configured_crop(self.p, subject)
         self.box: Box | None = compose(self.listener, configured) if configured is not None else None
         self.origin = "configured"
         self.detect_until = detection_frames(float(self.p["auto_crop_seconds"]))
@@ -264,7 +267,7 @@ class BodyModality:
         box, origin, notes = body_crop(video, subject, p)
         n_frames = probe(video).n_frames
         crops = FrameRows(-(-n_frames // step), (size, size), np.uint8)
-        for crop in iter_frames(video, gray=True, crop=box, size=(size, size), every=step):
+        for crop in iter_frames(video, gray=True, crop=box, size=(size, size), every=step, threads=decode_threads(p)):
             crops.append(crop)
         info = {"crop": [round(float(v), 4) for v in box], "crop_from": origin,
                 "seconds": round(time.monotonic() - started, 3), "notes": notes}

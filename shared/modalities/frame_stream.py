@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -52,12 +52,19 @@ class Prepared:
     seconds: float
 
 
-def listener_frames(video: Path | str, region: Box | None) -> Iterator[np.ndarray]:
+def decode_threads(params: Mapping[str, Any] | None) -> int:
+    """FFmpeg's decoding threads from a modality's parameters: ``decode_threads``, put there at inference by
+    :func:`shared.pipeline.runtime_params` from ``EMPATHY_DECODE_THREADS`` (never recorded in a model); 1 without."""
+    return int((params or {}).get("decode_threads", 1))
+
+
+def listener_frames(video: Path | str, region: Box | None, threads: int = 1) -> Iterator[np.ndarray]:
     """The frames every vision modality reads: grey, 25 fps, cropped to the listener region (None = whole frame).
 
-    The region comes from :func:`shared.crops.region_for_video` (job, model metadata or the frame size).
+    The region comes from :func:`shared.crops.region_for_video` (job, model metadata or the frame size);
+    ``threads``: FFmpeg's decoding threads (:func:`decode_threads`).
     """
-    return iter_frames(video, gray=True, crop=region)
+    return iter_frames(video, gray=True, crop=region, threads=threads)
 
 
 @dataclass
@@ -142,34 +149,35 @@ class _ConsumerThread(threading.Thread):
 
 
 def feed_together(video: Path | str, consumers: Mapping[str, FrameConsumer],
-                  region: Box | None = None) -> dict[str, Prepared]:
+                  region: Box | None = None, *, threads: int = 1) -> dict[str, Prepared]:
     """Decode ``video`` once, cropped to ``region``, and feed every consumer (each in its own thread); never raises.
 
     A consumer that fails is dropped (its error kept) and the others go on; a decoding error (truncated
     file...) is the error of every consumer, as it would have been on its own decode. A modality's seconds
     are the CPU time of its own thread plus an equal share of the decoding thread's CPU time (FFmpeg's own
     decoding threads are not counted): they say where the work went, while the modalities ran side by side.
+    ``threads``: FFmpeg's decoding threads.
     """
-    threads = {name: _ConsumerThread(name, consumer) for name, consumer in consumers.items()}
-    for thread in threads.values():
+    feeders = {name: _ConsumerThread(name, consumer) for name, consumer in consumers.items()}
+    for thread in feeders.values():
         thread.start()
     decode_error: Exception | None = None
     started = time.thread_time()
     try:
-        for grey in listener_frames(video, region):
+        for grey in listener_frames(video, region, threads):
             grey.flags.writeable = False  # one frame, several readers: none may change it
-            for thread in threads.values():
+            for thread in feeders.values():
                 thread.frames.put(grey)
     except Exception as exc:  # noqa: BLE001 - the decode's error belongs to every modality reading it
         decode_error = exc
     finally:
-        for thread in threads.values():
+        for thread in feeders.values():
             thread.frames.put(None)
-        for thread in threads.values():
+        for thread in feeders.values():
             thread.join()
     share = (time.thread_time() - started) / max(len(consumers), 1)
     outcomes: dict[str, Prepared] = {}
-    for name, thread in threads.items():
+    for name, thread in feeders.items():
         error, windows = thread.error or decode_error, None
         began = time.thread_time()
         if error is None:

@@ -25,7 +25,7 @@ from shared.crops import ListenerRegion, region_for_video
 from shared.face_tracking import N_LANDMARKS, FaceTracker, TrackerConfig
 from shared.media import VideoInfo, probe
 from shared.modalities.base import Windows
-from shared.modalities.frame_stream import listener_frames, prefetched
+from shared.modalities.frame_stream import decode_threads, listener_frames, prefetched
 from shared.modalities.frame_windows import (
     FrameRows,
     LazyWindows,
@@ -105,7 +105,7 @@ class LandmarksModality:
                 params: dict[str, Any] | None = None) -> Windows:
         """Landmarks of every frame, then (n, 25, 136) windows z-normalised per series over the video."""
         frames = self.frame_consumer(video, subject=subject, params=params)
-        with closing(prefetched(listener_frames(video, frames.region.box))) as decoded:  # an error here stops the decoder at once
+        with closing(prefetched(listener_frames(video, frames.region.box, decode_threads(params)))) as decoded:  # an error here stops the decoder at once
             for grey in decoded:
                 frames.feed(grey)
         return frames.finish(video)

@@ -10,7 +10,9 @@ recognised word is all missing (NaN), and fusion weighs the module out.
 
 The listener's identity enters as ``subject = subject_index(subject, params["known_subjects"])``: a new
 listener (or none given) gets index 0, the "unknown listener" row the model trains by subject dropout.
-Words come from :mod:`shared.asr` (transcript file, faster-whisper or pocketsphinx; ``EMPATHY_ASR_SOURCE``).
+Words come from :mod:`shared.asr` (transcript file, faster-whisper or pocketsphinx): ``asr_source``,
+``whisper_model_dir`` and ``whisper_options`` in the parameters, put there from ``EMPATHY_ASR_SOURCE`` and the
+``EMPATHY_WHISPER_*`` settings by :func:`shared.pipeline.runtime_params` (absent: the documented defaults).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from shared.data import Word
 from shared.lexicon import file_sha256, load_lexicons, tokenize
 from shared.modalities.base import Windows, subject_index
+from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -33,21 +36,22 @@ WORDS_INPUT = "words"
 SUBJECT_INPUT = "subject"
 
 
-def default_params() -> dict[str, Any]:
-    """The paper's preprocessing, with the lexicon choice from the settings at training time."""
-    from shared.settings import get_settings
-
-    s = get_settings()
+def settings_params(s: Settings) -> dict[str, Any]:
+    """The preprocessing a text model takes from the settings at training time (and records in its metadata):
+    rates and the lexicon choice (``EMPATHY_LEXICONS``, ``EMPATHY_LEXICON_MISSING`` and the two paths)."""
     return {
         "fps": s.fps,
         "sample_rate": s.sample_rate,
-        "window_words": 100,
         "lexicons": s.lexicons,
         "lexicon_missing": s.lexicon_missing,
         "warriner_csv": s.warriner_csv,
         "depechemood_tsv": s.depechemood_tsv,
-        "known_subjects": [],
     }
+
+
+def default_params() -> dict[str, Any]:
+    """The paper's preprocessing with the documented default lexicons (the trainer adds the settings' choice)."""
+    return {**settings_params(Settings()), "window_words": 100, "known_subjects": []}
 
 
 def tokens_with_times(words: Sequence[Word]) -> list[Word]:
@@ -125,18 +129,18 @@ class TextModality:
                 params: dict[str, Any] | None = None) -> Windows:
         from shared.asr import resolve_source, words_for_audio
         from shared.media import iter_audio, probe
-        from shared.settings import get_settings
 
-        settings = get_settings()
+        defaults = Settings()
         p = {**default_params(), **(params or {})}
         check_lexicon_files(p)
-        source = resolve_source(settings.asr_source, transcript=transcript,
-                                whisper_model_dir=settings.whisper_model_dir)
+        model_dir = p.get("whisper_model_dir") or defaults.whisper_model_dir
+        source = resolve_source(str(p.get("asr_source") or defaults.asr_source), transcript=transcript,
+                                whisper_model_dir=model_dir)
         # ASR reads the audio as it streams (10 s chunks, recognised EMPATHY_ASR_CHUNK_S at a time): flat memory
         audio = None if source == "transcript" else iter_audio(video, sample_rate=int(p["sample_rate"]))
         words = words_for_audio(audio, source=source, transcript=transcript, sample_rate=int(p["sample_rate"]),
-                                whisper_model_dir=settings.whisper_model_dir)
-        windows = prepare_words(words, probe(video).n_frames, subject, p)
+                                whisper_model_dir=model_dir, whisper_options=p.get("whisper_options"))
+        windows = prepare_words(words, probe(video, fps=float(p["fps"])).n_frames, subject, p)
         windows.info["asr_source"] = source
         return windows
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.data import Clip, clip_name, write_labels, write_transcript
-from shared.settings import get_settings
+from shared.settings import Settings
 from shared.synthetic.curves import FPS, expressed_valence, listener, rng_for, valence_curve
 from shared.synthetic.render import FrameRenderer
 from shared.synthetic.speech import SAMPLE_RATE, espeak_binary, story_speech
@@ -29,6 +29,9 @@ LAYOUTS = (SINGLE, OMG)
 ROOM_NOISE = 0.003  # std of the microphone's background hiss
 _AUDIO = 7  # rng stream tag
 MANIFEST = "synthetic.json"
+# x264 preset when the caller gives none: EMPATHY_SYNTH_X264_PRESET's documented default (``empathy synth``
+# and the model builder pass the setting's value)
+DEFAULT_PRESET: str = Settings.synth_x264_preset
 
 
 def _check_args(duration_s: float, width: int, height: int) -> int:
@@ -79,8 +82,7 @@ def generate_clip(
     audio = np.clip(speech.audio + noise.astype(np.float32), -1.0, 1.0)
     samples_per_frame = SAMPLE_RATE // FPS
 
-    if preset is None:
-        preset = get_settings().synth_x264_preset
+    preset = preset or DEFAULT_PRESET
     listener_width = width // 2 if layout == OMG else width
     renderer = FrameRenderer(listener_width, height, subject=subject, story=story, seed=seed)
     storyteller = loudness = None
@@ -138,8 +140,7 @@ def generate_dataset(
     espeak_binary()  # fail before any work if the storyteller cannot speak
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
-    if preset is None:
-        preset = get_settings().synth_x264_preset
+    preset = preset or DEFAULT_PRESET
     jobs = [(str(root), int(s), int(k), float(duration_s), width, height, seed, preset, layout)
             for k in stories for s in subjects]
     started = time.perf_counter()

@@ -20,6 +20,7 @@ from shared.data import discover, read_labels
 from shared.pipeline import analyze_video, listener_notes
 from shared.results import build_document, to_csv
 from shared.scoring import official_ccc, score_dirs
+from shared.settings import Settings
 from shared.synthetic.dataset import generate_dataset
 
 pytestmark = pytest.mark.slow
@@ -75,7 +76,8 @@ def test_trained_on_the_omg_layout_the_fused_curve_matches_the_listener_alone(
         predictions.mkdir()
         truth.mkdir()
         for clip in [c for c in discover(root) if c.story == 2]:
-            result = analyze_video(clip.video, subject=clip.subject, modalities=VISION, models_dir=models)
+            result = analyze_video(clip.video, subject=clip.subject, modalities=VISION, models_dir=models,
+                                   settings=Settings())
             for name, module in result.modalities.items():
                 assert module.status == "ok", (layout, name, module.detail)
                 seen = module.values[np.isfinite(module.values)]
@@ -91,8 +93,7 @@ def test_trained_on_the_omg_layout_the_fused_curve_matches_the_listener_alone(
                 modules.setdefault(name, {}).setdefault(layout, []).append(
                     official_ccc(labels, np.nan_to_num(module.values)))
             document = build_document(fusion=result.fusion, modalities=result.modalities, subject=clip.subject,
-                                      fps=result.fps, video=clip.video.name, weights_spec="paper", cutoff_hz=0.01,
-                                      notes=notes)
+                                      fps=result.fps, video=clip.video.name, notes=notes)
             (predictions / f"{clip.name}.csv").write_text(to_csv(document))
             shutil.copy(clip.labels, truth / clip.labels.name)
         # the CSVs the project writes pass the official scorer unchanged and score what was computed here

@@ -26,7 +26,7 @@ from shared.modalities.base import get_modality
 from shared.model_store import read_metadata, version_dir
 from shared.pipeline import analyze_video, inference_params, prepare_vision_together
 from shared.serving_client import LocalPredictor, _batch_slices
-from shared.settings import MODALITIES, Settings, get_settings
+from shared.settings import MODALITIES, Settings, load_settings
 from tests.ensemble_support import TINY_SUBJECT_STATS, export_tiny_model
 
 VISION = ("face", "landmarks", "body")
@@ -60,7 +60,7 @@ def test_a_broken_video_fails_every_modality_of_the_shared_decode(tmp_path: Path
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all")
     metadata = {name: {"preprocessing": get_modality(name).default_params()} for name in VISION}
-    together = prepare_vision_together(broken, VISION, subject=1, metadata=metadata)
+    together = prepare_vision_together(broken, VISION, subject=1, metadata=metadata, settings=Settings())
     assert set(together) == set(VISION)
     assert all(p.windows is None and p.error is not None for p in together.values())
 
@@ -114,20 +114,14 @@ def test_byte_capped_batches_predict_the_same_as_large_ones(synthetic_dataset: P
     np.testing.assert_allclose(capped, whole, rtol=1e-4, atol=1e-5)
 
 
-def test_training_windows_ignore_the_inference_setting(synthetic_dataset: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EMPATHY_PREDICT_EVERY", "5")
-    get_settings.cache_clear()
-    try:
-        modality = get_modality("landmarks")
-        video = _clip(synthetic_dataset).video
-        training = modality.prepare(video, subject=1, params=modality.default_params())  # what the trainer passes
-        assert len(training) == training.n_frames - int(training.missing.sum())
-        params = inference_params("landmarks", {"preprocessing": modality.default_params()})
-        assert params["predict_every"] == 5
-        assert "predict_every" not in inference_params("audio", {"preprocessing": {}})
-        serving = modality.prepare(video, subject=1, params=params)
-        assert len(serving) < len(training) / 4  # every 5th visible frame (+ each run's last)
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
+def test_training_windows_ignore_the_inference_setting(synthetic_dataset: Path) -> None:
+    settings = load_settings({"EMPATHY_PREDICT_EVERY": "5"})
+    modality = get_modality("landmarks")
+    video = _clip(synthetic_dataset).video
+    training = modality.prepare(video, subject=1, params=modality.default_params())  # what the trainer passes
+    assert len(training) == training.n_frames - int(training.missing.sum())
+    params = inference_params("landmarks", {"preprocessing": modality.default_params()}, settings)
+    assert params["predict_every"] == 5
+    assert "predict_every" not in inference_params("audio", {"preprocessing": {}}, settings)
+    serving = modality.prepare(video, subject=1, params=params)
+    assert len(serving) < len(training) / 4  # every 5th visible frame (+ each run's last)

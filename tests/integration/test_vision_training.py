@@ -19,7 +19,7 @@ from shared.data import discover
 from shared.model_store import read_metadata, version_dir
 from shared.pipeline import run_modality
 from shared.serving_client import LocalPredictor
-from shared.settings import get_settings
+from shared.settings import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -39,20 +39,17 @@ RMS_TOLERANCE = 0.08
 CCC_TOLERANCE = 0.99
 
 
-def _every_k_changes_little(name: str, models_dir: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _every_k_changes_little(name: str, models_dir: Path, dataset: Path) -> None:
     path = version_dir(models_dir, name)
     metadata = read_metadata(path)
     predictor = LocalPredictor(path, batch_size=32)
     clip = next(c for c in discover(dataset) if c.story == 2 and c.subject == 1)
     curves = {}
     for k in (1, EVERY_K[name]):
-        monkeypatch.setenv("EMPATHY_PREDICT_EVERY", str(k))
-        get_settings.cache_clear()
-        result = run_modality(name, clip.video, subject=clip.subject, predictor=predictor, metadata=metadata)
+        result = run_modality(name, clip.video, subject=clip.subject, predictor=predictor, metadata=metadata,
+                              settings=Settings(predict_every=k))
         assert result.status == "ok", result.detail
         curves[k] = result.values
-    monkeypatch.delenv("EMPATHY_PREDICT_EVERY")
-    get_settings.cache_clear()
     full, sparse = curves[1], curves[EVERY_K[name]]
     assert np.isfinite(full).all() and np.isfinite(sparse).all()
     change = float(np.sqrt(np.mean((full - sparse) ** 2)) / np.std(full))
@@ -71,20 +68,18 @@ def _check_metadata(metadata: dict, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["face", "body"])
-def test_short_training_run_reaches_validation_ccc(name: str, synthetic_dataset: Path, tmp_models_dir: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_short_training_run_reaches_validation_ccc(name: str, synthetic_dataset: Path, tmp_models_dir: Path) -> None:
     from training.trainer import train
 
     run = RUNS[name]
     result = train(name, synthetic_dataset, models_dir=tmp_models_dir, epochs=run["epochs"],
                    patience=run["epochs"], batch_size=run["batch_size"], hparams=run["hparams"])
     _check_metadata(result.metadata, name)
-    _every_k_changes_little(name, tmp_models_dir, synthetic_dataset, monkeypatch)
+    _every_k_changes_little(name, tmp_models_dir, synthetic_dataset)
 
 
 def test_landmarks_train_and_evaluate_through_the_cli(synthetic_dataset: Path, tmp_models_dir: Path,
-                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+                                                      tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from cli.main import main
 
     code = main(["train", "landmarks", "--data", str(synthetic_dataset), "--models-dir", str(tmp_models_dir),
@@ -98,5 +93,5 @@ def test_landmarks_train_and_evaluate_through_the_cli(synthetic_dataset: Path, t
                  "--modality", "landmarks", "--stories", "2", "--out", str(table)])
     assert code == 0 and table.is_file()
     assert "landmarks" in capsys.readouterr().out
-    _every_k_changes_little("landmarks", tmp_models_dir, synthetic_dataset, monkeypatch)
+    _every_k_changes_little("landmarks", tmp_models_dir, synthetic_dataset)
     json.dumps(metadata)  # the metadata is plain JSON

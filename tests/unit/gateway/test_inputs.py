@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from jobs.files import job_dir
-from jobs.store import JobStore
+from jobs.store import JobStore, job_subject
 from tests.ensemble_support import bearer, write_tiny_video
 from tests.unit.gateway.conftest import MAX_UPLOAD_MB
 
@@ -128,10 +128,13 @@ def test_file_names_never_become_paths(client, env, media, tmp_path: Path, filen
     assert not list(tmp_path.parent.rglob("evil*")) and not Path("/tmp/evil.mp4").exists()
 
 
-def test_subject_field(client, media) -> None:  # noqa: ANN001
+def test_subject_field(client, env, media) -> None:  # noqa: ANN001
     # A listener no model knows is accepted: the models' pooled statistics apply (the result notes it).
     response = submit(client, media["video"], subject="99")
     assert response.status_code == 202 and response.get_json()["subject"] == 99
+    # validated once here; the tasks read the stored int back with the same parser
+    raw = JobStore.from_url(env["EMPATHY_REDIS_URL"], ttl_s=60).raw(response.get_json()["id"])
+    assert job_subject(raw) == 99
     for bad in ("-1", "1.5", "abc", "1e3", "99999999999", "\u0663"):  # the last one: an Arabic-Indic digit
         response = submit(client, media["video"], subject=bad)
         assert response.status_code == 400, bad

@@ -22,7 +22,7 @@ from shared.data import (
     write_labels,
     write_transcript,
 )
-from shared.settings import get_settings
+from shared.settings import load_settings
 
 
 @pytest.mark.parametrize(
@@ -148,21 +148,15 @@ def _clips(pairs: list[tuple[int, int]]) -> list[Clip]:
     return [Clip(subject=s, story=k, video=Path(f"Subject_{s}_Story_{k}.mp4"), labels=None, transcript=None) for s, k in pairs]
 
 
-def test_split_by_story_holds_out_the_configured_story(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_split_by_story_holds_out_the_given_story() -> None:
     clips = _clips([(1, 1), (1, 2), (2, 2), (2, 3)])
-    train, val = split_by_story(clips)
+    train, val = split_by_story(clips, val_story=2)
     assert [(c.subject, c.story) for c in val] == [(1, 2), (2, 2)]
     assert [(c.subject, c.story) for c in train] == [(1, 1), (2, 3)]
     train, val = split_by_story(clips, val_story=3)
     assert [(c.subject, c.story) for c in val] == [(2, 3)]
-    monkeypatch.setenv("EMPATHY_VAL_STORY", "1")
-    get_settings.cache_clear()
-    try:
-        _, val = split_by_story(clips)
-        assert [(c.subject, c.story) for c in val] == [(1, 1)]
-    finally:
-        monkeypatch.delenv("EMPATHY_VAL_STORY")
-        get_settings.cache_clear()
+    _, val = split_by_story(clips, val_story=load_settings({"EMPATHY_VAL_STORY": "1"}).val_story)
+    assert [(c.subject, c.story) for c in val] == [(1, 1)]
 
 
 def test_transcript_round_trip(tmp_path: Path) -> None:

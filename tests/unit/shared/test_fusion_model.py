@@ -106,10 +106,10 @@ def test_ccc_weights_are_inverse_error_variances_and_fall_back_clearly() -> None
 def test_learned_without_a_fusion_model_falls_back_to_ccc_with_a_note() -> None:
     metadata = {"audio": {"val_ccc_filtered": 0.4}, "face": {"val_ccc_filtered": 0.8}}
     plan = resolve("learned", metadata, None)
-    assert plan["method"] == "ccc" and plan["learned"] is None
-    assert plan["weights"] == {"audio": weight_from_ccc(0.4), "face": weight_from_ccc(0.8)}
-    assert plan["cutoff_hz"] == 0.01
-    assert any("learned" in note for note in plan["notes"]) and any("not calibrated" in n for n in plan["notes"])
+    assert plan.method == "ccc" and plan.learned is None
+    assert plan.weights == {"audio": weight_from_ccc(0.4), "face": weight_from_ccc(0.8)}
+    assert plan.cutoff_hz == 0.01
+    assert any("learned" in note for note in plan.notes) and any("not calibrated" in n for n in plan.notes)
 
 
 # ----------------------------------------------------------------------------------- learned fusion and band
@@ -264,3 +264,22 @@ def test_a_module_weighed_zero_is_not_used_but_the_job_is_not_degraded() -> None
     results["face"] = result("face", np.full(labels.size, np.nan), status="unavailable")
     fused = fuse_results(results, metadata, 1, weights_spec="ccc", settings=Settings(models_dir=Path("/nonexistent")))
     assert build_document(fusion=fused, modalities=results, subject=1, fps=FPS, video="v.mp4")["degraded"] is True
+
+
+def test_the_fusion_result_records_what_made_it_and_the_document_reads_it_there() -> None:
+    """Spec, method, weights, cut-off and label range are resolved once and read back, never recomputed."""
+    labels = truth(int(60 * FPS), seed=7)
+    results = noisy_modules(labels, {m: 0.5 for m in ("audio", "body")}, seed=8)
+    metadata = {m: {"val_ccc_filtered": 0.5, "subject_stats": {"1": STATS, "global": STATS}, "label_range": [-0.5, 0.8]}
+                for m in ("audio", "body")}
+    settings = Settings(models_dir=Path("/nonexistent"), fusion_weights="paper", fusion_cutoff_hz=0.02)
+    fused = fuse_results(results, metadata, 9, settings=settings)  # no spec given: EMPATHY_FUSION_WEIGHTS
+    assert (fused.spec, fused.method) == ("paper", "paper")
+    assert fused.weights == pytest.approx({"audio": 0.5, "body": 0.5})  # paper's 1 and 1, normalised
+    assert fused.cutoff_requested_hz == pytest.approx(0.02) and fused.label_range == (-0.5, 0.8)
+    assert fused.valence.max() <= 0.8 and fused.band_low.min() >= -0.5
+    assert any("subject 9 is unknown" in note for note in fused.notes)  # the notes analyze and the worker share
+    document = build_document(fusion=fused, modalities=results, subject=9, fps=FPS, video="v.mp4")
+    assert document["label_range"] == [-0.5, 0.8]
+    assert document["fusion"]["weights_spec"] == "paper" and document["fusion"]["cutoff_requested_hz"] == 0.02
+    assert document["fusion"]["cutoff_hz"] == fused.cutoff_hz == pytest.approx(0.05)  # 3 cycles in 60 s

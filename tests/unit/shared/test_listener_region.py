@@ -145,19 +145,13 @@ def test_no_face_in_the_listener_region_says_which_region_was_searched(clips: di
                                            "region if the listener is elsewhere")
 
 
-def test_training_records_the_data_sets_listener_region_and_layouts(clips: dict[str, Path],
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_records_the_data_sets_listener_region_and_layouts(clips: dict[str, Path]) -> None:
     from shared.data import discover
-    from shared.settings import get_settings
+    from shared.settings import load_settings
     from training.trainer import listener_params
 
-    monkeypatch.setenv("EMPATHY_LISTENER_CROP", "1=0.5,0,1,1;*=auto")
-    get_settings.cache_clear()
-    try:
-        params = listener_params(discover(clips["omg"].parents[1]))
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
+    settings = load_settings({"EMPATHY_LISTENER_CROP": "1=0.5,0,1,1;*=auto"})
+    params = listener_params(discover(clips["omg"].parents[1]), settings.listener_crop)
     assert params == {"listener_region": "1=0.5,0,1,1;*=auto", "listener_layouts": ["2560x720"]}
     inference = {**params, "listener": "auto"}  # what a job without its own region sends
     assert region_for_video(inference, 1, 2560, 720).box == (0.5, 0.0, 1.0, 1.0)

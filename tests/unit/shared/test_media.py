@@ -166,6 +166,18 @@ def test_every_k_yields_the_same_frames_as_slicing(videos: dict[str, Path]) -> N
         assert sparse == full[::k]
 
 
+def test_probe_and_decode_agree_at_the_rate_the_caller_passes(videos: dict[str, Path]) -> None:
+    """Both take their rate (and the decoder its threads) as arguments: no setting makes them disagree."""
+    assert probe(videos["30"], fps=10).n_frames == len(list(iter_frames(videos["30"], gray=True, fps=10))) == 30
+    threaded = [read_index(f) for f in iter_frames(videos["30"], gray=True, threads=0)]  # one per core
+    assert threaded == [read_index(f) for f in iter_frames(videos["30"], gray=True, threads=1)]
+    for bad in (-1, 1.5):
+        with pytest.raises(ValueError, match="threads"):
+            next(iter_frames(videos["30"], threads=bad))
+    with pytest.raises(ValueError, match="fps"):
+        probe(videos["30"], fps=0)
+
+
 def test_gray_rgb_crop_and_resize_shapes_and_content(videos: dict[str, Path]) -> None:
     path = videos["25"]
     rgb = next(iter_frames(path))

@@ -76,6 +76,7 @@ def test_fill_gaps_interpolates_inside_and_extends_at_the_ends() -> None:
 def test_every_module_and_the_fused_curve_stay_in_the_label_range() -> None:
     from shared.pipeline import ModalityResult, fuse_results
     from shared.postprocess import bound, label_range, labels_range, postprocess
+    from shared.settings import Settings
 
     t = np.arange(2000)
     spiky = np.sin(t / 50.0) + np.where(t < 30, 8.0, 0.0)  # a start-of-clip spike, as seen on the demo clip
@@ -93,5 +94,6 @@ def test_every_module_and_the_fused_curve_stay_in_the_label_range() -> None:
     assert np.isnan(bound(np.array([np.nan, 2.0]))).tolist() == [True, False]
     results = {name: ModalityResult(name=name, values=values.copy(), missing=np.isnan(values), status="ok")
                for name in ("audio", "body")}
-    fused = fuse_results(results, {"audio": metadata, "body": metadata}, 3, weights_spec="paper", cutoff_hz=0.5)
+    fused = fuse_results(results, {"audio": metadata, "body": metadata}, 3, settings=Settings(),
+                         weights_spec="paper", cutoff_hz=0.5)
     assert fused.valence.max() <= 1.0 and fused.valence.min() >= -1.0

@@ -12,7 +12,8 @@ from skimage import data
 
 from shared.media import probe
 from shared.modalities.base import get_modality, subject_index
-from shared.settings import get_settings
+from shared.pipeline import inference_params
+from shared.settings import Settings, load_settings
 
 WIDTH, HEIGHT = 640, 360
 
@@ -127,8 +128,7 @@ def test_a_video_without_any_face_gives_no_windows_and_all_frames_missing(facele
     assert np.isnan(modality.to_frames(np.zeros((0, 1), np.float32), windows)).all()
 
 
-def test_body_crop_is_automatic_configured_or_the_whole_frame(synthetic_dataset: Path, faceless_video: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_body_crop_is_automatic_configured_or_the_whole_frame(synthetic_dataset: Path, faceless_video: Path) -> None:
     modality = get_modality("body")
     auto = modality.prepare(_clip(synthetic_dataset), subject=1, params=modality.default_params())
     assert auto.info["crop_from"] == "automatic"
@@ -136,15 +136,11 @@ def test_body_crop_is_automatic_configured_or_the_whole_frame(synthetic_dataset:
     assert 0.1 < x0 < x1 < 0.9 and y1 == pytest.approx(1.0)  # around the listener, down to the frame's bottom
     none = modality.prepare(faceless_video, subject=1, params=modality.default_params())
     assert none.info["crop_from"] == "whole frame" and not none.missing.any()
-    monkeypatch.setenv("EMPATHY_BODY_CROP", "2=0.1,0.1,0.5,0.5;*=0.25,0,0.75,1")
-    monkeypatch.setenv("EMPATHY_LISTENER_CROP", "0.5,0,1,1")
-    get_settings.cache_clear()
-    try:
-        configured = modality.prepare(_clip(synthetic_dataset), subject=1, params=modality.default_params())
-        own = modality.prepare(_clip(synthetic_dataset), subject=2, params=modality.default_params())
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
+    settings = load_settings({"EMPATHY_BODY_CROP": "2=0.1,0.1,0.5,0.5;*=0.25,0,0.75,1",
+                              "EMPATHY_LISTENER_CROP": "0.5,0,1,1"})
+    params = inference_params("body", {"preprocessing": modality.default_params()}, settings)
+    configured = modality.prepare(_clip(synthetic_dataset), subject=1, params=params)
+    own = modality.prepare(_clip(synthetic_dataset), subject=2, params=params)
     assert configured.info["crop_from"] == "configured"
     assert configured.info["crop"] == pytest.approx([0.625, 0.0, 0.875, 1.0])  # inside the listener half
     assert own.info["crop"] == pytest.approx([0.55, 0.1, 0.75, 0.5])
@@ -162,3 +158,12 @@ def test_predicting_every_k_th_frame_reuses_the_same_windows(synthetic_dataset: 
     key = next(iter(full.inputs))
     rows = np.searchsorted(full.label_frames, sparse.label_frames)
     np.testing.assert_array_equal(sparse.inputs[key][:], full.inputs[key][rows])
+
+
+def test_the_body_crop_comes_from_the_model_unless_the_setting_overrides_it() -> None:
+    """Training records EMPATHY_BODY_CROP in the body model; inference keeps it unless the setting names one."""
+    recorded = {"preprocessing": {**get_modality("body").default_params(), "body_crop": "0.2,0,0.8,1"}}
+    assert inference_params("body", recorded, Settings())["body_crop"] == "0.2,0,0.8,1"
+    override = load_settings({"EMPATHY_BODY_CROP": "*=0.25,0,0.75,1"})
+    assert inference_params("body", recorded, override)["body_crop"] == "*=0.25,0,0.75,1"
+    assert "body_crop" not in inference_params("face", {"preprocessing": {}}, override)
