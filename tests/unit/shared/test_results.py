@@ -57,11 +57,13 @@ def test_the_document_says_what_was_fused_and_how() -> None:
     json.dumps(document, allow_nan=False)  # strict JSON: what the gateway serves
 
 
-def test_the_callers_spec_and_cutoff_win_and_a_complete_run_is_not_degraded() -> None:
+def test_the_fusion_as_made_is_reported_and_a_complete_run_is_not_degraded() -> None:
+    fusion = _fusion()
+    fusion.spec, fusion.cutoff_hz, fusion.label_range = "audio=1", 0.5, (-2.0, 2.0)
     modules = {"audio": _module("audio", np.full(N, 0.2))}
-    document = build_document(fusion=_fusion(), modalities=modules, subject=0, fps=FPS, video="v.mp4",
-                              weights_spec="audio=1", cutoff_hz=0.5)
+    document = build_document(fusion=fusion, modalities=modules, subject=0, fps=FPS, video="v.mp4")
     assert document["fusion"]["weights_spec"] == "audio=1" and document["fusion"]["cutoff_hz"] == 0.5
+    assert document["label_range"] == [-2.0, 2.0]  # the range the fusion bounded to, not a default
     assert document["degraded"] is False and document["job"] is None and document["seconds"] is None
 
 
