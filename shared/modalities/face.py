@@ -13,16 +13,15 @@ are padded with the first crop, so every visible frame can be an anchor.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from shared.face_tracking import FaceObservation, crop_box
-from shared.media import VideoInfo, probe
+from shared.media import VideoInfo
 from shared.modalities.base import subject_index
 from shared.modalities.frame_windows import FrameRows, LazyWindows
-from shared.modalities.vision import TRACKER_PARAMS, TrackedFrames, VisionModality
+from shared.modalities.vision import TRACKER_PARAMS, TrackedFrames, TrackedModality
 
 # Preprocessing defaults (recorded in the model metadata, so inference uses what training used).
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -68,12 +67,10 @@ class FaceFrames(TrackedFrames):
         return {INPUT_FACE: windows, INPUT_SUBJECT: np.full(n_windows, who, dtype=np.int32)}
 
 
-class FaceModality(VisionModality):
+class FaceModality(TrackedModality):
     name = "face"
     DEFAULT_PARAMS = DEFAULT_PARAMS
-
-    def frame_consumer(self, video: Path, *, subject: int, params: dict[str, Any] | None = None) -> FaceFrames:
-        return FaceFrames(probe(video), subject=subject, params=params)
+    FRAMES = FaceFrames
 
 
 MODALITY = FaceModality()

@@ -13,15 +13,14 @@ frame; the start of the video is padded with the first frame's points (constant 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from shared.face_tracking import N_LANDMARKS, FaceObservation
-from shared.media import VideoInfo, probe
+from shared.media import VideoInfo
 from shared.modalities.frame_windows import FrameRows, LazyWindows
-from shared.modalities.vision import TRACKER_PARAMS, TrackedFrames, VisionModality
+from shared.modalities.vision import TRACKER_PARAMS, TrackedFrames, TrackedModality
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "window": 25,  # frames per window; the label is the last one
@@ -60,12 +59,10 @@ class LandmarkFrames(TrackedFrames):
         return {INPUT_LANDMARKS: windows}
 
 
-class LandmarksModality(VisionModality):
+class LandmarksModality(TrackedModality):
     name = "landmarks"
     DEFAULT_PARAMS = DEFAULT_PARAMS
-
-    def frame_consumer(self, video: Path, *, subject: int, params: dict[str, Any] | None = None) -> LandmarkFrames:
-        return LandmarkFrames(probe(video), subject=subject, params=params)
+    FRAMES = LandmarkFrames
 
 
 MODALITY = LandmarksModality()

@@ -7,7 +7,7 @@ three, :mod:`shared.modalities.frame_stream`), and predictions put back on the 2
 :func:`shared.windows.anchors_to_grid`. The body overrides ``prepare`` with a cheaper decode of its own.
 
 :class:`TrackedFrames` is the per-frame work of the two modalities that follow the listener's face
-(face and landmarks): the face tracker, one stored feature row per frame, and the windows anchored on the
+(face and landmarks, both :class:`TrackedModality`): the face tracker, one stored feature row per frame, and the windows anchored on the
 frames where the face was seen, z-normalised per video.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from shared.crops import ListenerRegion, region_for_video
 from shared.face_tracking import FaceObservation, FaceTracker, TrackerConfig
-from shared.media import VideoInfo
+from shared.media import VideoInfo, probe
 from shared.modalities.base import Modality, Windows
 from shared.modalities.frame_stream import FrameConsumer, listener_frames, prefetched
 from shared.modalities.frame_windows import (
@@ -65,7 +65,7 @@ class VisionModality(Modality):
         return frames.finish(video)
 
     def to_frames(self, predictions: np.ndarray, windows: Windows) -> np.ndarray:
-        """Window predictions anchor at their label frames, linear in between; NaN on missing frames."""
+        """Window predictions at their label frames -> the 25 fps grid (:func:`shared.windows.anchors_to_grid`)."""
         return anchors_to_grid(predictions, windows.label_frames, windows.n_frames, windows.missing)
 
 
@@ -139,3 +139,12 @@ class TrackedFrames(ABC):
                                    f"region ({self.region.describe(*self.frame_size)}); set the listener region "
                                    "if the listener is elsewhere")
         return info
+
+
+class TrackedModality(VisionModality):
+    """A vision modality whose per-frame part is a :class:`TrackedFrames` (face, landmarks)."""
+
+    FRAMES: ClassVar[type[TrackedFrames]]
+
+    def frame_consumer(self, video: Path, *, subject: int, params: dict[str, Any] | None = None) -> TrackedFrames:
+        return self.FRAMES(probe(video), subject=subject, params=params)
