@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,9 +50,12 @@ from shared.pipeline import (
 from shared.results import build_document
 from shared.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from shared.serving_client import Model
+
 log = logging.getLogger(__name__)
 
-_models: dict[str, tuple[int, dict[str, Any], Any]] = {}  # modality -> (version, metadata, predictor)
+_models: dict[str, Model] = {}  # modality -> the model its tasks use (see model_for)
 
 
 def job_store(settings: Settings) -> JobStore:
@@ -60,59 +63,19 @@ def job_store(settings: Settings) -> JobStore:
     return JobStore.from_url(settings.redis_url, ttl_s=settings.job_ttl_s, outage_s=settings.redis_outage_s)
 
 
-class PatientPredictor:
-    """A gRPC predictor that waits for a restarting or loading model server instead of failing the modality.
+def model_for(modality: str, settings: Settings) -> Model:
+    """The latest version on the models volume, its metadata and a gRPC predictor for exactly it.
 
-    The client's own retries (``EMPATHY_MODEL_SERVER_RETRIES``, seconds) cover a blip; a model server that
-    was restarted needs tens of seconds to load its models. When the retries are spent, this waits until the
-    server reports the model AVAILABLE (``GetModelStatus``, at most ``EMPATHY_MODEL_LOAD_TIMEOUT_S``) and
-    predicts once more; if it never comes, the modality fails with both reasons.
+    Opened by :func:`shared.serving_client.open_model` and kept per process while that version stays the
+    latest, so a task reuses the predictor's channel; a newly published version is picked up by the next task.
     """
-
-    def __init__(self, predictor: Any, load_timeout_s: float) -> None:
-        self.predictor = predictor
-        self.load_timeout_s = load_timeout_s
-
-    @property
-    def last_version(self) -> int | None:
-        return self.predictor.last_version
-
-    def metadata(self) -> Any:
-        return self.predictor.metadata()
-
-    def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        from shared.serving_client import ModelUnavailableError
-
-        try:
-            return self.predictor.predict(inputs)
-        except ModelUnavailableError as first:
-            log.warning("model server unavailable; waiting for it to load",
-                        extra={"predictor": repr(self.predictor), "error": str(first),
-                               "timeout_s": self.load_timeout_s})
-            try:
-                self.predictor.wait_until_available(self.load_timeout_s)
-            except ModelUnavailableError as waited:
-                raise ModelUnavailableError(f"{first}; then {waited}") from None
-            return self.predictor.predict(inputs)
-
-
-def model_for(modality: str, settings: Settings) -> tuple[dict[str, Any], Any]:
-    """Metadata and a gRPC predictor for the latest version on the models volume (cached per process).
-
-    The predictor asks the model server for exactly that version, so preprocessing parameters and the
-    served weights always belong together, also while a newer version is being rolled out.
-    """
-    from shared.serving_client import GrpcPredictor
+    from shared.serving_client import open_model
 
     version = latest_version(Path(settings.models_dir) / modality)
     cached = _models.get(modality)
-    if cached is None or cached[0] != version:
-        metadata = load_metadata(settings.models_dir, modality, version)
-        predictor = GrpcPredictor(settings.model_server_for(modality), modality, version=version,
-                                  timeout_s=settings.model_server_timeout_s, retries=settings.model_server_retries,
-                                  batch_size=settings.batch_size, backoff_s=settings.model_server_backoff_s)
-        _models[modality] = cached = (version, metadata, PatientPredictor(predictor, settings.model_load_timeout_s))
-    return cached[1], cached[2]
+    if cached is None or cached.version != version:
+        _models[modality] = cached = open_model(modality, settings, version=version)
+    return cached
 
 
 @contextmanager
@@ -188,9 +151,9 @@ def _analyze(job_id: str, modality: str, worker: str, settings: Settings,
             video = find_video(directory)
             if prepared is None:  # windows from the shared decode were made after analyze_vision checked it
                 check_media(video, settings)
-            metadata, predictor = model_for(modality, settings)
-            result = run_modality(modality, video, subject=job_subject(raw), predictor=predictor,
-                                  metadata=metadata, settings=settings,
+            model = model_for(modality, settings)
+            result = run_modality(modality, video, subject=job_subject(raw), predictor=model.predictor,
+                                  metadata=model.metadata, settings=settings,
                                   transcript=transcript if transcript.is_file() else None, progress=progress,
                                   listener=raw.get("listener") or None, prepared=prepared)
         except MediaError as exc:
@@ -222,7 +185,7 @@ def analyze_vision(self: Any, job_id: str, modalities: list[str]) -> list[dict[s
     if todo and store.start_attempt(job_id, "vision") == 1:
         try:
             raw = store.raw(job_id)
-            metadata = {name: model_for(name, settings)[0] for name in todo}
+            metadata = {name: model_for(name, settings).metadata for name in todo}
             for name in todo:
                 store.update_modality(job_id, name, status="preparing", progress=0.01, worker=worker)
             with ExitStack() as beats:  # the shared decode is these modalities' work: the watchdog sees them alive

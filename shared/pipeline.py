@@ -286,21 +286,6 @@ def fusion_label_range(metadata: Mapping[str, Mapping[str, Any]]) -> tuple[float
     return label_range(None)
 
 
-def load_local_models(models_dir: Path | str, modalities: Sequence[str], *, batch_size: int
-                      ) -> tuple[dict[str, Predictor], dict[str, dict[str, Any]]]:
-    """In-process predictors and metadata of the latest version of each model (``empathy analyze``)."""
-    from shared.model_store import read_metadata, version_dir
-    from shared.serving_client import LocalPredictor
-
-    predictors: dict[str, Predictor] = {}
-    metadata: dict[str, dict[str, Any]] = {}
-    for name in modalities:
-        path = version_dir(models_dir, name)
-        metadata[name] = read_metadata(path)
-        predictors[name] = LocalPredictor(path, batch_size=batch_size)
-    return predictors, metadata
-
-
 def analyze_video(video: Path | str, *, subject: int | None = None, modalities: Sequence[str] | None = None,
                   models_dir: Path | str | None = None, predictors: Mapping[str, Predictor] | None = None,
                   metadata: Mapping[str, Mapping[str, Any]] | None = None, transcript: Path | str | None = None,
@@ -310,8 +295,9 @@ def analyze_video(video: Path | str, *, subject: int | None = None, modalities: 
     """Run every requested modality on ``video`` in this process, then fuse.
 
     Give ``predictors`` + ``metadata`` (modality -> ...) to reuse loaded models, or ``models_dir`` to load
-    the latest version of each. ``settings``: what the caller read at its edge (``empathy analyze``: the
-    environment). Raises :class:`shared.fusion.FusionError` when no modality produced anything.
+    the latest version of each in this process (:func:`shared.serving_client.open_model`). ``settings``: what
+    the caller read at its edge (``empathy analyze``: the environment). Raises :class:`shared.fusion.FusionError`
+    when no modality produced anything.
     """
     names = list(modalities or MODALITIES)
     for name in names:
@@ -320,8 +306,11 @@ def analyze_video(video: Path | str, *, subject: int | None = None, modalities: 
     subject = settings.default_subject if subject is None else int(subject)
     started = time.monotonic()
     if predictors is None or metadata is None:
-        predictors, metadata = load_local_models(models_dir or settings.models_dir, names,
-                                                 batch_size=settings.batch_size)
+        from shared.serving_client import open_model  # gRPC and TensorFlow only where models are opened here
+
+        models = {name: open_model(name, settings, models_dir=models_dir, local=True) for name in names}
+        predictors = {name: model.predictor for name, model in models.items()}
+        metadata = {name: model.metadata for name, model in models.items()}
     results: dict[str, ModalityResult] = {}
     together = [name for name in names if name in SHARED_DECODE]
     prepared: dict[str, Prepared] = {}

@@ -10,15 +10,18 @@ agree; anything else raises :class:`SignatureMismatchError` naming the inputs th
 :mod:`shared.serving_protos` (worker processes never import TensorFlow): per-call deadlines, retries with
 exponential backoff on UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED only, and the version of the
 first batch pinned for the rest of a call, so one video is never scored by two model versions.
-:class:`LocalPredictor` loads the SavedModel with TensorFlow for ``empathy analyze``.
+:class:`LocalPredictor` loads the SavedModel with TensorFlow for ``empathy analyze``. :func:`open_model` is
+the one factory the callers use: the metadata of a model version and a predictor for exactly that version.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import grpc
 import numpy as np
@@ -35,6 +38,7 @@ DEFAULT_SIGNATURE = "serving_default"
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                        grpc.StatusCode.RESOURCE_EXHAUSTED})
 _MAX_MESSAGE_BYTES = 2**31 - 1
+T = TypeVar("T")
 
 
 class ServingError(RuntimeError):
@@ -157,29 +161,80 @@ def _batch_slices(arrays: dict[str, np.ndarray], batch_size: int, max_batch_byte
     return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
+# run(index of the batch, its inputs, output names) -> {output name: array}
+BatchRunner = Callable[[int, dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
+
+
+def predict_batched(signature: ModelSignature, inputs: dict[str, np.ndarray], outputs: list[str] | None,
+                    run: BatchRunner, *, batch_size: int, max_batch_bytes: int) -> dict[str, np.ndarray]:
+    """Conform ``inputs``, call ``run`` on consecutive batches and concatenate each output in window order.
+
+    The one batching path of both predictors; no windows at all give empty outputs of the signature's shape
+    without calling the model.
+    """
+    arrays = conform_inputs(inputs, signature)
+    names = list(outputs) if outputs else list(signature.outputs)
+    for name in names:
+        _output_name(signature, name)
+    if next(iter(arrays.values())).shape[0] == 0:
+        return {name: _empty_output(signature, name) for name in names}
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for index, window in enumerate(_batch_slices(arrays, batch_size, max_batch_bytes)):
+        result = run(index, {name: array[window] for name, array in arrays.items()}, names)
+        for name in names:
+            parts[name].append(result[name])
+    return {name: np.concatenate(chunks, axis=0) for name, chunks in parts.items()}
+
+
+class _BatchedPredictor:
+    """What both predictors share: ``predict`` picks the selected output, both calls go through ``_patiently``."""
+
+    output: str | None
+
+    def metadata(self) -> ModelSignature:
+        raise NotImplementedError
+
+    def _predict_outputs(self, inputs: dict[str, np.ndarray], outputs: list[str] | None) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _patiently(self, call: Callable[[], T]) -> T:
+        """Run one public call (a gRPC predictor waits for a restarting model server here)."""
+        return call()
+
+    def predict_outputs(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """All (or the named) outputs for all windows, batched."""
+        return self._patiently(lambda: self._predict_outputs(inputs, outputs))
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The selected output (``output=``, or the only one) for every window, in input order."""
+        def selected() -> np.ndarray:
+            output = _output_name(self.metadata(), self.output)
+            return self._predict_outputs(inputs, [output])[output]
+
+        return self._patiently(selected)
+
+
 # --- gRPC ------------------------------------------------------------------------------------------------
 class _PinnedVersionGone(Exception):
     """The version pinned after the first batch was unloaded mid-call."""
 
 
-class GrpcPredictor:
-    """A TF Serving PredictionService client for one model (and signature, and output)."""
+class GrpcPredictor(_BatchedPredictor):
+    """A TF Serving PredictionService client for one model (and signature, and output).
+
+    ``load_timeout_s`` > 0: a call that finds no model server after its retries waits that long for the model
+    to become AVAILABLE (a restarting server loading its models) and tries once more (:meth:`_patiently`).
+    """
 
     def __init__(self, address: str, model_name: str, *, version: int | None = None,
                  signature: str = DEFAULT_SIGNATURE, output: str | None = None, timeout_s: float = 30.0,
                  retries: int = 3, batch_size: int = 64, backoff_s: float = 0.2, max_backoff_s: float = 5.0,
-                 max_batch_mb: float | None = None) -> None:
-        self.address = address
-        self.model_name = model_name
-        self.version = version
-        self.signature = signature
-        self.output = output
-        self.timeout_s = timeout_s
-        self.retries = max(0, int(retries))
-        self.batch_size = batch_size
-        self.max_batch_bytes = _max_batch_bytes(max_batch_mb)
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
+                 max_batch_mb: float | None = None, load_timeout_s: float = 0.0) -> None:
+        self.address, self.model_name, self.version = address, model_name, version
+        self.signature, self.output = signature, output
+        self.timeout_s, self.retries, self.load_timeout_s = timeout_s, max(0, int(retries)), load_timeout_s
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self.batch_size, self.max_batch_bytes = batch_size, _max_batch_bytes(max_batch_mb)
         self.last_version: int | None = None
         self._signature: ModelSignature | None = None
         # Reconnect quickly: gRPC's default backoff (1 s growing to 120 s) would make every retry of a
@@ -304,8 +359,28 @@ class GrpcPredictor:
                 raise ModelUnavailableError(f"{self._describe()} not available within {timeout_s} s ({last})")
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
-    def predict_outputs(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """All (or the named) outputs for all windows, batched; the workhorse behind :meth:`predict`."""
+    def _patiently(self, call: Callable[[], T]) -> T:
+        """``call``, and once more after waiting for the model when the server was unavailable.
+
+        The client's own retries (``retries``, seconds) cover a blip; a model server that was restarted needs
+        tens of seconds to load its models. When the retries are spent, this waits until the server reports
+        the model AVAILABLE (``GetModelStatus``, at most ``load_timeout_s``) and calls once more; if it never
+        comes, the error names both reasons. ``load_timeout_s`` 0: no waiting.
+        """
+        try:
+            return call()
+        except ModelUnavailableError as first:
+            if self.load_timeout_s <= 0:
+                raise
+            log.warning("model server unavailable; waiting for it to load",
+                        extra={"predictor": repr(self), "error": str(first), "timeout_s": self.load_timeout_s})
+            try:
+                self.wait_until_available(self.load_timeout_s)
+            except ModelUnavailableError as waited:
+                raise ModelUnavailableError(f"{first}; then {waited}") from None
+            return call()
+
+    def _predict_outputs(self, inputs: dict[str, np.ndarray], outputs: list[str] | None) -> dict[str, np.ndarray]:
         try:
             return self._predict_all(inputs, outputs)
         except _PinnedVersionGone:
@@ -316,22 +391,15 @@ class GrpcPredictor:
 
     def _predict_all(self, inputs: dict[str, np.ndarray], outputs: list[str] | None) -> dict[str, np.ndarray]:
         signature = self.metadata()
-        arrays = conform_inputs(inputs, signature)
-        names = list(outputs) if outputs else list(signature.outputs)
-        for name in names:
-            _output_name(signature, name)
-        n = next(iter(arrays.values())).shape[0]
-        if n == 0:
-            self.last_version = signature.version
-            return {name: _empty_output(signature, name) for name in names}
         pinned = self.version
-        parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
-        for index, window in enumerate(_batch_slices(arrays, self.batch_size, self.max_batch_bytes)):
+
+        def run(index: int, batch: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+            nonlocal pinned
             request = wire.PredictRequest(output_filter=names)
             self._fill_spec(request.model_spec, pinned)
             request.model_spec.signature_name = self.signature
-            for name, array in arrays.items():
-                wire.ndarray_to_tensor_proto(array[window], request.inputs[name])
+            for name, array in batch.items():
+                wire.ndarray_to_tensor_proto(array, request.inputs[name])
             try:
                 response = self._call(self._predict_rpc, request, "Predict")
             except grpc.RpcError as exc:
@@ -339,21 +407,19 @@ class GrpcPredictor:
                     raise _PinnedVersionGone() from exc
                 raise self._error(exc, "Predict", pinned) from exc
             pinned = int(response.model_spec.version.value) if pinned is None else pinned
-            for name in names:
-                if name not in response.outputs:
-                    raise ServingError(f"Predict: {self._describe(pinned)} returned no output {name!r}")
-                parts[name].append(wire.tensor_proto_to_ndarray(response.outputs[name]))
-        self.last_version = pinned
-        return {name: np.concatenate(chunks, axis=0) for name, chunks in parts.items()}
+            missing = [name for name in names if name not in response.outputs]
+            if missing:
+                raise ServingError(f"Predict: {self._describe(pinned)} returned no output {missing[0]!r}")
+            return {name: wire.tensor_proto_to_ndarray(response.outputs[name]) for name in names}
 
-    def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """The selected output (``output=``, or the only one) for every window, in input order."""
-        output = _output_name(self.metadata(), self.output)
-        return self.predict_outputs(inputs, [output])[output]
+        result = predict_batched(signature, inputs, outputs, run, batch_size=self.batch_size,
+                                 max_batch_bytes=self.max_batch_bytes)
+        self.last_version = signature.version if pinned is None else pinned
+        return result
 
 
 # --- in-process ------------------------------------------------------------------------------------------
-class LocalPredictor:
+class LocalPredictor(_BatchedPredictor):
     """The same interface over a SavedModel loaded in this process (TensorFlow imported on construction)."""
 
     def __init__(self, saved_model_dir: Path | str, *, batch_size: int = 64, signature: str = DEFAULT_SIGNATURE,
@@ -381,48 +447,51 @@ class LocalPredictor:
     def metadata(self) -> ModelSignature:
         return self._signature
 
-    def predict_outputs(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        signature = self._signature
-        arrays = conform_inputs(inputs, signature)
-        names = list(outputs) if outputs else list(signature.outputs)
-        for name in names:
-            _output_name(signature, name)
-        n = next(iter(arrays.values())).shape[0]
-        if n == 0:
-            return {name: _empty_output(signature, name) for name in names}
-        parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
-        for window in _batch_slices(arrays, self.batch_size, self.max_batch_bytes):
+    def _predict_outputs(self, inputs: dict[str, np.ndarray], outputs: list[str] | None) -> dict[str, np.ndarray]:
+        def run(_index: int, batch: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
             try:
-                result = self._servable.run(self.signature, {k: v[window] for k, v in arrays.items()}, names)
+                return self._servable.run(self.signature, batch, names)
             except self._servable_error as exc:
                 if exc.code in ("INVALID_ARGUMENT", "FAILED_PRECONDITION"):
-                    raise SignatureMismatchError(f"{self.path}: {exc.message}", signature.inputs) from exc
+                    raise SignatureMismatchError(f"{self.path}: {exc.message}", self._signature.inputs) from exc
                 raise ServingError(f"{self.path}: {exc.code}: {exc.message}") from exc
-            for name in names:
-                parts[name].append(result[name])
-        return {name: np.concatenate(chunks, axis=0) for name, chunks in parts.items()}
 
-    def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        output = _output_name(self._signature, self.output)
-        return self.predict_outputs(inputs, [output])[output]
+        return predict_batched(self._signature, inputs, outputs, run, batch_size=self.batch_size,
+                               max_batch_bytes=self.max_batch_bytes)
 
     def close(self) -> None:
         """Nothing to release beyond the Python objects; present so both predictors can be closed alike."""
 
 
-def make_predictor(modality: str, settings: Settings, *, local_models_dir: Path | str | None = None) -> Predictor:
-    """In-process predictor of the newest local version when ``local_models_dir`` is given, else gRPC.
+@dataclass(frozen=True)
+class Model:
+    """One modality's model as the pipeline uses it: the version, its metadata and a predictor for exactly it."""
 
-    The gRPC model name is the modality name (``models/<modality>/`` served as ``<modality>``) at
-    ``settings.model_server_for(modality)``.
+    version: int
+    metadata: dict[str, Any]
+    predictor: Predictor
+
+
+def open_model(modality: str, settings: Settings, *, models_dir: Path | str | None = None,
+               version: int | None = None, local: bool = False) -> Model:
+    """THE predictor factory: a version on the models volume (the latest by default), its metadata, a predictor.
+
+    ``local``: a :class:`LocalPredictor` on the SavedModel in this process (``empathy analyze``, evaluation,
+    fusion training). Otherwise a :class:`GrpcPredictor` at ``settings.model_server_for(modality)``
+    (model name = modality name) pinned to that version, so the preprocessing parameters in the metadata
+    and the served weights belong together also while a newer version is rolled out; it waits for a
+    restarting model server up to ``EMPATHY_MODEL_LOAD_TIMEOUT_S``. Raises
+    :class:`shared.model_store.ModelNotFoundError` when the volume holds no such version.
     """
-    if local_models_dir is not None:
-        from shared.model_store import ModelNotFoundError, version_dir
+    from shared.model_store import read_metadata, version_dir
 
-        try:
-            path = version_dir(local_models_dir, modality)
-        except ModelNotFoundError as exc:
-            raise ModelUnavailableError(str(exc)) from exc
-        return LocalPredictor(path, batch_size=settings.batch_size)
-    return GrpcPredictor(settings.model_server_for(modality), modality, timeout_s=settings.model_server_timeout_s,
-                         retries=settings.model_server_retries, batch_size=settings.batch_size)
+    path = version_dir(settings.models_dir if models_dir is None else models_dir, modality, version)
+    metadata = read_metadata(path)
+    if local:
+        predictor: Predictor = LocalPredictor(path, batch_size=settings.batch_size)
+    else:
+        predictor = GrpcPredictor(settings.model_server_for(modality), modality, version=int(path.name),
+                                  timeout_s=settings.model_server_timeout_s, retries=settings.model_server_retries,
+                                  batch_size=settings.batch_size, backoff_s=settings.model_server_backoff_s,
+                                  load_timeout_s=settings.model_load_timeout_s)
+    return Model(version=int(path.name), metadata=metadata, predictor=predictor)

@@ -131,15 +131,11 @@ def _message_class(name: str) -> type:
     return message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
 
 
-TensorProto = _message_class("TensorProto")
-ModelSpec = _message_class("ModelSpec")
-PredictRequest = _message_class("PredictRequest")
-PredictResponse = _message_class("PredictResponse")
-GetModelMetadataRequest = _message_class("GetModelMetadataRequest")
-GetModelMetadataResponse = _message_class("GetModelMetadataResponse")
-SignatureDefMap = _message_class("SignatureDefMap")
-GetModelStatusRequest = _message_class("GetModelStatusRequest")
-GetModelStatusResponse = _message_class("GetModelStatusResponse")
+# The classes the client and the tests use, each named as its message.
+(TensorProto, ModelSpec, PredictRequest, PredictResponse, GetModelMetadataRequest, GetModelMetadataResponse,
+ SignatureDefMap, GetModelStatusRequest, GetModelStatusResponse) = (_message_class(name) for name in (
+    "TensorProto", "ModelSpec", "PredictRequest", "PredictResponse", "GetModelMetadataRequest",
+    "GetModelMetadataResponse", "SignatureDefMap", "GetModelStatusRequest", "GetModelStatusResponse"))
 
 # gRPC method paths: identical for TensorFlow Serving and services.model_server.
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"

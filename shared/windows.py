@@ -82,31 +82,42 @@ def _pad(x: np.ndarray, length: int, value: float | None, *, front: bool) -> np.
     return np.concatenate([filler, x] if front else [x, filler], axis=0)
 
 
-def interpolate_anchors(anchor_frames: np.ndarray, values: np.ndarray, n_frames: int) -> np.ndarray:
-    """Spread predictions made on some frames (anchors) over all ``n_frames`` by linear interpolation.
+def anchors_to_grid(values: np.ndarray, anchor_frames: np.ndarray, n_frames: int,
+                    missing: np.ndarray | None = None) -> np.ndarray:
+    """Predictions made on some frames (anchors) -> (n_frames,) float64 on the 25 fps grid.
 
-    For models that predict only every k-th frame. Between two anchors with values the curve is linear; a
-    frame is NaN when it lies before the first anchor, after the last one, or next to an anchor whose value
-    is NaN: missing data is not invented across a gap or beyond the ends (include the last frame as an
-    anchor to cover the whole video). Anchors must be strictly increasing frame indices.
+    The one edge rule, for every modality that predicts on anchors (face, landmarks, body):
+
+    - between two anchors the curve is linear (NaN next to an anchor whose value is NaN: nothing is
+      invented across a gap in the predictions);
+    - before the first anchor and after the last, the nearest anchor's value is held;
+    - frames marked ``missing`` (the modality could not see them) are NaN, whatever the rules above gave.
+
+    Holding at the edges only ever fills frames the modality saw but did not anchor (the body's anchors are
+    every 5th frame, so up to 4 visible frames follow its last one): face and landmarks anchor the first and
+    last frame of every visible run, so whatever lies beyond their anchors is missing. ``values`` may carry a
+    trailing axis of 1 (a model's (n, 1) output); anchors must be strictly increasing frame indices.
     """
+    vals = np.asarray(values, dtype=np.float64).reshape(-1)
     frames = np.asarray(anchor_frames, dtype=np.int64)
-    vals = np.asarray(values, dtype=np.float64)
     if frames.ndim != 1 or frames.shape != vals.shape:
-        raise ValueError(f"anchor_frames and values must be 1-D of equal length, got {frames.shape} and {vals.shape}")
+        raise ValueError(f"{vals.size} predictions for {frames.size} anchors (anchors must be 1-D)")
     if n_frames < 0:
         raise ValueError(f"n_frames must be >= 0, got {n_frames}")
     out = np.full(n_frames, np.nan)
-    if frames.size == 0 or n_frames == 0:
-        return out
-    if np.any(np.diff(frames) <= 0):
-        raise ValueError("anchor_frames must be strictly increasing")
-    grid = np.arange(n_frames)
-    left = np.searchsorted(frames, grid, side="right") - 1  # index of the last anchor at or before each frame
-    on_anchor = (left >= 0) & (frames[np.maximum(left, 0)] == grid)
-    out[on_anchor] = vals[left[on_anchor]]
-    between = (left >= 0) & (left < frames.size - 1) & ~on_anchor
-    lo = left[between]
-    weight = (grid[between] - frames[lo]) / (frames[lo + 1] - frames[lo])
-    out[between] = vals[lo] + weight * (vals[lo + 1] - vals[lo])  # a NaN anchor on either side gives NaN
+    if frames.size and n_frames:
+        if np.any(np.diff(frames) <= 0):
+            raise ValueError("anchor_frames must be strictly increasing")
+        grid = np.arange(n_frames)
+        left = np.searchsorted(frames, grid, side="right") - 1  # the last anchor at or before each frame
+        inside = (left >= 0) & (left < frames.size - 1)
+        lo = left[inside]
+        weight = (grid[inside] - frames[lo]) / (frames[lo + 1] - frames[lo])
+        out[inside] = vals[lo] + weight * (vals[lo + 1] - vals[lo])
+        out[grid < frames[0]] = vals[0]
+        out[grid >= frames[-1]] = vals[-1]
+        on_grid = (frames >= 0) & (frames < n_frames)
+        out[frames[on_grid]] = vals[on_grid]  # an anchor keeps its own value, even beside a NaN one
+    if missing is not None:
+        out[np.asarray(missing, dtype=bool)] = np.nan
     return out

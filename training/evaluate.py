@@ -90,11 +90,14 @@ def evaluate(data_dir: Path | str, models_dir: Path | str, modalities: Sequence[
     ``settings``: the pipeline's (default: the environment's, read here, the evaluation's entry).
     """
     from shared.fusion import FusionError, load_fusion_model
-    from shared.pipeline import STATUS_OK, fuse_results, load_local_models, run_modality
+    from shared.pipeline import STATUS_OK, fuse_results, run_modality
+    from shared.serving_client import open_model
 
     settings = settings or get_settings()
     clips = [c for c in discover(data_dir) if c.labels is not None]
-    predictors, metadata = load_local_models(models_dir, list(modalities), batch_size=settings.batch_size)
+    models = {name: open_model(name, settings, models_dir=models_dir, local=True) for name in modalities}
+    predictors = {name: model.predictor for name, model in models.items()}
+    metadata = {name: model.metadata for name, model in models.items()}
     chosen = set(stories) if stories else set(default_stories(clips, metadata))
     clips = [c for c in clips if c.story in chosen]
     if not clips:

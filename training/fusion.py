@@ -46,7 +46,8 @@ from shared.fusion import (
     learned_features,
 )
 from shared.model_store import publish_version, staging_dir
-from shared.pipeline import ModalityResult, fusion_stats, load_local_models, run_modality
+from shared.pipeline import ModalityResult, fusion_stats, run_modality
+from shared.serving_client import open_model
 from shared.settings import MODALITIES, PAPER_FUSION_WEIGHTS, Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,9 @@ class ClipCurves:
 def module_curves(clips: Sequence[Clip], models_dir: Path | str, modalities: Sequence[str], *,
                   settings: Settings) -> tuple[list[ClipCurves], dict[str, dict[str, Any]]]:
     """Run every module on every clip through the serving pipeline; returns the curves and the metadata."""
-    predictors, metadata = load_local_models(models_dir, list(modalities), batch_size=settings.batch_size)
+    models = {name: open_model(name, settings, models_dir=models_dir, local=True) for name in modalities}
+    predictors = {name: model.predictor for name, model in models.items()}
+    metadata = {name: model.metadata for name, model in models.items()}
     out = []
     for clip in clips:
         results = {name: run_modality(name, clip.video, subject=clip.subject, predictor=predictors[name],

@@ -5,7 +5,7 @@ Steps (paper Sec. II, with the authors' post-processing):
 1. Split the clips by story (validation = Story 2 by default). Preparation is the modality's own
    ``prepare`` -- the very function inference runs -- with ``known_subjects`` (the training subjects) added
    to its parameters; statistics the preprocessing needs (audio's z-normalisation) come from the training
-   clips only (``fit_params``), then every clip is prepared with them.
+   clips only (``fit_params``) and are applied to their windows (``apply_fitted``): each clip is prepared once.
 2. Fit with loss 1 - CCC and Adam. After each epoch the model predicts every validation video, the
    predictions go back onto the 25 fps grid (``to_frames``) and the mean per-video CCC is the early-stopping
    criterion; the best epoch's weights are restored at the end.
@@ -26,7 +26,7 @@ import logging
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,20 @@ def prepare_clips(modality: Modality, clips: Sequence[Clip], params: dict[str, A
         logger.info("clip prepared", extra={"clip": clip.name, "windows": len(windows),
                                             "seconds": round(time.monotonic() - started, 2)})
     return prepared
+
+
+def prepare_data(modality: Modality, train_clips: Sequence[Clip], val_clips: Sequence[Clip],
+                 params: dict[str, Any]) -> tuple[dict[str, Any], list[PreparedClip], list[PreparedClip]]:
+    """Every clip prepared once: the training clips, the parameters fitted on them, then the validation clips.
+
+    ``fit_params`` sees the training clips only; their windows then get the fitted parameters through
+    ``apply_fitted`` instead of a second ``prepare`` (decoding and tracking a video is most of the cost),
+    and the validation clips are prepared with the fitted parameters directly, as inference will be.
+    """
+    train_data = prepare_clips(modality, train_clips, params)
+    params = modality.fit_params([x.windows for x in train_data], params)
+    train_data = [replace(x, windows=modality.apply_fitted(x.windows, params)) for x in train_data]
+    return params, train_data, prepare_clips(modality, val_clips, params)
 
 
 def stack_inputs(prepared: Sequence[PreparedClip]) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -300,14 +314,11 @@ def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir:
     known_subjects = sorted({c.subject for c in train_clips})
     settings = settings or get_settings()
     runtime = runtime_params(modality_name, settings)
-    p = {**(modality.default_params() if hasattr(modality, "default_params") else {}),
-         **settings_params(modality_name, settings), **(params or {}), "known_subjects": known_subjects, **runtime}
+    p = {**modality.default_params(), **settings_params(modality_name, settings), **(params or {}),
+         "known_subjects": known_subjects, **runtime}
     if modality_name in LISTENER_MODALITIES:
         p = {**listener_params(all_clips, settings.listener_crop), **p}
-    if hasattr(modality, "fit_params"):
-        p = modality.fit_params([x.windows for x in prepare_clips(modality, train_clips, p)], p)
-    train_data = prepare_clips(modality, train_clips, p)
-    val_data = prepare_clips(modality, val_clips, p)
+    p, train_data, val_data = prepare_data(modality, train_clips, val_clips, p)
     x_train, y_train = stack_inputs(train_data)
     prepare_seconds = time.monotonic() - started
 

@@ -20,12 +20,13 @@ No TensorFlow here: workers only preprocess and call a model server.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from shared.modalities.base import Windows
+from shared.modalities.base import Modality, Windows
 from shared.signal import HighpassStream, PreemphasisStream, stft_features, zscore
 from shared.windows import pad_end, stitch, window_starts
 
@@ -100,7 +101,7 @@ class SliceBuilder:
         self._emit(final=True)
         label_frames = np.minimum(self.starts[:, None] + np.arange(self.length)[None, :], self.n_frames - 1)
         return Windows(inputs={INPUT_NAME: self.slices}, label_frames=label_frames, n_frames=self.n_frames,
-                       info={"starts": self.starts})
+                       info={"starts": self.starts, "normalised": self.mean is not None})
 
     def _emit(self, *, final: bool) -> None:
         end = self.buffer_start + self.buffer.size
@@ -122,9 +123,7 @@ class SliceBuilder:
     def _store(self, features: np.ndarray) -> None:
         if self.slices is None:
             self.slices = np.empty((len(self.starts), *features.shape), np.float32)
-        if self.mean is not None:
-            features = zscore(features, mean=self.mean, std=self.std)
-        self.slices[self.done] = features
+        self.slices[self.done] = features if self.mean is None else zscore(features, mean=self.mean, std=self.std)
         self.done += 1
 
 
@@ -139,7 +138,7 @@ def prepare_audio(audio: np.ndarray, n_frames: int, params: dict[str, Any] | Non
     return builder.finish()
 
 
-class AudioModality:
+class AudioModality(Modality):
     """The audio modality: decode the track, prepare slices, stitch slice predictions onto the frame grid."""
 
     name = "audio"
@@ -164,6 +163,20 @@ class AudioModality:
         """Per-frequency-bin mean/std over every STFT frame of the training slices (not the validation ones)."""
         frames = np.concatenate([w.inputs[INPUT_NAME].reshape(-1, w.inputs[INPUT_NAME].shape[-1]) for w in windows])
         return {**params, "feature_mean": frames.mean(axis=0).tolist(), "feature_std": frames.std(axis=0).tolist()}
+
+    def apply_fitted(self, windows: Windows, params: dict[str, Any]) -> Windows:
+        """Raw slices z-normalised with the fitted statistics: element for element what ``prepare`` stores.
+
+        (Both take the float32 STFT magnitudes through :func:`shared.signal.zscore` in float64 and store float32.)
+        """
+        if params.get("feature_mean") is None:
+            return windows
+        if windows.info.get("normalised"):
+            raise ValueError("these audio slices are normalised already; fit on slices prepared without statistics")
+        slices = zscore(windows.inputs[INPUT_NAME], mean=np.asarray(params["feature_mean"], dtype=np.float64),
+                        std=np.asarray(params["feature_std"], dtype=np.float64)).astype(np.float32)
+        return replace(windows, inputs={**windows.inputs, INPUT_NAME: slices},
+                       info={**windows.info, "normalised": True})
 
     def to_frames(self, predictions: np.ndarray, windows: Windows) -> np.ndarray:
         """Average the overlapping slices' 200-step predictions per frame."""

@@ -6,14 +6,18 @@ There is deliberately no second, training-only preprocessing function.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from shared.registry import entry, load_object
+
+if TYPE_CHECKING:
+    from shared.modalities.frame_stream import FrameConsumer
 
 
 @dataclass
@@ -77,17 +81,49 @@ def subject_index(subject: int, known_subjects: Sequence[int]) -> int:
     return known.index(subject) + 1 if subject in known else UNKNOWN_SUBJECT_INDEX
 
 
-class Modality(Protocol):
-    name: str
+class Modality(ABC):
+    """One modality's preprocessing, shared by training and serving: video -> windows -> frames.
 
+    Subclasses give ``name``, :meth:`prepare` and :meth:`to_frames`; the other hooks have defaults that fit a
+    modality without them, so callers (the trainer, the pipeline) call them on every modality alike.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
     def prepare(self, video: Path, *, subject: int, transcript: Path | None = None,
                 params: dict[str, Any] | None = None) -> Windows:
         """Turn a video into model windows, with preprocessing parameters from the model's metadata."""
-        ...
 
+    @abstractmethod
     def to_frames(self, predictions: np.ndarray, windows: Windows) -> np.ndarray:
         """Map window predictions onto the 25 fps grid: shape (n_frames,), NaN where missing."""
-        ...
+
+    def default_params(self) -> dict[str, Any]:
+        """Preprocessing defaults; training records them (with any overrides) in the model's metadata."""
+        return {}
+
+    def fit_params(self, windows: list[Windows], params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` completed from the training clips' windows (e.g. normalisation statistics).
+
+        Called once by the trainer on the training clips only (never the validation ones), with windows
+        prepared with ``params``; the default needs nothing from the data.
+        """
+        return params
+
+    def apply_fitted(self, windows: Windows, params: dict[str, Any]) -> Windows:
+        """Windows prepared before :meth:`fit_params`, turned into what ``prepare(..., params=fitted)`` gives.
+
+        Lets the trainer prepare each training clip once: override it together with a :meth:`fit_params`
+        that changes what :meth:`prepare` produces (audio's z-normalisation). The default returns the windows
+        unchanged, right for parameters that only record something (text's lexicon fingerprints).
+        """
+        return windows
+
+    def frame_consumer(self, video: Path, *, subject: int,
+                       params: dict[str, Any] | None = None) -> FrameConsumer | None:
+        """The per-frame part, for a decode shared with other modalities; None: this modality decodes alone."""
+        return None
 
 
 def get_modality(name: str) -> Modality:

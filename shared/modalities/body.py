@@ -35,11 +35,11 @@ from shared.modalities.frame_windows import (
     FrameRows,
     LazyWindows,
     anchors,
-    anchors_to_grid,
     predict_every,
     video_zscore,
     window_index,
 )
+from shared.modalities.vision import VisionModality
 
 logger = logging.getLogger(__name__)
 
@@ -243,12 +243,9 @@ class BodyFrames:
         return body_windows(self.crops.array, self.n_frames, self.p, info, video)
 
 
-class BodyModality:
+class BodyModality(VisionModality):
     name = "body"
-
-    def default_params(self) -> dict[str, Any]:
-        """Preprocessing defaults; training records them (with any overrides) in the model's metadata."""
-        return dict(DEFAULT_PARAMS)
+    DEFAULT_PARAMS = DEFAULT_PARAMS
 
     def frame_consumer(self, video: Path, *, subject: int, params: dict[str, Any] | None = None) -> BodyFrames:
         """The per-frame part, for a decode shared with other modalities (frames: grey, listener crop)."""
@@ -272,11 +269,6 @@ class BodyModality:
         info = {"crop": [round(float(v), 4) for v in box], "crop_from": origin,
                 "seconds": round(time.monotonic() - started, 3), "notes": notes}
         return body_windows(crops.array, n_frames, p, info, video)
-
-    def to_frames(self, predictions: np.ndarray, windows: Windows) -> np.ndarray:
-        """Window predictions anchor at their label frames (multiples of 5); linear in between, the last held."""
-        return anchors_to_grid(predictions, windows.label_frames, windows.n_frames, windows.missing,
-                               hold_end=True)
 
 
 MODALITY = BodyModality()

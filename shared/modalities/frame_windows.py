@@ -6,9 +6,9 @@ frame (its *anchor*). Building every window of a video eagerly would repeat each
 (uint8 crops or 136 floats) plus an index matrix, and builds float32 windows only for the rows asked for.
 Consumers take batches with ``windows[start:stop]`` or ``windows[indices]``.
 
-Anchors: inference may predict every k-th frame only (``predict_every``); :func:`anchors_to_grid` puts
-the anchor predictions back on the 25 fps grid. The outputs are low-passed far below 1 Hz afterwards, so
-linear interpolation between anchors a few frames apart changes the final curve very little.
+Anchors: inference may predict every k-th frame only (``predict_every``); :func:`shared.windows.anchors_to_grid`
+puts the anchor predictions back on the 25 fps grid. The outputs are low-passed far below 1 Hz afterwards,
+so linear interpolation between anchors a few frames apart changes the final curve very little.
 """
 
 from __future__ import annotations
@@ -16,10 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from shared.crops import ListenerRegion
-from shared.face_tracking import FaceTracker
-from shared.windows import interpolate_anchors
 
 
 class LazyWindows:
@@ -189,41 +185,3 @@ def video_zscore(features: np.ndarray, present: np.ndarray, *, per_feature: bool
     mean = np.asarray(total) / count
     std = np.sqrt(np.maximum(np.asarray(total_sq) / count - mean ** 2, 0.0))
     return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
-
-
-def anchors_to_grid(values: np.ndarray, anchor_frames: np.ndarray, n_frames: int, missing: np.ndarray, *,
-                    hold_end: bool = False) -> np.ndarray:
-    """Predictions at anchor frames -> (n_frames,) float64 on the 25 fps grid, NaN on missing frames.
-
-    Linear between anchors (:func:`shared.windows.interpolate_anchors`, NaN outside the first..last anchor).
-    ``hold_end`` repeats the last anchor's value to the end of the video: the body's anchors are every 5th
-    frame, so up to 4 visible frames follow its last anchor.
-    """
-    values = np.asarray(values, dtype=np.float64).reshape(-1)
-    if values.size != anchor_frames.size:
-        raise ValueError(f"{values.size} predictions for {anchor_frames.size} windows")
-    out = interpolate_anchors(anchor_frames, values, n_frames)
-    if hold_end and anchor_frames.size:
-        out[anchor_frames[-1] + 1:] = values[-1]
-    out[np.asarray(missing, dtype=bool)] = np.nan
-    return out
-
-
-def tracking_notes(name: str, region: ListenerRegion, tracker: FaceTracker,
-                   frame_size: tuple[int, int]) -> dict[str, Any]:
-    """What a face-tracking modality tells the job about the listener: region searched, ambiguity, no face.
-
-    ``notes`` go into the job's notes (the region, and when several faces were in it, that the listener was
-    ambiguous); ``unavailable`` is the message when no face was ever found, naming the region searched.
-    """
-    notes = [region.note]
-    ambiguous = tracker.ambiguity()
-    if ambiguous:
-        notes.append(ambiguous)
-    info: dict[str, Any] = {"listener_region": list(region.box) if region.box else None, "notes": notes,
-                            "faces_in_region": tracker.max_faces}
-    if tracker.region_detections == 0:
-        info["unavailable"] = (f"{name}: nothing usable in this video: no face found in the listener region "
-                               f"({region.describe(*frame_size)}); set the listener region if the listener is "
-                               "elsewhere")
-    return info

@@ -27,7 +27,7 @@ import numpy as np
 
 from shared.data import Word
 from shared.lexicon import file_sha256, load_lexicons, tokenize
-from shared.modalities.base import Windows, subject_index
+from shared.modalities.base import Modality, Windows, subject_index
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def check_lexicon_files(params: dict[str, Any]) -> None:
             raise ValueError(f"lexicon file {path!r} differs from the one this text model was trained with")
 
 
-class TextModality:
+class TextModality(Modality):
     """The language modality: words (transcript or ASR) -> lexicon-vector windows -> per-frame valence."""
 
     name = "text"

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from shared.data import discover, read_labels
 from shared.media import probe, read_audio
@@ -122,3 +123,16 @@ def test_a_video_streams_into_the_same_slices_as_its_whole_track(synthetic_datas
     served = MODALITY.prepare(clip.video, subject=clip.subject, params=params)
     whole = prepare_audio(read_audio(clip.video), probe(clip.video).n_frames, params)
     np.testing.assert_array_equal(served.inputs[INPUT_NAME], whole.inputs[INPUT_NAME])
+
+
+def test_fitted_statistics_apply_to_raw_slices_only() -> None:
+    """``apply_fitted`` turns raw slices into exactly what preparing with the statistics stores, and refuses
+    slices already normalised (normalising twice would feed the model other numbers than inference)."""
+    params = {**DEFAULT_PARAMS, "feature_mean": [0.1] * 129, "feature_std": [2.0] * 129}
+    raw = prepare_audio(_noise(12.0, seed=5), n_frames=300)
+    applied = MODALITY.apply_fitted(raw, params)
+    prepared = prepare_audio(_noise(12.0, seed=5), n_frames=300, params=params)
+    np.testing.assert_array_equal(applied.inputs[INPUT_NAME], prepared.inputs[INPUT_NAME])
+    assert MODALITY.apply_fitted(raw, dict(DEFAULT_PARAMS)) is raw  # no statistics: nothing to apply
+    with pytest.raises(ValueError, match="normalised already"):
+        MODALITY.apply_fitted(prepared, params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
@@ -19,12 +20,13 @@ from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 from services.model_server.repository import ModelConfig, ModelRepository
 from services.model_server.server import ModelServer
 from shared import serving_protos as wire
+from shared.model_store import ModelNotFoundError
 from shared.serving_client import (
     GrpcPredictor,
     LocalPredictor,
     ModelUnavailableError,
     SignatureMismatchError,
-    make_predictor,
+    open_model,
 )
 from shared.settings import Settings
 from tests import REPO
@@ -41,7 +43,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.fixture
 def models_dir(tmp_path: Path, exported: dict) -> Path:
-    """``<tmp>/models/tiny/1``: the layout make_predictor and the server share."""
+    """``<tmp>/models/tiny/1``: the layout open_model and the server share."""
     root = tmp_path / "models"
     shutil.copytree(exported["path"], root / "tiny" / "1")
     return root
@@ -252,17 +254,51 @@ def test_wait_until_available_sees_a_version_published_later(tmp_path: Path, exp
             assert predictor.predict(sample_inputs(2)).shape == (2, 1)
 
 
-def test_make_predictor_chooses_local_or_grpc(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_patient_predictor_waits_for_its_model_to_load(tmp_path: Path, exported: dict) -> None:
+    """With ``load_timeout_s`` a call that finds the model missing waits for it instead of failing at once."""
+    base = tmp_path / "models" / "tiny"
+    base.mkdir(parents=True)
+    repository = ModelRepository([ModelConfig("tiny", base)], poll_wait_s=0.1)
+    with ModelServer(repository, grpc_port=None, rest_port=0, host="127.0.0.1") as running:
+        with _predictor(running, retries=0) as impatient, _predictor(running, retries=0, load_timeout_s=0.3) as short:
+            with pytest.raises(ModelUnavailableError, match="is not served"):
+                impatient.predict(sample_inputs(2))
+            with pytest.raises(ModelUnavailableError, match="; then .*not available within 0.3 s"):
+                short.predict(sample_inputs(2))
+        with _predictor(running, retries=0, load_timeout_s=15) as patient:
+            timer = threading.Timer(0.3, shutil.copytree, (exported["path"], base / "1"))
+            timer.start()
+            np.testing.assert_allclose(patient.predict(sample_inputs(3)),
+                                       keras_predict(exported["model"], sample_inputs(3)), atol=ATOL)
+            timer.join()
+            assert patient.last_version == 1
+
+
+def test_open_model_gives_the_version_its_metadata_and_a_predictor_for_it(
+        models_dir: Path, exported: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(models_dir / "tiny" / "1", models_dir / "tiny" / "2")
+    for version in (1, 2):
+        (models_dir / "tiny" / str(version) / "metadata.json").write_text(json.dumps({"version": version}))
     settings = Settings(model_server="serving-host:8500", batch_size=17, model_server_retries=5,
-                        model_server_timeout_s=3.0)
-    local = make_predictor("tiny", settings, local_models_dir=models_dir)
-    assert isinstance(local, LocalPredictor) and local.batch_size == 17 and local.path == models_dir / "tiny" / "1"
-    with pytest.raises(ModelUnavailableError, match="no SavedModel version"):
-        make_predictor("face", settings, local_models_dir=models_dir)
+                        model_server_timeout_s=3.0, model_server_backoff_s=0.25, model_load_timeout_s=40.0,
+                        models_dir=models_dir)
+    local = open_model("tiny", settings, local=True)
+    assert (local.version, local.metadata) == (2, {"version": 2})
+    assert isinstance(local.predictor, LocalPredictor) and local.predictor.batch_size == 17
+    assert local.predictor.path == models_dir / "tiny" / "2"
+    np.testing.assert_allclose(local.predictor.predict(sample_inputs(3)),
+                               keras_predict(exported["model"], sample_inputs(3)), atol=ATOL)
+    older = open_model("tiny", settings, models_dir=models_dir, version=1, local=True)
+    assert older.metadata == {"version": 1} and older.predictor.path == models_dir / "tiny" / "1"
+    with pytest.raises(ModelNotFoundError, match="no SavedModel version"):
+        open_model("face", settings, local=True)
 
     monkeypatch.setenv("EMPATHY_TINY_MODEL_SERVER", "tiny-serving:8500")
-    remote = make_predictor("tiny", settings)
-    assert isinstance(remote, GrpcPredictor)
-    assert (remote.address, remote.model_name, remote.retries, remote.timeout_s, remote.batch_size) == (
-        "tiny-serving:8500", "tiny", 5, 3.0, 17)
-    remote.close()
+    remote = open_model("tiny", settings)
+    assert remote.version == 2 and remote.metadata == {"version": 2}
+    grpc_predictor = remote.predictor
+    assert isinstance(grpc_predictor, GrpcPredictor)
+    assert (grpc_predictor.address, grpc_predictor.model_name, grpc_predictor.version, grpc_predictor.retries,
+            grpc_predictor.timeout_s, grpc_predictor.backoff_s, grpc_predictor.load_timeout_s,
+            grpc_predictor.batch_size) == ("tiny-serving:8500", "tiny", 2, 5, 3.0, 0.25, 40.0, 17)
+    grpc_predictor.close()

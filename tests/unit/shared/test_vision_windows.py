@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 
 from shared.crops import compose, parse_box, parse_subject_boxes
-from shared.modalities.frame_windows import (
-    LazyWindows,
-    anchors,
-    anchors_to_grid,
-    hold_last,
-    video_zscore,
-    window_index,
-)
+from shared.modalities.base import Windows, get_modality
+from shared.modalities.frame_windows import LazyWindows, anchors, hold_last, video_zscore, window_index
 from training.batches import ConcatenatedWindows, concat_windows, is_lazy
 
 
@@ -63,17 +57,24 @@ def test_video_zscore_per_feature_matches_numpy_over_present_rows_only() -> None
     assert flat_std.tolist() == [1.0, 1.0, 1.0]  # a constant series stays finite
 
 
-def test_anchors_to_grid_is_linear_between_anchors_and_nan_where_missing() -> None:
-    missing = np.zeros(12, dtype=bool)
-    missing[[10, 11]] = True
-    out = anchors_to_grid(np.array([[0.0], [1.0], [3.0]]), np.array([0, 4, 8]), 12, missing)
-    np.testing.assert_allclose(out[:9], [0, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3])
-    assert np.isnan(out[9:]).all()  # after the last anchor (not held) and missing
-    held = anchors_to_grid(np.array([0.0, 1.0, 3.0]), np.array([0, 4, 8]), 12, np.zeros(12, bool), hold_end=True)
-    np.testing.assert_allclose(held[8:], [3, 3, 3, 3])
-    assert np.isnan(anchors_to_grid(np.zeros(0), np.zeros(0, dtype=np.int64), 5, np.ones(5, bool))).all()
-    with pytest.raises(ValueError):
-        anchors_to_grid(np.zeros(2), np.array([0, 1, 2]), 5, np.zeros(5, bool))
+@pytest.mark.parametrize("name", ["face", "landmarks"])
+def test_tracked_modalities_put_anchors_on_the_grid_nan_only_where_no_face(name: str) -> None:
+    """Face and landmarks anchor each visible run's first and last frame, so the edge rule of
+    ``anchors_to_grid`` never fills a frame without a face, and every frame with one gets a value."""
+    present = np.array([0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0], dtype=bool)
+    ends = anchors(present, 3)
+    windows = Windows(inputs={}, label_frames=ends, n_frames=present.size, missing=~present)
+    out = get_modality(name).to_frames(np.arange(ends.size, dtype=np.float64)[:, None], windows)
+    assert np.isfinite(out[present]).all() and np.isnan(out[~present]).all()
+    np.testing.assert_allclose(out[2:9], [0, 1 / 3, 2 / 3, 1, 4 / 3, 5 / 3, 2])
+    np.testing.assert_allclose(out[11:14], [3, 3.5, 4])  # a new run: no bridge from the previous one
+
+
+def test_body_holds_its_last_anchor_over_the_frames_after_it() -> None:
+    """The body anchors every 5th frame: the frames after its last kept one hold that prediction."""
+    windows = Windows(inputs={}, label_frames=np.array([0, 5, 10]), n_frames=13)
+    out = get_modality("body").to_frames(np.array([[0.0], [1.0], [3.0]]), windows)
+    np.testing.assert_allclose(out, [0, 0.2, 0.4, 0.6, 0.8, 1, 1.4, 1.8, 2.2, 2.6, 3, 3, 3])
 
 
 def test_concatenated_lazy_windows_gather_rows_across_clips_in_order() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.windows import interpolate_anchors, pad_end, pad_front, stitch, window_starts
+from shared.windows import anchors_to_grid, pad_end, pad_front, stitch, window_starts
 
 
 def test_window_starts_cover_the_sequence_and_end_exactly_at_n() -> None:
@@ -67,16 +67,32 @@ def test_pad_front_and_pad_end_repeat_the_edge_row_up_to_length() -> None:
         pad_front(np.zeros((0, 2)), 3)
 
 
-def test_interpolate_anchors_is_linear_between_anchors_and_nan_outside() -> None:
-    out = interpolate_anchors(np.array([2, 6, 10]), np.array([0.0, 4.0, 0.0]), 13)
-    expected = [np.nan, np.nan, 0, 1, 2, 3, 4, 3, 2, 1, 0, np.nan, np.nan]
-    np.testing.assert_allclose(out, expected)
+def test_anchors_to_grid_is_linear_between_anchors_and_holds_the_edges() -> None:
+    out = anchors_to_grid(np.array([0.0, 4.0, 0.0]), np.array([2, 6, 10]), 13)
+    np.testing.assert_allclose(out, [0, 0, 0, 1, 2, 3, 4, 3, 2, 1, 0, 0, 0])
+    column = anchors_to_grid(np.array([[1.0], [3.0]]), np.array([0, 2]), 4)  # a model's (n, 1) output
+    np.testing.assert_allclose(column, [1, 2, 3, 3])
 
 
-def test_interpolate_anchors_does_not_bridge_missing_anchors() -> None:
-    out = interpolate_anchors(np.array([0, 4, 8, 12]), np.array([0.0, 4.0, np.nan, 0.0]), 13)
+def test_anchors_to_grid_marks_missing_frames_nan_whatever_the_edge_rule_gave() -> None:
+    missing = np.zeros(13, dtype=bool)
+    missing[[0, 1, 4, 12]] = True
+    out = anchors_to_grid(np.array([0.0, 4.0, 0.0]), np.array([2, 6, 10]), 13, missing)
+    assert np.isnan(out[missing]).all()
+    np.testing.assert_allclose(out[~missing], [0, 1, 3, 4, 3, 2, 1, 0, 0])
+
+
+def test_anchors_to_grid_does_not_bridge_nan_predictions() -> None:
+    out = anchors_to_grid(np.array([0.0, 4.0, np.nan, 0.0]), np.array([0, 4, 8, 12]), 13)
     np.testing.assert_allclose(out[:5], [0, 1, 2, 3, 4])
     assert np.isnan(out[5:12]).all()
     assert out[12] == 0.0
-    with pytest.raises(ValueError):
-        interpolate_anchors(np.array([3, 1]), np.array([0.0, 1.0]), 5)
+
+
+def test_anchors_to_grid_rejects_bad_anchors_and_handles_none() -> None:
+    assert np.isnan(anchors_to_grid(np.zeros(0), np.zeros(0, dtype=np.int64), 5)).all()
+    assert anchors_to_grid(np.ones(1), np.array([0]), 0).shape == (0,)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        anchors_to_grid(np.array([0.0, 1.0]), np.array([3, 1]), 5)
+    with pytest.raises(ValueError, match="2 predictions for 3 anchors"):
+        anchors_to_grid(np.zeros(2), np.array([0, 1, 2]), 5)

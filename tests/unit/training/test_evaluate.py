@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from shared.data import discover, read_labels
-from shared.pipeline import load_local_models, run_modality
+from shared.pipeline import run_modality
 from shared.postprocess import fill_gaps
 from shared.scoring import official_ccc
+from shared.serving_client import open_model
 from shared.settings import get_settings
 from tests.ensemble_support import export_tiny_model
 from training.evaluate import (
@@ -95,9 +96,10 @@ def test_evaluate_scores_every_labelled_clip_through_the_pipeline(synthetic_data
         assert set(table.scores) == {(1, 3), (2, 3)} and all(-1 <= v <= 1 for v in table.scores.values())
     # one cell recomputed by hand: the service's pipeline, then the official CCC over every annotated frame
     clip = next(c for c in discover(synthetic_dataset) if (c.subject, c.story) == (2, 3))
-    predictors, metadata = load_local_models(tiny_models, ["audio", "text"], batch_size=get_settings().batch_size)
-    audio = run_modality("audio", clip.video, subject=2, predictor=predictors["audio"], metadata=metadata["audio"],
-                         fps=25).values
+    settings = get_settings()
+    model = open_model("audio", settings, models_dir=tiny_models, local=True)
+    audio = run_modality("audio", clip.video, subject=2, predictor=model.predictor, metadata=model.metadata,
+                         settings=settings).values
     assert audio.size == 500 and np.isfinite(audio).any()  # 20 s at 25 fps
     assert tables["audio"].scores[(2, 3)] == pytest.approx(official_ccc(read_labels(clip.labels), fill_gaps(audio)))
 
