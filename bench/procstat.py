@@ -73,10 +73,12 @@ def label_of(pid: int) -> str:
         module, rest = args[at + 1] if at + 1 < len(args) else "", args[at + 2:]
         if module == "services.worker" and rest:  # one entry point for every worker: its queue names it
             return f"services.worker {rest[0]}"
-        if module == "cli.main" and rest:
+        if module in ("cli", "cli.main") and rest:  # the empathy command: its sub-command names the process
             module, rest = rest[0], rest[1:]
-        if module == "serve-models" and "--model_name" in rest:
-            return f"model server {rest[rest.index('--model_name') + 1]}"
+        if module == "serve-models":
+            if "--model_name" in rest:
+                return f"model server {rest[rest.index('--model_name') + 1]}"
+            return "model server (every model of the config file)"
         if module == "gunicorn":
             return "gateway (gunicorn)"
         if module == "up":
