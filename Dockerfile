@@ -34,10 +34,7 @@ RUN useradd --create-home --uid 10001 --user-group empathy \
 WORKDIR /app
 
 FROM base AS deps-core
-ARG PIP_INDEX_URL
-ARG PIP_FIND_LINKS
-ARG PIP_NO_INDEX
-ARG PIP_TRUSTED_HOST
+ARG PIP_INDEX_URL PIP_FIND_LINKS PIP_NO_INDEX PIP_TRUSTED_HOST
 COPY pyproject.toml /build/
 COPY scripts/requirements.py /build/scripts/
 RUN python3 -m venv /opt/venv \
@@ -45,18 +42,12 @@ RUN python3 -m venv /opt/venv \
  && pip install -r /build/requirements.txt
 
 FROM deps-core AS deps-workers
-ARG PIP_INDEX_URL
-ARG PIP_FIND_LINKS
-ARG PIP_NO_INDEX
-ARG PIP_TRUSTED_HOST
+ARG PIP_INDEX_URL PIP_FIND_LINKS PIP_NO_INDEX PIP_TRUSTED_HOST
 RUN python3 /build/scripts/requirements.py workers >/build/requirements-workers.txt \
  && pip install -r /build/requirements-workers.txt
 
 FROM deps-core AS deps-serving
-ARG PIP_INDEX_URL
-ARG PIP_FIND_LINKS
-ARG PIP_NO_INDEX
-ARG PIP_TRUSTED_HOST
+ARG PIP_INDEX_URL PIP_FIND_LINKS PIP_NO_INDEX PIP_TRUSTED_HOST
 RUN python3 /build/scripts/requirements.py serving >/build/requirements-serving.txt \
  && pip install -r /build/requirements-serving.txt
 

@@ -148,24 +148,29 @@ STATE_NAMES = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "U
 STATE_AVAILABLE = 30
 
 # --- dtypes ----------------------------------------------------------------------------------------------
-# DataType enum value -> (name, numpy dtype, typed field used when values are not in tensor_content).
-# bfloat16 and the quantised types have no numpy dtype and are not supported.
+# TensorFlow's DataType enum (types.proto) as a table: value, name, numpy dtype ("object" for strings), and the
+# typed field used when values are not in tensor_content. bfloat16 and the quantised types have no numpy dtype
+# and are not supported.
+_DTYPE_TABLE = """
+ 1  DT_FLOAT       float32     float_val
+ 2  DT_DOUBLE      float64     double_val
+ 3  DT_INT32       int32       int_val
+ 4  DT_UINT8       uint8       int_val
+ 5  DT_INT16       int16       int_val
+ 6  DT_INT8        int8        int_val
+ 7  DT_STRING      object      string_val
+ 8  DT_COMPLEX64   complex64   scomplex_val
+ 9  DT_INT64       int64       int64_val
+10  DT_BOOL        bool        bool_val
+17  DT_UINT16      uint16      int_val
+18  DT_COMPLEX128  complex128  dcomplex_val
+19  DT_HALF        float16     half_val
+22  DT_UINT32      uint32      uint32_val
+23  DT_UINT64      uint64      uint64_val
+"""
 _DTYPES: dict[int, tuple[str, np.dtype, str]] = {
-    1: ("DT_FLOAT", np.dtype(np.float32), "float_val"),
-    2: ("DT_DOUBLE", np.dtype(np.float64), "double_val"),
-    3: ("DT_INT32", np.dtype(np.int32), "int_val"),
-    4: ("DT_UINT8", np.dtype(np.uint8), "int_val"),
-    5: ("DT_INT16", np.dtype(np.int16), "int_val"),
-    6: ("DT_INT8", np.dtype(np.int8), "int_val"),
-    7: ("DT_STRING", np.dtype(object), "string_val"),
-    8: ("DT_COMPLEX64", np.dtype(np.complex64), "scomplex_val"),
-    9: ("DT_INT64", np.dtype(np.int64), "int64_val"),
-    10: ("DT_BOOL", np.dtype(np.bool_), "bool_val"),
-    17: ("DT_UINT16", np.dtype(np.uint16), "int_val"),
-    18: ("DT_COMPLEX128", np.dtype(np.complex128), "dcomplex_val"),
-    19: ("DT_HALF", np.dtype(np.float16), "half_val"),
-    22: ("DT_UINT32", np.dtype(np.uint32), "uint32_val"),
-    23: ("DT_UINT64", np.dtype(np.uint64), "uint64_val"),
+    int(enum): (name, np.dtype(dtype), field)
+    for enum, name, dtype, field in (line.split() for line in _DTYPE_TABLE.strip().splitlines())
 }
 _ENUM_BY_NUMPY = {dtype: enum for enum, (_, dtype, _) in _DTYPES.items() if dtype != np.dtype(object)}
 

@@ -50,8 +50,7 @@ class Settings:
     fps: int = _doc(25, "Label and frame rate of the whole system (OMG-Empathy annotates every 40 ms).")
     sample_rate: int = _doc(16000, "Audio sample rate the audio and language modalities work at (Hz).")
     decode_threads: int = _doc(
-        1,
-        "Threads FFmpeg may use to decode one video (0 = one per CPU core). 1: least CPU per frame (frame "
+        1, "Threads FFmpeg may use to decode one video (0 = one per CPU core). 1: least CPU per frame (frame "
         "threading cost ~11 % more CPU on the 720p benchmark clip) and the ensemble decodes several videos at "
         "once anyway; 0 shortens one decode's wall time on an otherwise idle many-core machine.",
     )

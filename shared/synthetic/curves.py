@@ -55,9 +55,9 @@ def story_curve_at(story: int, t: np.ndarray, seed: int) -> np.ndarray:
 class Listener:
     """How one subject reacts to any story: shared by all stories so it can be learned from training ones."""
 
-    offset: float
-    scale: float
-    lag_s: float
+    offset: float  # added to every story's valence: this listener's baseline mood
+    scale: float  # how strongly the listener follows the story
+    lag_s: float  # reaction delay behind the storyteller (s)
 
 
 def listener(subject: int, seed: int) -> Listener:

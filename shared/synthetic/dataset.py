@@ -51,8 +51,7 @@ def generate_clip(
     story: int,
     *,
     duration_s: float = 30.0,
-    width: int = 640,
-    height: int = 360,
+    width: int = 640, height: int = 360,  # frame size (px)
     seed: int = 0,
     preset: str | None = None,
     layout: str = SINGLE,
@@ -122,8 +121,7 @@ def generate_dataset(
     subjects: Sequence[int] = (1, 2, 3, 4),
     stories: Sequence[int] = (1, 2, 3),
     duration_s: float = 30.0,
-    width: int = 640,
-    height: int = 360,
+    width: int = 640, height: int = 360,  # frame size (px)
     seed: int = 0,
     workers: int = 1,
     preset: str | None = None,
