@@ -5,7 +5,7 @@ keeping its own list: ``shared.settings.MODALITIES`` and ``PAPER_FUSION_WEIGHTS`
 :func:`shared.modalities.base.get_modality`, the Celery queues and routing (``services/celery_app.py``),
 the worker entry point (``python -m services.worker <queue>``), the ``empathy up`` supervisor, the
 gateway's validation, the training model builders (``training/models``) and the compose files
-(``python -m scripts.compose`` writes them; a test checks the committed ones are what it writes).
+(``python -m scripts.compose_files`` writes them; a test checks the committed ones are what it writes).
 
 A modality's Celery queue, its model folder (``models/<name>/<version>/``), its servable name on the
 model server and its compose services (``<name>``, ``<name>-serving``) all carry its name: one fewer
