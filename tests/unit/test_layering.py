@@ -1,0 +1,54 @@
+"""The folders are layers: each package imports only from the layers below it (lazy imports included).
+
+shared (the domain library) <- jobs (job store and files) <- training, services, gateway <- cli (the command).
+A lazy import inside a function counts as much as one at the top: both tie the packages together.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests import REPO
+
+# package -> the project packages it must never import
+FORBIDDEN: dict[str, set[str]] = {
+    "shared": {"jobs", "gateway", "services", "training", "cli", "bench", "scripts", "tests"},
+    "jobs": {"gateway", "services", "training", "cli", "bench", "scripts", "tests"},
+    "gateway": {"services.tasks", "training", "cli", "bench", "scripts", "tests"},  # sends tasks by name only
+    "services": {"gateway", "training", "cli", "bench", "scripts", "tests"},
+    "training": {"gateway", "services", "cli", "bench", "scripts", "tests"},
+}
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    """Every absolute module an ``import`` or ``from ... import`` names in ``path``, with its line."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found += [(node.lineno, node.module)] + [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+    return found
+
+
+def violations(package: str) -> list[str]:
+    bad = []
+    for path in sorted((REPO / package).rglob("*.py")):
+        for line, module in imported_modules(path):
+            if any(module == f or module.startswith(f + ".") for f in FORBIDDEN[package]):
+                bad.append(f"{path.relative_to(REPO)}:{line} imports {module}")
+    return bad
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_each_package_imports_only_the_layers_below_it(package: str) -> None:
+    assert violations(package) == []
+
+
+def test_the_check_sees_lazy_imports_inside_functions(tmp_path: Path) -> None:
+    source = tmp_path / "lazy.py"
+    source.write_text("def f():\n    from gateway.app import create_app\n    import training.trainer\n")
+    assert [m for _, m in imported_modules(source)] == ["gateway.app", "gateway.app.create_app", "training.trainer"]
