@@ -140,11 +140,12 @@ def _empty_output(signature: ModelSignature, output: str) -> np.ndarray:
 
 
 def _max_batch_bytes(max_batch_mb: float | None) -> int:
-    """The byte cap of one model call: the argument, else ``EMPATHY_MAX_BATCH_MB``."""
+    """The byte cap of one model call: the argument (``open_model`` passes ``EMPATHY_MAX_BATCH_MB``), else
+    that setting's documented default; the environment is read by the caller, not here."""
     if max_batch_mb is None:
-        from shared.settings import get_settings
+        from shared.settings import Settings
 
-        max_batch_mb = get_settings().max_batch_mb
+        max_batch_mb = Settings().max_batch_mb
     return int(float(max_batch_mb) * 2**20)
 
 
@@ -488,10 +489,10 @@ def open_model(modality: str, settings: Settings, *, models_dir: Path | str | No
     path = version_dir(settings.models_dir if models_dir is None else models_dir, modality, version)
     metadata = read_metadata(path)
     if local:
-        predictor: Predictor = LocalPredictor(path, batch_size=settings.batch_size)
+        predictor: Predictor = LocalPredictor(path, batch_size=settings.batch_size, max_batch_mb=settings.max_batch_mb)
     else:
         predictor = GrpcPredictor(settings.model_server_for(modality), modality, version=int(path.name),
                                   timeout_s=settings.model_server_timeout_s, retries=settings.model_server_retries,
                                   batch_size=settings.batch_size, backoff_s=settings.model_server_backoff_s,
-                                  load_timeout_s=settings.model_load_timeout_s)
+                                  load_timeout_s=settings.model_load_timeout_s, max_batch_mb=settings.max_batch_mb)
     return Model(version=int(path.name), metadata=metadata, predictor=predictor)
