@@ -128,5 +128,11 @@ class Modality(ABC):
 
 def get_modality(name: str) -> Modality:
     """The modality object of ``name``, as its registry entry names it (default ``shared.modalities.<name>``'s
-    ``MODALITY``); imported on first use, so a process loads only the preprocessing it runs."""
-    return load_object(entry(name).preprocessing)
+    ``MODALITY``); imported on first use, so a process loads only the preprocessing it runs. A plugin's object
+    that is not a :class:`Modality` is refused here, with its path, rather than deep inside training."""
+    path = entry(name).preprocessing
+    modality = load_object(path)
+    if not isinstance(modality, Modality):
+        raise TypeError(f"modality {name!r}: {path} is a {type(modality).__name__}, not a "
+                        "shared.modalities.base.Modality subclass instance")
+    return modality

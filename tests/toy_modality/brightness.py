@@ -13,10 +13,12 @@ import numpy as np
 
 from shared.crops import region_for_video
 from shared.media import iter_frames, probe
-from shared.modalities.base import Windows
+from shared.modalities.base import Modality, Windows
 
 
-class BrightnessModality:
+class BrightnessModality(Modality):
+    """One window per frame: its brightness and that of the frames just before it."""
+
     name = "brightness"
 
     def default_params(self) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,7 @@ import pytest
 from shared.modalities.base import Modality, Windows, get_modality
 from shared.modalities.vision import VisionModality
 from shared.settings import MODALITIES
+from tests import REPO
 
 
 def test_every_modality_is_a_modality_and_the_vision_ones_share_a_decode() -> None:
@@ -52,3 +56,16 @@ def test_a_modality_without_prepare_or_to_frames_cannot_be_made() -> None:
 
     with pytest.raises(TypeError, match="to_frames"):
         NoFrames()
+
+
+def test_a_plugin_whose_preprocessing_is_not_a_modality_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "not_a_modality_plugin.py").write_text(
+        "from shared.registry import ModalityEntry\n"
+        "ENTRIES = [ModalityEntry('odd', paper_weight=1.0, batch_size=8, preprocessing='os:sep')]\n")
+    code = ("from shared.modalities.base import get_modality\n"
+            "try:\n    get_modality('odd')\nexcept TypeError as exc:\n    print(exc)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]),
+           "EMPATHY_MODALITY_PLUGINS": "not_a_modality_plugin"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "modality 'odd': os:sep is a str, not a shared.modalities.base.Modality" in done.stdout
