@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = describe(REPO)
     warmup = ensure_clip(args.clips_dir.resolve(), WARMUP_SECONDS, args.size)
     models_dir, title, label = pick_models(args, *warmup)
-    command = "empathy bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = " ".join(["empathy bench", shlex.join(argv if argv is not None else sys.argv[1:])]).strip()
     report = Report(title=title, machine=machine, command=command, models_dir=label, settings=speed_settings(),
                     subject_std=subject_std(models_dir), asr=not args.no_asr)
     with tempfile.TemporaryDirectory(prefix="empathy-bench-") as tmp:
