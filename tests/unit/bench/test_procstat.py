@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +23,10 @@ def test_each_process_is_named_by_its_command_line(argv: list[str], label: str) 
     # a real process whose command line is the ensemble's (python ignores what follows -c's program)
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", *argv])
     try:
+        # Popen may return while the child is still being exec'd (an empty or the parent's command line)
+        deadline = time.monotonic() + 10
+        while argv[-1].encode() not in Path(f"/proc/{proc.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert label_of(proc.pid) == label
     finally:
         proc.kill()
