@@ -134,15 +134,25 @@ def kill_group(process: subprocess.Popen) -> None:
     process.wait(timeout=10)
 
 
-def stop(process: subprocess.Popen, timeout: float = 20.0) -> None:
-    """Warm shutdown (SIGTERM), then kill if it does not stop in time."""
+def stop(process: subprocess.Popen, timeout: float = 20.0, sig: int = signal.SIGTERM) -> None:
+    """Warm shutdown (SIGTERM; SIGINT is what Ctrl-C sends), then kill if it does not stop in time."""
     if process.poll() is None:
-        process.terminate()
+        process.send_signal(sig)
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+def start_up(port: int, *, redis_url: str, models_dir: Path, storage_dir: Path, env: dict[str, str],
+             log_path: Path, cwd: Path) -> subprocess.Popen:
+    """``empathy up`` on ``port`` with a test's own Redis database, models and storage; output to ``log_path``."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli", "up", "--port", str(port), "--base-port", "0", "--redis-url", redis_url,
+             "--models-dir", str(models_dir), "--storage-dir", str(storage_dir)],
+            cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 class RedisServer:

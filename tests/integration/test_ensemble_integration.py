@@ -32,7 +32,7 @@ import pytest
 from shared.ccc import ccc
 from shared.data import read_labels
 from shared.settings import MODALITIES
-from tests.ensemble_support import API_TOKENS, REPO, api_keys_env, redis_db, wait_for
+from tests.ensemble_support import API_TOKENS, REPO, api_keys_env, redis_db, start_up, stop, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -67,12 +67,8 @@ def test_the_ensemble_end_to_end(ensemble_models: Path, held_out_clip, redis_url
     env = {**os.environ, "PYTHONPATH": str(REPO), "EMPATHY_FUSION_WEIGHTS": "ccc",
            "EMPATHY_FUSION_CUTOFF_HZ": "0.1", **api_keys_env()}
     log_path = tmp_path / "up.log"
-    with log_path.open("wb") as log:
-        launcher = subprocess.Popen(
-            [sys.executable, "-m", "cli", "up", "--port", str(port), "--base-port", "0",
-             "--redis-url", redis_db(redis_url, 6), "--models-dir", str(ensemble_models),
-             "--storage-dir", str(tmp_path / "storage")],
-            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    launcher = start_up(port, redis_url=redis_db(redis_url, 6), models_dir=ensemble_models,
+                        storage_dir=tmp_path / "storage", env=env, log_path=log_path, cwd=tmp_path)
     try:
         wait_for(lambda: launcher.poll() is None and _get(f"{url}/readyz")[0] == 200, timeout=300, interval=1.0,
                  what="the ensemble's /readyz")
@@ -140,13 +136,7 @@ def test_the_ensemble_end_to_end(ensemble_models: Path, held_out_clip, redis_url
                                for line in local.read_text().splitlines()[1:]])
         assert np.allclose(local_rows[:, 0], fused, atol=1e-3)
     finally:
-        if launcher.poll() is None:
-            launcher.send_signal(signal.SIGINT)  # what Ctrl-C does
-            try:
-                launcher.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                launcher.kill()
-                launcher.wait()
+        stop(launcher, timeout=120, sig=signal.SIGINT)  # what Ctrl-C does
     assert launcher.returncode == 0, log_path.read_text()[-5000:]
 
 

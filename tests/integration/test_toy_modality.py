@@ -31,6 +31,8 @@ from tests.ensemble_support import (
     api_keys_env,
     export_tiny_model,
     redis_db,
+    start_up,
+    stop,
     wait_for,
     write_tiny_video,
 )
@@ -110,12 +112,8 @@ def test_the_ensemble_runs_and_fuses_the_toy_modality(models_dir: Path, clip: Pa
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(REPO), **PLUGIN, **api_keys_env()}
     log_path = tmp_path / "up.log"
-    with log_path.open("wb") as log:
-        launcher = subprocess.Popen(
-            [sys.executable, "-m", "cli", "up", "--port", str(port), "--base-port", "0",
-             "--redis-url", redis_db(redis_url, 15), "--models-dir", str(models_dir),
-             "--storage-dir", str(tmp_path / "storage")],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    launcher = start_up(port, redis_url=redis_db(redis_url, 15), models_dir=models_dir,
+                        storage_dir=tmp_path / "storage", env=env, log_path=log_path, cwd=REPO)
     try:
         import urllib.request
 
@@ -149,11 +147,5 @@ def test_the_ensemble_runs_and_fuses_the_toy_modality(models_dir: Path, clip: Pa
         worker = JobStore.from_url(redis_db(redis_url, 15), ttl_s=600).raw(job_id)[f"{TOY}.worker"]
         assert worker.startswith(f"{TOY}-1@"), worker  # the worker `empathy up` started on the toy's queue
     finally:
-        if launcher.poll() is None:
-            launcher.send_signal(signal.SIGINT)  # what Ctrl-C does
-            try:
-                launcher.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                launcher.kill()
-                launcher.wait()
+        stop(launcher, timeout=120, sig=signal.SIGINT)  # what Ctrl-C does
     assert launcher.returncode == 0, log_path.read_text()[-5000:]
