@@ -30,10 +30,9 @@ from shared.modalities.base import get_modality
 modality = get_modality(stage)
 params = modality.default_params()
 try:  # the process's ASR and decoding settings, as the pipeline passes them (older code read them itself)
-    from shared.pipeline import runtime_params
     from shared.settings import get_settings as _settings
-    params.update(runtime_params(stage, _settings()))
-except ImportError:
+    params.update(modality.runtime_params(_settings()))
+except (ImportError, AttributeError):
     pass
 if stage == "audio":
     params.update(feature_mean=[0.0] * 129, feature_std=[1.0] * 129)

@@ -10,7 +10,8 @@ each worker of the ensemble decodes once for its own modality.
 
 Nothing here reads the environment: every function takes the :class:`shared.settings.Settings` its caller
 read at its edge (``empathy analyze``, a Celery task, training) and hands the values down, to the modalities
-as parameters (:func:`runtime_params`, :func:`inference_params`).
+as parameters (:meth:`Modality.runtime_params <shared.modalities.base.Modality.runtime_params>`,
+:func:`inference_params`).
 
 A modality that cannot see anything in a video (no audio stream, no face, no words) is ``unavailable``,
 not ``failed``: fusion weighs it out and the job still succeeds. ``failed`` means something broke
@@ -86,27 +87,9 @@ def _empty(name: str, status: str, detail: str, seconds: float, n_frames: int = 
                           status=status, detail=detail, seconds=seconds)
 
 
-def runtime_params(name: str, settings: Settings) -> dict[str, Any]:
-    """Parameters of this process, not of the model: how to decode, where words come from.
-
-    ``decode_threads`` (``EMPATHY_DECODE_THREADS``) for the vision modalities; the ASR source, the Whisper
-    model directory and options (``EMPATHY_ASR_SOURCE``, ``EMPATHY_WHISPER_*``) for text. Inference and
-    training alike pass them to ``prepare``; a model never records them.
-    """
-    params: dict[str, Any] = {}
-    if name in SHARED_DECODE:
-        params["decode_threads"] = int(settings.decode_threads)
-    if name == "text":
-        from shared.asr import WhisperOptions
-
-        params.update(asr_source=settings.asr_source, whisper_model_dir=str(settings.whisper_model_dir),
-                      whisper_options=WhisperOptions.from_settings(settings))
-    return params
-
-
 def inference_params(name: str, metadata: Mapping[str, Any], settings: Settings,
                      listener: str | None = None) -> dict[str, Any]:
-    """The model's preprocessing parameters plus :func:`runtime_params` and the inference-only ones.
+    """The model's preprocessing parameters plus the modality's runtime ones and the inference-only ones.
 
     ``listener``: the job's listener region spec (see :mod:`shared.crops`); without one,
     ``EMPATHY_LISTENER_CROP``; ``auto`` lets the model's training layout or the frame size decide.
@@ -116,7 +99,7 @@ def inference_params(name: str, metadata: Mapping[str, Any], settings: Settings,
     thins them out (the outputs are low-passed far below the anchor spacing; see
     ``tests/integration/test_performance_equivalence.py`` for how little the fused curve moves).
     """
-    params = {**(metadata.get("preprocessing") or {}), **runtime_params(name, settings)}
+    params = {**(metadata.get("preprocessing") or {}), **get_modality(name).runtime_params(settings)}
     if name in SPARSE_MODALITIES:
         params["predict_every"] = int(settings.predict_every)
         params["listener"] = listener or settings.listener_crop or AUTO

@@ -273,18 +273,6 @@ def listener_params(clips: Sequence[Clip], listener_crop: str) -> dict[str, Any]
     return {"listener_region": spec, "listener_layouts": layouts}
 
 
-def settings_params(modality_name: str, settings: Settings) -> dict[str, Any]:
-    """Preprocessing a model takes from the settings at training time and records in its metadata, where
-    inference reads it: the text model's lexicons, the body model's crop (``EMPATHY_BODY_CROP``)."""
-    if modality_name == "text":
-        from shared.modalities.text import settings_params as text_settings
-
-        return text_settings(settings)
-    if modality_name == "body":
-        return {"body_crop": settings.body_crop}
-    return {}
-
-
 def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir: Path | str = "models",
           val_story: int = 2, epochs: int | None = None, batch_size: int | None = None,
           learning_rate: float | None = None, patience: int | None = None, hparams: dict[str, Any] | None = None,
@@ -293,12 +281,11 @@ def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir:
     """Train one modality on ``data_dir`` (or the given ``clips``) and export a new version.
 
     ``settings`` (default: the environment's, read here, training's entry): what the model records from them
-    (:func:`settings_params`, the listener region) and how this process decodes and recognises speech
-    (:func:`shared.pipeline.runtime_params`, never recorded).
+    (the modality's ``settings_params``, the listener region) and how this process decodes and recognises
+    speech (its ``runtime_params``, never recorded).
     """
     import keras
 
-    from shared.pipeline import runtime_params
     from training.batches import WindowBatches, is_lazy
     from training.models import get_spec
     from training.models.common import ccc_loss
@@ -313,8 +300,8 @@ def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir:
                             f"{len(train_clips)} training and {len(val_clips)} validation clips")
     known_subjects = sorted({c.subject for c in train_clips})
     settings = settings or get_settings()
-    runtime = runtime_params(modality_name, settings)
-    p = {**modality.default_params(), **settings_params(modality_name, settings), **(params or {}),
+    runtime = modality.runtime_params(settings)
+    p = {**modality.default_params(), **modality.settings_params(settings), **(params or {}),
          "known_subjects": known_subjects, **runtime}
     if modality_name in LISTENER_MODALITIES:
         p = {**listener_params(all_clips, settings.listener_crop), **p}

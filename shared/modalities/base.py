@@ -18,6 +18,7 @@ from shared.registry import entry, load_object
 
 if TYPE_CHECKING:
     from shared.modalities.frame_stream import FrameConsumer
+    from shared.settings import Settings
 
 
 @dataclass
@@ -101,6 +102,16 @@ class Modality(ABC):
 
     def default_params(self) -> dict[str, Any]:
         """Preprocessing defaults; training records them (with any overrides) in the model's metadata."""
+        return {}
+
+    def settings_params(self, settings: Settings) -> dict[str, Any]:
+        """Preprocessing this modality takes from the settings when a model is trained; training records it in
+        the model's metadata, where inference reads it (text: the lexicons; body: its crop). Default: none."""
+        return {}
+
+    def runtime_params(self, settings: Settings) -> dict[str, Any]:
+        """Parameters of this process, not of the model (how to decode, where words come from), from the
+        settings its caller read: passed to :meth:`prepare` at inference and training alike, never recorded."""
         return {}
 
     def fit_params(self, windows: list[Windows], params: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -40,6 +40,9 @@ from shared.modalities.frame_windows import (
     window_index,
 )
 from shared.modalities.vision import VisionModality
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -246,6 +249,10 @@ class BodyFrames:
 class BodyModality(VisionModality):
     name = "body"
     DEFAULT_PARAMS = DEFAULT_PARAMS
+
+    def settings_params(self, settings: Settings) -> dict[str, Any]:
+        """The body crop (``EMPATHY_BODY_CROP``; empty = automatic per video), recorded by training."""
+        return {"body_crop": settings.body_crop}
 
     def frame_consumer(self, video: Path, *, subject: int, params: dict[str, Any] | None = None) -> BodyFrames:
         """The per-frame part, for a decode shared with other modalities (frames: grey, listener crop)."""

@@ -54,7 +54,7 @@ class Prepared:
 
 def decode_threads(params: Mapping[str, Any] | None) -> int:
     """FFmpeg's decoding threads from a modality's parameters: ``decode_threads``, put there at inference by
-    :func:`shared.pipeline.runtime_params` from ``EMPATHY_DECODE_THREADS`` (never recorded in a model); 1 without."""
+    :meth:`shared.modalities.vision.VisionModality.runtime_params` from ``EMPATHY_DECODE_THREADS`` (never recorded in a model); 1 without."""
     return int((params or {}).get("decode_threads", 1))
 
 

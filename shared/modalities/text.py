@@ -12,7 +12,7 @@ The listener's identity enters as ``subject = subject_index(subject, params["kno
 listener (or none given) gets index 0, the "unknown listener" row the model trains by subject dropout.
 Words come from :mod:`shared.asr` (transcript file, faster-whisper or pocketsphinx): ``asr_source``,
 ``whisper_model_dir`` and ``whisper_options`` in the parameters, put there from ``EMPATHY_ASR_SOURCE`` and the
-``EMPATHY_WHISPER_*`` settings by :func:`shared.pipeline.runtime_params` (absent: the documented defaults).
+``EMPATHY_WHISPER_*`` settings by :meth:`TextModality.runtime_params` (absent: the documented defaults).
 """
 
 from __future__ import annotations
@@ -124,6 +124,16 @@ class TextModality(Modality):
 
     def default_params(self) -> dict[str, Any]:
         return default_params()
+
+    def settings_params(self, settings: Settings) -> dict[str, Any]:
+        return settings_params(settings)
+
+    def runtime_params(self, settings: Settings) -> dict[str, Any]:
+        """Where words come from (``EMPATHY_ASR_SOURCE``) and how Whisper runs (``EMPATHY_WHISPER_*``)."""
+        from shared.asr import WhisperOptions
+
+        return {"asr_source": settings.asr_source, "whisper_model_dir": str(settings.whisper_model_dir),
+                "whisper_options": WhisperOptions.from_settings(settings)}
 
     def prepare(self, video: Path, *, subject: int, transcript: Path | None = None,
                 params: dict[str, Any] | None = None) -> Windows:

@@ -18,7 +18,7 @@ import time
 from abc import ABC, abstractmethod
 from contextlib import closing
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from shared.modalities.frame_windows import (
 )
 from shared.windows import anchors_to_grid
 
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
 logger = logging.getLogger(__name__)
 
 TRACKER_PARAMS: dict[str, Any] = {name: getattr(TrackerConfig(), name) for name in TrackerConfig.__dataclass_fields__}
@@ -50,6 +53,10 @@ class VisionModality(Modality):
     def default_params(self) -> dict[str, Any]:
         """Preprocessing defaults; training records them (with any overrides) in the model's metadata."""
         return dict(self.DEFAULT_PARAMS)
+
+    def runtime_params(self, settings: Settings) -> dict[str, Any]:
+        """FFmpeg's decoding threads (``EMPATHY_DECODE_THREADS``; :func:`decode_threads` reads it back)."""
+        return {"decode_threads": int(settings.decode_threads)}
 
     @abstractmethod
     def frame_consumer(self, video: Path, *, subject: int, params: dict[str, Any] | None = None) -> FrameConsumer:

@@ -69,3 +69,17 @@ def test_a_plugin_whose_preprocessing_is_not_a_modality_is_refused_by_name(tmp_p
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "modality 'odd': os:sep is a str, not a shared.modalities.base.Modality" in done.stdout
+
+
+def test_each_modality_names_the_settings_it_records_and_those_it_only_runs_with() -> None:
+    from shared.settings import Settings
+
+    settings = Settings(decode_threads=3, body_crop="0.1,0.2,0.9,1.0", asr_source="transcript", lexicons="nrc+vader")
+    recorded = {name: get_modality(name).settings_params(settings) for name in MODALITIES}
+    runtime = {name: get_modality(name).runtime_params(settings) for name in MODALITIES}
+    assert recorded["audio"] == recorded["face"] == recorded["landmarks"] == {}
+    assert recorded["body"] == {"body_crop": "0.1,0.2,0.9,1.0"}
+    assert recorded["text"]["lexicons"] == "nrc+vader" and "asr_source" not in recorded["text"]
+    assert runtime["audio"] == {}
+    assert runtime["face"] == runtime["landmarks"] == runtime["body"] == {"decode_threads": 3}
+    assert runtime["text"]["asr_source"] == "transcript" and "whisper_options" in runtime["text"]
