@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import shared  # noqa: F401  (sets TensorFlow's oneDNN switch before any test module imports it)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
