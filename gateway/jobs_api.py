@@ -203,17 +203,17 @@ def _uploaded_video(upload: FileStorage | None) -> tuple[Path, str]:
 
 
 def _check_video(path: Path, label: str, settings: Settings) -> VideoInfo:
-    """PyAV's probe of the upload: 413 when its frames or pixel rate exceed the limits (headers only, before
-    anything decodes a frame), 415 unless it is a decodable video of some length, 413 when too long."""
+    """The upload's container and stream headers, never a decoded frame (:func:`shared.media.probe`): 415 for
+    a still image, anything that is not a video or whose headers do not give the frame size; 413 when its
+    frames or pixel rate exceed the limits; then 415 unless it lasts long enough, 413 when too long."""
     try:
         info = probe(path)
-    except MediaError as exc:
-        reason = str(exc).replace(str(path), label)  # the client's name, not the server's path
-        raise ApiError(415, f"not a usable video: {reason}", kind=type(exc).__name__) from None
-    try:
         check_limits(info, max_frame_size=settings.max_frame_size, max_pixel_rate=settings.max_pixel_rate)
     except MediaLimitError as exc:
         raise ApiError(413, str(exc).replace(path.name, label), kind="MediaLimitError") from None
+    except MediaError as exc:
+        reason = str(exc).replace(str(path), label).replace(path.name, label)  # the client's name, not ours
+        raise ApiError(415, f"not a usable video: {reason}", kind=type(exc).__name__) from None
     if info.n_frames == 0:
         raise ApiError(415, f"not a usable video: {label} has no frames", kind="NoFramesError")
     if info.duration_s < settings.min_duration_s:

@@ -1,5 +1,7 @@
 """The gateway as ``empathy up`` serves it (gunicorn with ``gateway.server``), attacked on loopback.
 
+* decompression bombs (a 16000x16000 PNG named ``.mp4``, a 16000x16000 H.264 MP4), several at once: refused
+  from their headers, the gateway's resident memory (its worker's ``VmHWM``) barely moves;
 * 50 clients that declare a large upload and trickle it (with and without a key), and clients that trickle
   their headers, while ``/healthz`` and an honest upload must still answer promptly, and every trickler is
   cut off within seconds;
@@ -14,20 +16,29 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import redis
 
+from bench.procstat import descendants
 from cli.up import Launcher, build_parser
+from tests.bombs import write_h264_bomb, write_png_bomb
 from tests.conftest import free_port
 from tests.ensemble_support import API_TOKENS, api_keys_env, redis_db, wait_for, write_tiny_video
 
 KEYED, KEYLESS, HEADERS = 25, 13, 12  # 50 slow clients: bodies with and without a key, headers
 
 
+class Gateway(NamedTuple):
+    url: str
+    pid: int  # gunicorn's master
+
+
 @pytest.fixture
-def gateway_url(redis_url: str, tmp_path: Path) -> Iterator[str]:
+def gateway(redis_url: str, tmp_path: Path) -> Iterator[Gateway]:
     url = redis_db(redis_url, 7)
     redis.Redis.from_url(url).flushdb()
     port = free_port()
@@ -39,9 +50,70 @@ def gateway_url(redis_url: str, tmp_path: Path) -> Iterator[str]:
     base = launcher.start_gateway()
     try:
         wait_for(lambda: _status(base, "/healthz") == 200, timeout=60, interval=0.2, what="the gateway answering")
-        yield base
+        yield Gateway(base, launcher.children[-1].process.pid)
     finally:
         launcher.stop(grace_s=5)
+
+
+@pytest.fixture
+def gateway_url(gateway: Gateway) -> str:
+    return gateway.url
+
+
+def _upload(base: str, data: bytes, filename: str, timeout: float = 60.0) -> tuple[int, dict]:
+    """POST /v1/jobs with alice's key and ``data`` as the video: (status, JSON answer)."""
+    boundary = "upload-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"video\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: video/mp4\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    connection = http.client.HTTPConnection(*_address(base), timeout=timeout)
+    try:
+        connection.request("POST", "/v1/jobs", body=body,
+                           headers={"Authorization": f"Bearer {API_TOKENS['alice']}",
+                                    "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        connection.close()
+
+
+def _memory_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+BOMBS_AT_ONCE = 3  # of each kind
+MAX_GROWTH_MIB = 50
+
+
+@pytest.mark.slow
+def test_decompression_bombs_are_refused_from_their_headers(gateway: Gateway, tmp_path: Path) -> None:
+    """Before: the gateway decoded each bomb to learn its size (+740 MB per PNG, 8 s; +580 MB per H.264)."""
+    png = write_png_bomb(tmp_path / "bomb.png").read_bytes()
+    h264 = write_h264_bomb(tmp_path / "bomb.mp4").read_bytes()
+    assert _upload(gateway.url, write_tiny_video(tmp_path / "clip.mp4").read_bytes(), "clip.mp4")[0] == 202
+    (worker,) = descendants(gateway.pid)  # one gunicorn worker serves every request
+    Path(f"/proc/{worker}/clear_refs").write_text("5")  # VmHWM := VmRSS: the peak from here on
+    before_kib = _memory_kib(worker, "VmRSS")
+
+    def send(kind: str) -> tuple[str, int, str, float]:
+        started = time.monotonic()
+        status, answer = _upload(gateway.url, png if kind == "png" else h264, "bomb.mp4")
+        return kind, status, answer.get("error", ""), time.monotonic() - started
+
+    with ThreadPoolExecutor(2 * BOMBS_AT_ONCE) as pool:
+        answers = list(pool.map(send, ["png", "h264"] * BOMBS_AT_ONCE))
+    growth_mib = (_memory_kib(worker, "VmHWM") - before_kib) / 1024
+    slowest = max(seconds for *_, seconds in answers)
+    print(f"{2 * BOMBS_AT_ONCE} bombs at once: answered within {slowest:.2f} s, gateway peak RSS "
+          f"+{growth_mib:.1f} MiB over {before_kib / 1024:.0f} MiB")
+    for kind, status, error, _ in answers:
+        if kind == "png":
+            assert status == 415 and "still image (PNG 16000x16000)" in error, (status, error)
+        else:
+            assert status == 413 and "16000x16000" in error and "EMPATHY_MAX_FRAME_SIZE" in error, (status, error)
+    assert growth_mib <= MAX_GROWTH_MIB
 
 
 def _status(base: str, path: str, timeout: float = 5.0) -> int:
