@@ -112,6 +112,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.after_request
     def record(response: Response) -> Response:
+        if response.status_code >= 400 and (request.content_length or request.headers.get("Transfer-Encoding")):
+            response.headers["Connection"] = "close"  # its body may be unread: close instead of reading it
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
         metrics.requests.labels(request.method, endpoint, str(response.status_code)).inc()
         metrics.latency.labels(endpoint).observe(time.perf_counter() - g.get("started", time.perf_counter()))

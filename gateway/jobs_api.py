@@ -26,6 +26,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
 from gateway.auth import Authenticator, Caller, FailureLimiter, presented_key
+from gateway.server import offload
 from gateway.uploads import keep_upload, sanitize_filename, stored_suffix, upload_path
 from jobs.files import job_dir, read_json, remove_job
 from jobs.store import DONE, IdempotencyConflict, JobStore, new_job_id, parse_subject, valid_job_id
@@ -269,16 +270,15 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     listener = _parse_listener(request.form.get("listener"))
     video_part = request.files.get("video")
     upload, filename = _uploaded_video(video_part)
-    info = _check_video(upload, filename, settings)
+    info = offload(_check_video, upload, filename, settings)  # a native thread: the event loop goes on
     transcript = request.files.get("transcript")
     if transcript is not None and not transcript.filename:
         transcript = None
     job_id = new_job_id()
     if idempotency is not None:
         try:
-            existing = _store().claim_idempotency_key(caller.owner, idempotency, job_id,
-                                                      _fingerprint(upload, subject, modalities, transcript, fusion,
-                                                                   listener))
+            fingerprint = offload(_fingerprint, upload, subject, modalities, transcript, fusion, listener)
+            existing = _store().claim_idempotency_key(caller.owner, idempotency, job_id, fingerprint)
         except IdempotencyConflict as exc:
             raise ApiError(422, f"{IDEMPOTENCY_HEADER} reused: {exc}") from None
         if existing is not None:
@@ -309,7 +309,7 @@ def _accept(job_id: str, video_part: FileStorage, filename: str, info: VideoInfo
     video = directory / f"video{stored_suffix(filename)}"
     keep_upload(video_part.stream, video)
     if transcript is not None:
-        _check_transcript(transcript, directory / "transcript.json")
+        offload(_check_transcript, transcript, directory / "transcript.json")
     store = _store()
     store.create(job_id, subject=subject, filename=filename, video=str(video), modalities=modalities,
                  owner=_caller().owner, fusion=fusion, listener=listener)

@@ -196,8 +196,10 @@ class Settings:
         "modality whose heartbeat is older than this (its worker died) and fuses jobs whose chord never fired.",
     )
     watchdog_interval_s: float = _doc(10.0, "How often the job watchdog (in the fusion workers) looks at running jobs (s).")
-    gateway_threads: int = _doc(
-        64, "Threads of the gateway's gunicorn worker (each waits on one client socket with read deadlines)."
+    gateway_connections: int = _doc(
+        2000,
+        "Client connections the gateway serves at once (gevent: a waiting connection costs a socket, not a "
+        "thread); more wait in the listen backlog. The worker raises its open-file limit to fit 3 per connection.",
     )
     request_header_timeout_s: float = _doc(10.0, "A client must send its request line and headers within this (s).")
     upload_idle_timeout_s: float = _doc(

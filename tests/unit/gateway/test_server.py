@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import resource
 import socket
 import threading
 import time
@@ -181,6 +182,56 @@ class Trickler(threading.Thread):
         except OSError as exc:
             self.outcome = f"closed ({type(exc).__name__})"
         self.cut_after_s = time.monotonic() - started
+
+
+IDLE_CONNECTIONS = 1000
+
+
+def _healthz_ms(base: str) -> float:
+    started = time.monotonic()
+    assert _status(base, "/healthz", timeout=10) == 200
+    return (time.monotonic() - started) * 1000
+
+
+@pytest.mark.slow
+def test_idle_connections_cost_nothing_and_refusals_close_at_once(gateway_url: str) -> None:
+    """1000 connections that send nothing or half a request line: /healthz still answers within 100 ms, and a
+    request refused before its body (no key, 1 GB declared) is answered and closed at once.
+
+    Before (gunicorn threads): each such connection held one of 64 threads until its 10 s header deadline;
+    /healthz waited behind them for seconds."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = IDLE_CONNECTIONS + 200
+    if soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            pytest.skip(f"needs {needed} file descriptors, the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    idle: list[socket.socket] = []
+    try:
+        for i in range(IDLE_CONNECTIONS):
+            sock = socket.create_connection(_address(gateway_url), timeout=5)
+            if i % 2:
+                sock.sendall(b"GET /heal")  # half a request line, never finished
+            idle.append(sock)
+        time.sleep(0.5)
+        latencies = [_healthz_ms(gateway_url) for _ in range(5)]
+
+        started = time.monotonic()
+        with socket.create_connection(_address(gateway_url), timeout=10) as sock:
+            sock.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=zz\r\n"
+                         b"Content-Length: 1000000000\r\n\r\n--zz\r\n")
+            received = b""
+            while chunk := sock.recv(65536):  # until the gateway closes the connection
+                received += chunk
+        refused_s = time.monotonic() - started
+    finally:
+        for sock in idle:
+            sock.close()
+    print(f"{IDLE_CONNECTIONS} idle connections: /healthz {min(latencies):.0f}-{max(latencies):.0f} ms; "
+          f"a request without a key answered {received.split(b' ', 2)[1].decode()} and closed in {refused_s:.3f} s")
+    assert received.startswith(b"HTTP/1.1 401")
+    assert max(latencies) < 100, latencies
+    assert refused_s < 1.0
 
 
 @pytest.mark.slow
