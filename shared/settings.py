@@ -239,9 +239,16 @@ class Settings:
     auth_failure_limit: int = _doc(
         30,
         "Refused requests (401, and 404 for unknown jobs) per client address and per presented key within "
-        "EMPATHY_AUTH_FAILURE_WINDOW_S; beyond it every request of that address/key gets 429 until the window passes.",
+        "EMPATHY_AUTH_FAILURE_WINDOW_S; beyond it requests without a valid key from that address, and requests "
+        "with that key, get 429 until the window passes. A valid key is never limited by others' failures.",
     )
     auth_failure_window_s: float = _doc(60.0, "Window of EMPATHY_AUTH_FAILURE_LIMIT (seconds).")
+    key_jobs_per_minute: int = _doc(
+        60, "Jobs one API key may submit per minute (all gateways together); beyond it 429 with Retry-After. 0: no limit."
+    )
+    key_active_jobs: int = _doc(
+        32, "Jobs of one API key that may be queued or running at once; a submission beyond it gets 429. 0: no limit."
+    )
 
     def model_server_for(self, modality: str) -> str:
         """Per-modality gRPC address: EMPATHY_<MODALITY>_MODEL_SERVER, else :attr:`model_server`."""
