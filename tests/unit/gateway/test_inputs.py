@@ -204,3 +204,51 @@ def test_the_same_upload_with_an_idempotency_key_gives_one_job(client, env, medi
     assert without_key.status_code == 202 and without_key.get_json()["id"] != first.get_json()["id"]
     assert broker.llen("audio") == 3
     assert json.loads(broker.lindex("audio", 0))["content-type"] == "application/json"
+
+
+def _multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "bound") -> bytes:
+    """A multipart body of (name, filename or None, content) parts."""
+    body = b""
+    for name, filename, content in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + content + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode()
+
+
+def test_the_form_is_bounded_in_parts_files_and_field_size(env, media) -> None:  # noqa: ANN001
+    """Before: a 50 MB text field was refused as "upload larger than 1024 MiB"; 999 one-byte file parts opened
+    999 temporary files each (24 such requests: 19 986 file descriptors, then 500s)."""
+    from gateway.app import create_app
+    from tests.ensemble_support import environment
+
+    storage = Path(env["EMPATHY_STORAGE_DIR"])
+    with environment({**env, "EMPATHY_MAX_UPLOAD_MB": "64"}):
+        client = create_app().test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = bearer("alice")["Authorization"]
+
+        def post(body: bytes):  # noqa: ANN202
+            return client.post("/v1/jobs", data=body, content_type="multipart/form-data; boundary=bound")
+
+        cases = {
+            "a 50 MB text field": ([("subject", None, b"1" * (50 << 20))],
+                                   "form field 'subject' is larger than 8 KiB"),
+            "999 one-byte files": ([("video", f"v{i}.mp4", b"x") for i in range(999)],
+                                   "more than 2 files in the form"),
+            "40 text fields": ([("modalities", None, b"audio")] * 40, "more than 16 parts in the form"),
+        }
+        for what, (parts, message) in cases.items():
+            response = post(_multipart(parts))
+            assert response.status_code == 413, (what, response.get_json())
+            assert message in response.get_json()["error"], what
+            assert response.headers["Connection"] == "close"
+            assert leftovers(storage) == [], what
+        urlencoded = client.post("/v1/jobs", data=b"subject=" + b"1" * 200_000,
+                                 content_type="application/x-www-form-urlencoded")
+        assert urlencoded.status_code == 413 and "URL-encoded form" in urlencoded.get_json()["error"]
+        # within the limits: accepted as before
+        ok = post(_multipart([("subject", None, b"3"), ("modalities", None, b"audio"),
+                              ("modalities", None, b"body"), ("video", "clip.mp4", media["video"])]))
+        assert ok.status_code == 202, ok.get_json()
+        metrics = client.get("/metrics").get_data(as_text=True)
+        for reason in ("form_field_too_large", "form_file_parts", "form_parts", "form_too_large"):
+            assert f'empathy_refused_requests_total{{reason="{reason}",status="413"}} 1.0' in metrics

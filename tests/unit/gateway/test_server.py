@@ -234,6 +234,54 @@ def test_idle_connections_cost_nothing_and_refusals_close_at_once(gateway_url: s
     assert refused_s < 1.0
 
 
+FILE_FLOODS = 24  # connections at once, each sending 999 one-byte file parts
+
+
+def _open_files(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+@pytest.mark.slow
+def test_many_file_parts_are_413_and_hold_few_descriptors(gateway: Gateway, tmp_path: Path) -> None:
+    """Before: 24 such requests pushed the gateway to 19 986 of 20 000 file descriptors and 19 931 temporary
+    files, and they got 500 (OSError: Too many open files)."""
+    (worker,) = descendants(gateway.pid)
+    parts = b"".join(b"--flood\r\nContent-Disposition: form-data; name=\"video\"; filename=\"f%d\"\r\n\r\nx\r\n" % i
+                     for i in range(999)) + b"--flood--\r\n"
+    head = (f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKENS['alice']}\r\n"
+            f"Content-Type: multipart/form-data; boundary=flood\r\nContent-Length: {len(parts)}\r\n\r\n").encode()
+    baseline = _open_files(worker)
+    peak = baseline
+    stop = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, _open_files(worker))
+            time.sleep(0.005)
+
+    def flood(_: int) -> int:
+        try:
+            status, _, _ = _raw(gateway.url, head + parts)
+        except OSError:
+            return 0
+        return status
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with ThreadPoolExecutor(FILE_FLOODS) as pool:
+        statuses = list(pool.map(flood, range(FILE_FLOODS)))
+    stop.set()
+    watcher.join()
+    uploads = tmp_path / "storage" / "uploads"
+    left = list(uploads.iterdir()) if uploads.exists() else []
+    print(f"{FILE_FLOODS} requests of 999 file parts: statuses {sorted(set(statuses))}, gateway file descriptors "
+          f"{baseline} -> peak {peak}, temporary files left {len(left)}")
+    assert set(statuses) == {413}, statuses
+    assert peak - baseline <= FILE_FLOODS * 3, (baseline, peak)  # the socket and at most 2 files each
+    assert left == []
+
+
 @pytest.mark.slow
 def test_slow_clients_do_not_starve_the_gateway(gateway_url: str, tmp_path: Path) -> None:
     tricklers = ([Trickler(gateway_url, key=True) for _ in range(KEYED)]
