@@ -234,6 +234,26 @@ def test_idle_connections_cost_nothing_and_refusals_close_at_once(gateway_url: s
     assert refused_s < 1.0
 
 
+ROUND = 15  # honest uploads per round (twice: under EMPATHY_KEY_ACTIVE_JOBS)
+
+
+@pytest.mark.slow
+def test_memory_after_load_is_warm_up_not_a_leak(gateway: Gateway, tmp_path: Path) -> None:
+    """The gateway's resident memory grows with its first requests (libraries and code paths loaded, allocator
+    pools filled) and then stays put: a second round of the same load adds next to nothing."""
+    (worker,) = descendants(gateway.pid)
+    clip = write_tiny_video(tmp_path / "clip.mp4").read_bytes()
+    start = _memory_kib(worker, "VmRSS") / 1024
+    rounds = []
+    for _ in range(2):
+        with ThreadPoolExecutor(4) as pool:
+            assert set(pool.map(lambda _: _upload(gateway.url, clip, "clip.mp4")[0], range(ROUND))) == {202}
+        rounds.append(_memory_kib(worker, "VmRSS") / 1024)
+    print(f"gateway RSS: {start:.0f} MiB at start, {rounds[0]:.0f} MiB after {ROUND} uploads, "
+          f"{rounds[1]:.0f} MiB after {ROUND} more")
+    assert rounds[1] - rounds[0] <= 5.0
+
+
 FILE_FLOODS = 24  # connections at once, each sending 999 one-byte file parts
 
 
