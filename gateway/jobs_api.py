@@ -33,9 +33,9 @@ from jobs.files import job_dir, read_json, remove_job
 from jobs.store import DONE, IdempotencyConflict, JobStore, new_job_id, parse_subject, valid_job_id
 from services.celery_app import dispatch_job
 from shared.asr import ASRError, read_word_file
-from shared.crops import check_listener_spec
+from shared.crops import check_listener_pixels, check_listener_spec
 from shared.data import TranscriptError
-from shared.fusion import check_spec
+from shared.fusion import METHODS, check_spec, parse_weights
 from shared.media import MediaError, MediaLimitError, VideoInfo, check_limits, probe
 from shared.plot import render_png
 from shared.results import to_csv
@@ -49,6 +49,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 _IDEMPOTENCY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII without spaces, as in the IETF draft
 FORM_FIELDS = frozenset({"subject", "modalities", "fusion", "listener"})
 FILE_FIELDS = frozenset({"video", "transcript"})
+MAX_SPEC_CHARS = 200  # a fusion or listener specification
 MAX_TRANSCRIPT_BYTES = 16 << 20  # word timings of a 30-minute video are ~0.5 MB of JSON
 
 
@@ -184,8 +185,10 @@ def _parse_listener(raw: str | None) -> str:
     """The job's listener region spec ('' = the service's EMPATHY_LISTENER_CROP); 400 when malformed."""
     if raw is None or not raw.strip():
         return ""
+    if len(raw) > MAX_SPEC_CHARS:
+        raise ApiError(400, f"listener: longer than {MAX_SPEC_CHARS} characters")
     try:
-        return check_listener_spec(raw[:200])
+        return check_listener_spec(raw)
     except ValueError as exc:
         raise ApiError(400, f"listener: {exc}") from None
 
@@ -205,8 +208,10 @@ def _parse_fusion(raw: str | None) -> str:
     """The job's fusion (``ccc``, ``paper``, ``learned`` or explicit weights); empty = the configured one."""
     if raw is None or raw.strip() == "":
         return ""
+    if len(raw) > MAX_SPEC_CHARS:
+        raise ApiError(400, f"bad fusion: longer than {MAX_SPEC_CHARS} characters")
     try:
-        return check_spec(raw[:200])
+        return check_spec(raw)
     except ValueError as exc:
         raise ApiError(400, f"bad fusion: {exc}") from None
 
@@ -258,6 +263,18 @@ def _check_video(path: Path, label: str, settings: Settings) -> VideoInfo:
     return info
 
 
+def _check_against(info: VideoInfo, modalities: list[str], fusion: str, listener: str) -> None:
+    """The fields that only make sense with the video and the other fields: 400 now, not a failed job later."""
+    if fusion and fusion not in METHODS and not any(parse_weights(fusion).get(m, 0.0) for m in modalities):
+        raise ApiError(400, f"bad fusion: {fusion!r} gives weight 0 to every requested modality {modalities}",
+                       reason="bad_fusion")
+    if listener:
+        try:
+            check_listener_pixels(listener, info.width, info.height)
+        except ValueError as exc:
+            raise ApiError(400, f"listener: {exc}", reason="bad_listener") from None
+
+
 def _check_transcript(upload: FileStorage, target: Path) -> None:
     keep_upload(upload.stream, target)
     if target.stat().st_size > MAX_TRANSCRIPT_BYTES:  # parsed in memory: bounded first
@@ -306,6 +323,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     video_part = request.files.get("video")
     upload, filename = _uploaded_video(video_part)
     info = offload(_check_video, upload, filename, settings)  # a native thread: the event loop goes on
+    _check_against(info, modalities, fusion, listener)
     transcript = request.files.get("transcript")
     if transcript is not None and not transcript.filename:
         transcript = None

@@ -192,9 +192,14 @@ def parse_weights(spec: str, metadata: Mapping[str, Mapping[str, Any]] | None = 
         if not sep or name not in MODALITIES:
             raise ValueError(f"bad fusion weight {part!r} in {spec!r}: expected 'paper', 'ccc', 'learned' or "
                              "'audio=1,text=0.5,...'")
-        weights[name] = float(value)
-        if weights[name] < 0:
-            raise ValueError(f"fusion weight of {name!r} is negative: {value}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"fusion weight of {name!r} is not a number: {value.strip()[:20]!r}") from None
+        if not math.isfinite(weights[name]) or weights[name] < 0:
+            raise ValueError(f"fusion weight of {name!r} must be a finite number >= 0, got {value.strip()[:20]}")
+    if not any(weights.values()):
+        raise ValueError(f"fusion weights {spec!r} are all zero: no module would be fused")
     return weights
 
 

@@ -252,3 +252,30 @@ def test_the_form_is_bounded_in_parts_files_and_field_size(env, media) -> None: 
         metrics = client.get("/metrics").get_data(as_text=True)
         for reason in ("form_field_too_large", "form_file_parts", "form_parts", "form_too_large"):
             assert f'empathy_refused_requests_total{{reason="{reason}",status="413"}} 1.0' in metrics
+
+
+@pytest.mark.parametrize(("form", "message"), [
+    ({"fusion": "audio=inf"}, "finite number >= 0"),
+    ({"fusion": "audio=nan,text=1"}, "finite number >= 0"),
+    ({"fusion": "audio=-1"}, "finite number >= 0"),
+    ({"fusion": "audio=0,text=0"}, "all zero"),
+    ({"fusion": "audio=x"}, "not a number"),
+    ({"fusion": "text=1", "modalities": "audio,body"}, "weight 0 to every requested modality"),
+    ({"fusion": "audio=1," * 40}, "longer than 200"),
+    ({"listener": "0,0,0.02,0.5"}, "is 1x24 pixels of the 64x48 video; at least 32x32"),
+    ({"listener": "1=full;*=0.5,0.5,0.6,1"}, "is 6x24 pixels"),
+    ({"listener": "0,0,nan,1"}, "listener:"),
+])
+def test_values_that_would_fail_later_are_400_at_submit(client, env, media, form, message) -> None:  # noqa: ANN001
+    """Before: fusion weights inf, nan or all zero, and a 1x0-pixel listener box got 202; the job then failed
+    ("Out of range float values are not JSON compliant", "no module to fuse", "detect_faces needs a 2-D ...")."""
+    response = submit(client, media["video"], **form)
+    assert response.status_code == 400, response.get_json()
+    assert message in response.get_json()["error"]
+    assert leftovers(Path(env["EMPATHY_STORAGE_DIR"])) == []
+
+
+def test_values_within_the_checks_are_accepted(client, media) -> None:  # noqa: ANN001
+    for form in ({"fusion": "audio=1,text=0", "modalities": "audio,text"}, {"listener": "0,0,0.5,1"},
+                 {"listener": "3=0.5,0,1,1;*=full"}, {"fusion": "paper"}):
+        assert submit(client, media["video"], **form).status_code == 202, form
