@@ -10,6 +10,17 @@ from typing import Any
 
 from shared.settings import MODALITIES
 
+_NAMES = "|".join(MODALITIES)
+_NUMBER = r"[0-9]{1,6}(\.[0-9]{1,6})?"
+_FRACTION = r"(0(\.[0-9]{1,6})?|1(\.0{1,6})?)"
+_BOX = rf"{_FRACTION},{_FRACTION},{_FRACTION},{_FRACTION}"
+_REGION = rf"(auto|full|{_BOX})"
+# What the checks accept, as patterns (a schema-valid value can still be refused for what a pattern cannot
+# say: weights all zero, a box empty or smaller than 32x32 pixels of the actual video: 400 naming it).
+MODALITIES_PATTERN = rf"^({_NAMES})(,({_NAMES}))*$"
+FUSION_PATTERN = rf"^(paper|ccc|learned|({_NAMES})={_NUMBER}(,({_NAMES})={_NUMBER})*)$"
+LISTENER_PATTERN = rf"^({_REGION}|([0-9]{{1,9}}|\*)={_REGION}(;([0-9]{{1,9}}|\*)={_REGION})*)$"
+
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
 
@@ -111,37 +122,50 @@ SPEC: dict[str, Any] = {
             "post": {
                 "summary": "Submit a video for analysis",
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                "schema": {"type": "string", "maxLength": 200},
+                                "schema": {"type": "string", "pattern": "^[!-~]{1,200}$"},
                                 "description": "the same key and upload again returns the first job (200)"}],
                 "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                     "type": "object",
                     "properties": {
-                        "video": {"type": "string", "format": "binary"},
-                        "subject": {"type": "integer", "minimum": 0,
+                        "video": {"type": "string", "format": "binary",
+                                  "description": "a video (a still image is 415, from its header): frames, "
+                                                 "pixel rate and duration within the limits (413), read from "
+                                                 "its headers; nothing is decoded at upload"},
+                        "subject": {"type": "integer", "minimum": 0, "maximum": 2147483647,
                                     "description": "listener id (0 or absent: unknown, global statistics)"},
-                        "modalities": {"type": "string", "description": f"comma list, subset of {list(MODALITIES)}"},
-                        "listener": {"type": "string", "description": "listener region: auto (2560x720 input: the "
+                        "modalities": {"type": "string", "pattern": MODALITIES_PATTERN,
+                                       "description": f"comma list, subset of {list(MODALITIES)}"},
+                        "listener": {"type": "string", "maxLength": 200, "pattern": LISTENER_PATTERN,
+                                     "description": "listener region: auto (2560x720 input: the "
                                      "official split x >= 1080; else the whole frame), full, x0,y0,x1,y1 fractions "
-                                     "or per subject '1=...;*=auto' (absent: EMPATHY_LISTENER_CROP)"},
+                                     "or per subject '1=...;*=auto' (absent: EMPATHY_LISTENER_CROP); each box "
+                                     "at least 32x32 pixels of the video (else 400)"},
                         "transcript": {"type": "string", "format": "binary",
                                        "description": "optional word timings (JSON), used instead of ASR"},
-                        "fusion": {"type": "string",
-                                   "description": "ccc | paper | learned | audio=1,text=0.5,... "
-                                                  "(default EMPATHY_FUSION_WEIGHTS)"},
+                        "fusion": {"type": "string", "maxLength": 200, "pattern": FUSION_PATTERN,
+                                   "description": "ccc | paper | learned | audio=1,text=0.5,... (finite weights "
+                                                  ">= 0, not 0 for every requested modality; default "
+                                                  "EMPATHY_FUSION_WEIGHTS)"},
                     },
                     "required": ["video"],
-                }}}},
+                    "additionalProperties": False,
+                }, "encoding": {"video": {"contentType": "video/*, application/octet-stream"}}}}},
                 "responses": {
                     "202": _json({"$ref": "#/components/schemas/Job"}, "accepted; Location gives the job URL"),
                     "200": _json({"$ref": "#/components/schemas/Job"}, "idempotent replay: the job this key made"),
-                    "400": _error("bad or unknown form field, empty upload, bad transcript"),
+                    "400": _error("bad or unknown form field, empty upload, bad transcript, fusion weights 0 for "
+                                  "every requested modality, listener box under 32x32 pixels of the video"),
                     **_UNAUTHORIZED,
                     "409": _error("the same idempotency key is still being processed"),
                     "408": _error("the upload arrived slower than EMPATHY_UPLOAD_MIN_RATE_KIB_S"),
                     "413": _error("upload larger than EMPATHY_MAX_UPLOAD_MB, longer than EMPATHY_MAX_DURATION_S, "
                                   "frames larger than EMPATHY_MAX_FRAME_SIZE or pixel rate above "
-                                  "EMPATHY_MAX_PIXEL_RATE"),
-                    "415": _error("not a usable video (not media, truncated, no video stream, no frames)"),
+                                  "EMPATHY_MAX_PIXEL_RATE; a form with more than 16 parts, 2 files or a text "
+                                  "field over 8 KiB; a transcript over 16 MiB"),
+                    "415": _error("not a usable video (a still image, not media, truncated, no video stream, no "
+                                  "frames, headers without a frame size, shorter than EMPATHY_MIN_DURATION_S)"),
+                    "429": _error("too many refused requests (EMPATHY_AUTH_FAILURE_LIMIT), or this key's "
+                                  "EMPATHY_KEY_ACTIVE_JOBS / EMPATHY_KEY_JOBS_PER_MINUTE"),
                     "422": _error("idempotency key reused for a different upload"),
                     **_UNAVAILABLE,
                 },
@@ -171,7 +195,8 @@ SPEC: dict[str, Any] = {
             "parameters": [_JOB_ID],
             "get": {"summary": "Modules, fusion and agreement over time (like the paper's Fig. 3)",
                     "responses": {"200": {"description": "PNG", "content": {"image/png": {}}},
-                                  **_UNAUTHORIZED, "404": _error("unknown job"), "409": _error("job not done")}},
+                                  **_UNAUTHORIZED, "404": _error("unknown job"), "409": _error("job not done"),
+                                  "410": _error("result files gone")}},
         },
         "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": _json({"type": "object"}, "alive")}}},
         "/readyz": {"get": {"summary": "Readiness: Redis and every model server (gRPC GetModelStatus)",
