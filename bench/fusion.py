@@ -58,7 +58,7 @@ BEFORE = "paper, 0.01 Hz (before)"
 
 
 def _generate(clips_dir: Path, subjects: Sequence[int], stories: Sequence[int], duration_s: float) -> Path:
-    from shared.synthetic import generate_dataset
+    from synthetic import generate_dataset
 
     have = {(c.subject, c.story) for c in discover(clips_dir) if c.labels is not None} if clips_dir.is_dir() else set()
     for story in stories:

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from jobs.files import write_json
+    from serving.client import open_models
     from shared.fusion import FusionError
     from shared.pipeline import analyze_video, listener_notes
     from shared.results import build_document, to_csv
@@ -84,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                 bar.update(1)
 
         try:
-            result = analyze_video(args.video, subject=args.subject, modalities=names, models_dir=models_dir,
+            predictors, metadata = open_models(names, settings, models_dir=models_dir, local=True)
+            result = analyze_video(args.video, subject=args.subject, modalities=names, predictors=predictors,
+                                   metadata=metadata, models_dir=models_dir,
                                    transcript=args.transcript, weights_spec=args.weights, progress=progress,
                                    settings=settings, listener=args.listener)
         except FusionError as exc:

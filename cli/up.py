@@ -50,8 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from serving.model_store import list_versions
 from shared.logs import configure_logging
-from shared.model_store import list_versions
 from shared.registry import VISION_QUEUE, entries, worker_queues
 from shared.settings import PREFIX, get_settings
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.pipeline import ModalityResult
+from shared.modality_result import ModalityResult
 
 
 def job_dir(storage_dir: Path | str, job_id: str) -> Path:

@@ -136,7 +136,7 @@ def redis_field(job_id: str, field: str) -> str:
 
 
 def make_clip(out_dir: Path) -> Any:
-    from shared.synthetic import generate_clip
+    from synthetic import generate_clip
 
     return generate_clip(out_dir, subject=1, story=7, duration_s=CLIP_SECONDS, width=640, height=360, seed=7)
 

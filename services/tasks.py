@@ -35,12 +35,11 @@ import numpy as np
 from jobs.files import find_video, job_dir, load_series, save_series, series_paths, write_json
 from jobs.store import FINAL_STATES, MODALITY_FINAL, JobStore, job_subject
 from services.celery_app import ANALYZE_TASK, FUSE_TASK, VISION_TASK, app
+from serving.model_store import latest_version, load_metadata
 from shared.media import MediaError, check_limits, probe
 from shared.modalities.frame_stream import Prepared
-from shared.model_store import latest_version, load_metadata
+from shared.modality_result import STATUS_FAILED, ModalityResult
 from shared.pipeline import (
-    STATUS_FAILED,
-    ModalityResult,
     align_results,
     fuse_results,
     listener_notes,
@@ -51,7 +50,7 @@ from shared.results import build_document
 from shared.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from shared.serving_client import Model
+    from serving.client import Model
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +65,10 @@ def job_store(settings: Settings) -> JobStore:
 def model_for(modality: str, settings: Settings) -> Model:
     """The latest version on the models volume, its metadata and a gRPC predictor for exactly it.
 
-    Opened by :func:`shared.serving_client.open_model` and kept per process while that version stays the
+    Opened by :func:`serving.client.open_model` and kept per process while that version stays the
     latest, so a task reuses the predictor's channel; a newly published version is picked up by the next task.
     """
-    from shared.serving_client import open_model
+    from serving.client import open_model
 
     version = latest_version(Path(settings.models_dir) / modality)
     cached = _models.get(modality)

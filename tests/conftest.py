@@ -60,7 +60,7 @@ def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     existing = os.environ.get("EMPATHY_TEST_DATASET")
     if existing:
         return Path(existing)
-    from shared.synthetic import generate_dataset
+    from synthetic import generate_dataset
 
     out = tmp_path_factory.mktemp("synthetic")
     generate_dataset(out, subjects=(1, 2), stories=(1, 2, 3), duration_s=20.0, width=640, height=360, seed=0)

@@ -89,15 +89,14 @@ def evaluate(data_dir: Path | str, models_dir: Path | str, modalities: Sequence[
     ``learned`` is left out when ``models_dir`` has no learned fusion model (it would be ``ccc`` relabelled).
     ``settings``: the pipeline's (default: the environment's, read here, the evaluation's entry).
     """
+    from serving.client import open_models
     from shared.fusion import FusionError, load_fusion_model
-    from shared.pipeline import STATUS_OK, fuse_results, run_modality
-    from shared.serving_client import open_model
+    from shared.modality_result import STATUS_OK
+    from shared.pipeline import fuse_results, run_modality
 
     settings = settings or get_settings()
     clips = [c for c in discover(data_dir) if c.labels is not None]
-    models = {name: open_model(name, settings, models_dir=models_dir, local=True) for name in modalities}
-    predictors = {name: model.predictor for name, model in models.items()}
-    metadata = {name: model.metadata for name, model in models.items()}
+    predictors, metadata = open_models(modalities, settings, models_dir=models_dir, local=True)
     chosen = set(stories) if stories else set(default_stories(clips, metadata))
     clips = [c for c in clips if c.story in chosen]
     if not clips:

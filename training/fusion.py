@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from serving.client import open_model
+from serving.model_store import publish_version, staging_dir
 from shared.ccc import ccc
 from shared.data import Clip, check_labels, discover, split_by_story
 from shared.fusion import (
@@ -45,9 +47,8 @@ from shared.fusion import (
     fusion_versions,
     learned_features,
 )
-from shared.model_store import publish_version, staging_dir
-from shared.pipeline import ModalityResult, fusion_stats, run_modality
-from shared.serving_client import open_model
+from shared.modality_result import ModalityResult
+from shared.pipeline import fusion_stats, run_modality
 from shared.settings import MODALITIES, PAPER_FUSION_WEIGHTS, Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -297,7 +298,7 @@ def train_fusion(data_dir: Path | str | None = None, *, models_dir: Path | str =
     settings = settings or get_settings()
     coverage = settings.fusion_band_coverage if coverage is None else coverage
     grid = tuple(grid or (NO_FILTER, *CUTOFF_GRID_HZ))
-    from shared.model_store import list_versions
+    from serving.model_store import list_versions
 
     names = [m for m in (modalities or MODALITIES) if list_versions(Path(models_dir) / m)]
     if not names:
@@ -353,6 +354,6 @@ def train_fusion(data_dir: Path | str | None = None, *, models_dir: Path | str =
                              version=(versions[-1] + 1) if versions else 1)
     logger.info("fusion model exported", extra={"path": str(target), **{f"val_ccc_{m}": round(v["val_ccc"], 4)
                                                                          for m, v in methods.items()}})
-    from shared.model_store import read_metadata
+    from serving.model_store import read_metadata
 
     return FusionTrainResult(version_dir=target, metadata=read_metadata(target))

@@ -14,7 +14,7 @@ Steps (paper Sec. II, with the authors' post-processing):
    cut-off with the best mean CCC. The re-scaling here uses statistics of the *training* labels only, so the
    reported ``val_ccc_filtered`` is honest; the statistics exported for inference pool training and
    validation labels per subject, as the authors did (the validation labels are then training data too).
-4. Export ``models/<modality>/<version>/`` through :mod:`shared.model_store` (staging + atomic rename),
+4. Export ``models/<modality>/<version>/`` through :mod:`serving.model_store` (staging + atomic rename),
    after checking that the SavedModel gives the Keras model's numbers.
 """
 
@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from serving.model_store import publish_version, staging_dir
 from shared.ccc import ccc
 from shared.crops import check_listener_spec
 from shared.data import Clip, check_labels, discover, split_by_story
 from shared.modalities.base import Modality, Windows, get_modality, window_labels
-from shared.model_store import publish_version, staging_dir
 from shared.postprocess import GLOBAL_STATS_KEY, labels_range, smooth_and_rescale, stats_for_subject
 from shared.registry import vision_names
 from shared.settings import Settings, get_settings

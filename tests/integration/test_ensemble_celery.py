@@ -15,7 +15,7 @@ import redis
 from jobs.files import job_dir, read_json, save_series
 from jobs.store import DONE, JobStore
 from services.celery_app import FUSE_TASK, create_app
-from shared.pipeline import ModalityResult
+from shared.modality_result import ModalityResult
 from tests.ensemble_support import ensemble_env, environment, redis_db, start_worker, stop, wait_for
 
 N_JOBS = 10

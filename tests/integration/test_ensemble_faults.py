@@ -41,7 +41,7 @@ from jobs.files import job_dir, save_series
 from jobs.store import JobStore
 from services.celery_app import FUSE_TASK
 from services.celery_app import create_app as create_celery
-from shared.pipeline import ModalityResult
+from shared.modality_result import ModalityResult
 from shared.settings import Settings
 from tests.conftest import free_port
 from tests.ensemble_support import (

@@ -41,7 +41,7 @@ DURATION_S = 20.0
 
 @pytest.fixture(scope="session")
 def held_out_clip(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    from shared.synthetic import generate_clip
+    from synthetic import generate_clip
 
     return generate_clip(tmp_path_factory.mktemp("held_out"), subject=1, story=4, duration_s=DURATION_S,
                          width=640, height=360, seed=7)
@@ -281,7 +281,7 @@ CHAOS_DURATION_S = 4.0
 
 @pytest.fixture(scope="module")
 def short_clip(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    from shared.synthetic import generate_clip
+    from synthetic import generate_clip
 
     return generate_clip(tmp_path_factory.mktemp("chaos_clip"), subject=1, story=5, duration_s=CHAOS_DURATION_S,
                          width=320, height=180, seed=3)

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from jobs.files import job_dir, save_series
-from shared.pipeline import ModalityResult
+from shared.modality_result import ModalityResult
 from shared.settings import MODALITIES
 from tests.ensemble_support import (
     write_tiny_video,

@@ -18,7 +18,7 @@ from jobs.files import (
     series_paths,
     write_json,
 )
-from shared.pipeline import ModalityResult
+from shared.modality_result import ModalityResult
 
 JOB = "0123456789abcdef0123456789abcdef"
 

@@ -242,7 +242,7 @@ def test_new_version_is_served_without_restart_and_removed_one_unloaded(server: 
 
     staging = base_path / ".staging"
     shutil.copytree(exported["v2"], staging)
-    staging.rename(base_path / "2")  # atomic publish, as shared.model_store does
+    staging.rename(base_path / "2")  # atomic publish, as serving.model_store does
     assert wait_for(lambda: _status(base_url) == {"2": "AVAILABLE", "1": "END"})
     served = requests.post(base_url + ":predict", json=body, timeout=10).json()["outputs"]
     np.testing.assert_allclose(np.array(served), keras_predict(exported["model2"], inputs), atol=ATOL)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from shared.fusion import FusionError, fuse, parse_weights
-from shared.pipeline import ModalityResult
+from shared.modality_result import ModalityResult
 from shared.postprocess import smooth_and_rescale
 from shared.settings import MODALITIES
 

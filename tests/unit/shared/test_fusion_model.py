@@ -23,7 +23,8 @@ from shared.fusion import (
     resolve,
     weight_from_ccc,
 )
-from shared.pipeline import ModalityResult, fuse_results
+from shared.modality_result import ModalityResult
+from shared.pipeline import fuse_results
 from shared.results import build_document, to_csv
 from shared.settings import MODALITIES, Settings
 from training.fusion import (

@@ -11,7 +11,7 @@ import numpy as np
 
 from shared.data import read_labels
 from shared.fusion import FusionResult
-from shared.pipeline import ModalityResult
+from shared.modality_result import ModalityResult
 from shared.results import build_document, csv_columns, to_csv
 
 N = 5
