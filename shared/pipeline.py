@@ -13,7 +13,7 @@ read at its edge (``empathy analyze``, a Celery task, training) and hands the va
 as parameters (:meth:`Modality.runtime_params <shared.modalities.base.Modality.runtime_params>`,
 :func:`inference_params`).
 
-Statuses of a modality's result: :mod:`shared.modality_result`.
+Statuses of a modality's result: :mod:`shared.values`.
 """
 
 from __future__ import annotations
@@ -27,31 +27,27 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from shared.crops import AUTO
 from shared.fusion import FusionResult, fuse_with, load_fusion_model, resolve
 from shared.media import MediaError, NoAudioStreamError, NoVideoStreamError
 from shared.modalities.base import get_modality
 from shared.modalities.frame_stream import FrameConsumer, Prepared, feed_together
-from shared.modality_result import (
+from shared.postprocess import label_range, postprocess, stats_for_subject
+from shared.registry import entry
+from shared.settings import MODALITIES, Settings
+from shared.values import (
     STATUS_FAILED,
     STATUS_OK,
     STATUS_UNAVAILABLE,
     ModalityResult,
+    PipelineOptions,
     empty_result,
 )
-from shared.postprocess import label_range, postprocess, stats_for_subject
-from shared.registry import vision_names
-from shared.settings import MODALITIES, Settings
 
 log = logging.getLogger(__name__)
 
+DEFAULT_OPTIONS = PipelineOptions()  # every option as its setting says
 # progress(modality, stage, fraction of that modality done in [0, 1])
 ProgressCallback = Callable[[str, str, float], None]
-
-# The registry's vision modalities: their windows can be anchored on every k-th frame at inference
-# (EMPATHY_PREDICT_EVERY), and they read the same grey frames: `analyze` decodes the video once for all of them.
-SPARSE_MODALITIES = SHARED_DECODE = frozenset(vision_names())
-
 
 class Predictor(Protocol):
     """Structural type of ``serving.client`` predictors: ``predict(inputs) -> (n_windows, ...)``."""
@@ -72,30 +68,18 @@ class AnalysisResult:
 
 
 def inference_params(name: str, metadata: Mapping[str, Any], settings: Settings,
-                     listener: str | None = None) -> dict[str, Any]:
-    """The model's preprocessing parameters plus the modality's runtime ones and the inference-only ones.
-
-    ``listener``: the job's listener region spec (see :mod:`shared.crops`); without one,
-    ``EMPATHY_LISTENER_CROP``; ``auto`` lets the model's training layout or the frame size decide.
-    A non-empty ``EMPATHY_BODY_CROP`` overrides the body crop the body model recorded at training.
-
-    ``predict_every`` is never part of a model's metadata: training uses every window, and only inference
-    thins them out (the outputs are low-passed far below the anchor spacing; see
-    ``tests/integration/test_performance_equivalence.py`` for how little the fused curve moves).
-    """
-    params = {**(metadata.get("preprocessing") or {}), **get_modality(name).runtime_params(settings)}
-    if name in SPARSE_MODALITIES:
-        params["predict_every"] = int(settings.predict_every)
-        params["listener"] = listener or settings.listener_crop or AUTO
-    if name == "body" and settings.body_crop.strip():
-        params["body_crop"] = settings.body_crop
-    return params
+                     options: PipelineOptions = DEFAULT_OPTIONS) -> dict[str, Any]:
+    """The model's preprocessing parameters, then the modality's runtime ones and its inference-only ones
+    (:meth:`~shared.modalities.base.Modality.inference_params`: the job's listener region, every k-th frame...)."""
+    modality = get_modality(name)
+    return {**(metadata.get("preprocessing") or {}), **modality.runtime_params(settings),
+            **modality.inference_params(settings, options)}
 
 
 def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predictor, metadata: Mapping[str, Any],
                  settings: Settings, transcript: Path | str | None = None,
                  progress: ProgressCallback | None = None, prepared: Prepared | None = None,
-                 listener: str | None = None) -> ModalityResult:
+                 options: PipelineOptions = DEFAULT_OPTIONS) -> ModalityResult:
     """Preprocess -> predict -> back onto the 25 fps grid -> post-process; never raises for bad input.
 
     Every failure becomes a result with a status and a readable detail, because one broken modality
@@ -111,7 +95,7 @@ def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predi
             report(name, "preparing", 0.05)
             windows = modality.prepare(Path(video), subject=subject,
                                        transcript=Path(transcript) if transcript else None,
-                                       params=inference_params(name, metadata, settings, listener))
+                                       params=inference_params(name, metadata, settings, options))
         elif prepared.error is not None:
             raise prepared.error
         else:
@@ -150,7 +134,7 @@ def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predi
 
 def prepare_vision_together(video: Path | str, names: Sequence[str], *, subject: int,
                             metadata: Mapping[str, Mapping[str, Any]], settings: Settings,
-                            listener: str | None = None) -> dict[str, Prepared]:
+                            options: PipelineOptions = DEFAULT_OPTIONS) -> dict[str, Prepared]:
     """Windows of several vision modalities from one decode of ``video`` (see :mod:`shared.modalities.frame_stream`).
 
     Modalities searching the same listener region share a decode (normally all of them: their models were
@@ -163,7 +147,7 @@ def prepare_vision_together(video: Path | str, names: Sequence[str], *, subject:
         try:
             consumer = get_modality(name).frame_consumer(Path(video), subject=subject,
                                                          params=inference_params(name, metadata[name], settings,
-                                                                                 listener))
+                                                                                 options))
             groups.setdefault(consumer.region.box, {})[name] = consumer
         except Exception as exc:  # noqa: BLE001 - e.g. not a video: reported by run_modality like its own error
             failed[name] = Prepared(windows=None, error=exc, seconds=time.monotonic() - started)
@@ -256,9 +240,8 @@ def fusion_label_range(metadata: Mapping[str, Mapping[str, Any]]) -> tuple[float
 def analyze_video(video: Path | str, *, subject: int | None = None, modalities: Sequence[str] | None = None,
                   predictors: Mapping[str, Predictor], metadata: Mapping[str, Mapping[str, Any]],
                   models_dir: Path | str | None = None, transcript: Path | str | None = None,
-                  weights_spec: str | None = None, cutoff_hz: float | None = None,
-                  progress: ProgressCallback | None = None, settings: Settings,
-                  listener: str | None = None) -> AnalysisResult:
+                  cutoff_hz: float | None = None, progress: ProgressCallback | None = None, settings: Settings,
+                  options: PipelineOptions = DEFAULT_OPTIONS) -> AnalysisResult:
     """Run every requested modality on ``video`` in this process, then fuse.
 
     ``predictors`` + ``metadata``: modality -> loaded model (``serving.client.open_models``); ``models_dir``:
@@ -273,23 +256,23 @@ def analyze_video(video: Path | str, *, subject: int | None = None, modalities: 
     subject = settings.default_subject if subject is None else int(subject)
     started = time.monotonic()
     results: dict[str, ModalityResult] = {}
-    together = [name for name in names if name in SHARED_DECODE]
+    together = [name for name in names if entry(name).vision]
     prepared: dict[str, Prepared] = {}
     if len(together) > 1:  # one decode for all of them, instead of one each
         for name in together:
             if progress:
                 progress(name, "preparing", 0.05)
         prepared = prepare_vision_together(video, together, subject=subject, metadata=metadata, settings=settings,
-                                           listener=listener)
+                                           options=options)
     for name in names:
         results[name] = run_modality(name, video, subject=subject, predictor=predictors[name],
                                      metadata=metadata[name], settings=settings, transcript=transcript,
-                                     progress=progress, prepared=prepared.get(name), listener=listener)
+                                     progress=progress, prepared=prepared.get(name), options=options)
         if progress:
             progress(name, results[name].status, 1.0)
     results = align_results(results, names)
     n_frames = next(iter(results.values())).values.size
-    fusion = fuse_results(results, metadata, subject, settings=settings, weights_spec=weights_spec,
+    fusion = fuse_results(results, metadata, subject, settings=settings, weights_spec=options.fusion,
                           cutoff_hz=cutoff_hz, models_dir=models_dir)
     return AnalysisResult(video=str(video), subject=subject, fps=float(settings.fps), n_frames=n_frames,
                           modalities=results, fusion=fusion, seconds=time.monotonic() - started)

@@ -13,14 +13,9 @@ from pathlib import Path
 import pytest
 
 import shared  # noqa: F401  (sets TensorFlow's oneDNN switch before any test module imports it)
+from shared.ports import free_port
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -42,14 +42,15 @@ from shared.fusion import (
     FUSION_MODEL_DIR,
     LearnedFusion,
     calibrate_band,
-    ccc_weights,
     fuse,
     fusion_versions,
     learned_features,
 )
-from shared.modality_result import ModalityResult
+from shared.fusion_methods import ccc_weights
+from shared.fusion_methods import methods as fusion_methods
 from shared.pipeline import fusion_stats, run_modality
-from shared.settings import MODALITIES, PAPER_FUSION_WEIGHTS, Settings, get_settings
+from shared.settings import MODALITIES, Settings, get_settings
+from shared.values import ModalityResult
 
 logger = logging.getLogger(__name__)
 
@@ -312,7 +313,11 @@ def train_fusion(data_dir: Path | str | None = None, *, models_dir: Path | str =
     fps, min_cycles = float(settings.fps), float(settings.fusion_min_cycles)
     methods: dict[str, dict[str, Any]] = {}
     weights_ccc, notes = ccc_weights(metadata)
-    for method, weights in (("paper", {n: PAPER_FUSION_WEIGHTS[n] for n in names}), ("ccc", weights_ccc)):
+    for entry in fusion_methods():  # every weighted method (shared.fusion_methods); the fitted one below
+        if entry.needs_model:
+            continue
+        method, rule = entry.name, entry.weights(metadata)[0]
+        weights = {n: rule.get(n, 0.0) for n in names}
         cutoff, scores = choose_cutoff(curves, weights, grid, min_cycles=min_cycles, fps=fps)
         fused = [_fused(c, weights, cutoff, min_cycles=min_cycles, fps=fps) for c in curves]
         methods[method] = {"weights": weights, "cutoff_hz": cutoff, "cutoff_scores": scores,

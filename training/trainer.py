@@ -39,7 +39,7 @@ from shared.crops import check_listener_spec
 from shared.data import Clip, check_labels, discover, split_by_story
 from shared.modalities.base import Modality, Windows, get_modality, window_labels
 from shared.postprocess import GLOBAL_STATS_KEY, labels_range, smooth_and_rescale, stats_for_subject
-from shared.registry import vision_names
+from shared.registry import entry
 from shared.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -256,9 +256,6 @@ def export_model(model: Any, models_dir: Path | str, modality: str, metadata: di
     return publish_version(staging, models_dir, modality, metadata)
 
 
-LISTENER_MODALITIES = frozenset(vision_names())  # modalities that search the listener region
-
-
 def listener_params(clips: Sequence[Clip], listener_crop: str) -> dict[str, Any]:
     """The listener region of the training data, recorded in a vision model's preprocessing parameters.
 
@@ -303,7 +300,7 @@ def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir:
     runtime = modality.runtime_params(settings)
     p = {**modality.default_params(), **modality.settings_params(settings), **(params or {}),
          "known_subjects": known_subjects, **runtime}
-    if modality_name in LISTENER_MODALITIES:
+    if entry(modality_name).vision:  # it searches the listener region: record the data set's
         p = {**listener_params(all_clips, settings.listener_crop), **p}
     p, train_data, val_data = prepare_data(modality, train_clips, val_clips, p)
     x_train, y_train = stack_inputs(train_data)

@@ -60,7 +60,7 @@ def _get(url: str) -> tuple[int, bytes]:
 
 def test_the_ensemble_end_to_end(ensemble_models: Path, held_out_clip, redis_url: str,  # noqa: ANN001
                                  tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.conftest import free_port
+    from shared.ports import free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -150,7 +150,7 @@ class Up:
     """``empathy up`` as a user runs it; only ports and directories are chosen (free / temporary)."""
 
     def __init__(self, models_dir: Path, workdir: Path) -> None:
-        from tests.conftest import free_port
+        from shared.ports import free_port
 
         self.port, self.model_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"

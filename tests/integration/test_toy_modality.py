@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from serving.model_store import read_metadata, version_dir
-from tests.conftest import free_port
+from shared.ports import free_port
 from tests.ensemble_support import (
     API_TOKENS,
     REPO,

@@ -32,8 +32,9 @@ from services.model_server.repository import (
 )
 from services.model_server.rest_app import create_app
 from services.model_server.server import ModelServer
+from shared.ports import free_port
 from tests import REPO
-from tests.serving_helpers import export_tiny_model, free_port, keras_predict, sample_inputs, wait_for
+from tests.serving_helpers import export_tiny_model, keras_predict, sample_inputs, wait_for
 
 ATOL = 1e-5
 

@@ -28,9 +28,10 @@ from serving.client import (
     open_model,
 )
 from serving.model_store import ModelNotFoundError
+from shared.ports import free_port
 from shared.settings import Settings
 from tests import REPO
-from tests.serving_helpers import export_tiny_model, free_port, keras_predict, sample_inputs, wait_for
+from tests.serving_helpers import export_tiny_model, keras_predict, sample_inputs, wait_for
 
 ATOL = 1e-5
 

@@ -1,7 +1,8 @@
-"""One modality's outcome on one video: a value type, shared by the pipeline, the job files and the results.
+"""The pipeline's value types: what an analysis is asked (:class:`PipelineOptions`) and what one modality
+gives (:class:`ModalityResult`).
 
-It lives on its own (not in :mod:`shared.pipeline`) so that what stores or renders a result (``jobs``,
-:mod:`shared.results`) does not import the orchestrator and everything it pulls in.
+They live on their own (not in :mod:`shared.pipeline`) so that what builds a request, stores or renders a
+result (``jobs``, :mod:`shared.results`, the gateway) does not import the orchestrator and all it pulls in.
 
 A modality that cannot see anything in a video (no audio stream, no face, no words) is ``unavailable``,
 not ``failed``: fusion weighs it out and the job still succeeds. ``failed`` means something broke
@@ -17,6 +18,16 @@ import numpy as np
 STATUS_OK = "ok"
 STATUS_UNAVAILABLE = "unavailable"
 STATUS_FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """A job's options the pipeline applies (from ``jobs.request.JobRequest.pipeline_options``); None: the
+    setting's value. ``listener``: the listener region spec (:mod:`shared.crops`); ``fusion``: the fusion
+    specification (:mod:`shared.fusion_methods`)."""
+
+    listener: str | None = None
+    fusion: str | None = None
 
 
 @dataclass
