@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -95,10 +95,6 @@ class JobFiles:
             raise FileNotFoundError(f"no uploaded video in job {self.job_id}")
         return matches[0]
 
-    def video_size(self) -> int:
-        with self.storage.open(self.job_id, self.video_name()) as handle:
-            return handle.seek(0, io.SEEK_END)
-
     @contextmanager
     def local_inputs(self) -> Iterator[LocalInputs]:
         """Private local copies of the upload (and the transcript, if any), deleted afterwards.
@@ -151,6 +147,3 @@ class JobFiles:
 
     def read_result(self) -> Any:
         return json.loads(self.storage.get_bytes(self.job_id, RESULT))
-
-    def open_blob(self, name: str) -> IO[bytes]:
-        return self.storage.open(self.job_id, name)
