@@ -274,8 +274,12 @@ def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir:
           val_story: int = 2, epochs: int | None = None, batch_size: int | None = None,
           learning_rate: float | None = None, patience: int | None = None, hparams: dict[str, Any] | None = None,
           params: dict[str, Any] | None = None, clips: Sequence[Clip] | None = None, seed: int = 0,
-          cutoff_grid: Sequence[float] = CUTOFF_GRID_HZ, settings: Settings | None = None) -> TrainResult:
+          cutoff_grid: Sequence[float] = CUTOFF_GRID_HZ, train_stride: int = 1,
+          settings: Settings | None = None) -> TrainResult:
     """Train one modality on ``data_dir`` (or the given ``clips``) and export a new version.
+
+    ``train_stride`` k > 1: each epoch fits every k-th training window, a different offset each epoch
+    (:class:`training.batches.WindowBatches`); validation and inference always use every window.
 
     ``settings`` (default: the environment's, read here, training's entry): what the model records from them
     (the modality's ``settings_params``, the listener region) and how this process decodes and recognises
@@ -321,9 +325,9 @@ def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir:
     history: list[dict[str, float]] = []
     stopper = _early_stopping_callback(modality, val_data, batch, patience or spec.patience, history)
     fit_started = time.monotonic()
-    if is_lazy(x_train):
-        model.fit(WindowBatches(x_train, y_train, batch, seed=seed), epochs=epochs or spec.epochs, verbose=0,
-                  callbacks=[stopper])
+    if is_lazy(x_train) or train_stride > 1:
+        model.fit(WindowBatches(x_train, y_train, batch, seed=seed, stride=train_stride),
+                  epochs=epochs or spec.epochs, verbose=0, callbacks=[stopper])
     else:
         model.fit(x_train, y_train, batch_size=batch, epochs=epochs or spec.epochs, shuffle=True, verbose=0,
                   callbacks=[stopper])
@@ -357,6 +361,7 @@ def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir:
         "training": {"batch_size": batch, "learning_rate": lr, "max_epochs": epochs or spec.epochs,
                      "patience": patience or spec.patience, "epochs_run": len(history),
                      "best_epoch": stopper.best_epoch, "seed": seed, "train_windows": int(len(y_train)),
+                     "train_stride": train_stride,
                      "prepare_seconds": round(prepare_seconds, 2), "fit_seconds": round(fit_seconds, 2)},
     }
     metadata["train_seconds"] = round(time.monotonic() - started, 2)
