@@ -16,8 +16,8 @@ counts each header task once (Celery keys its part returns by task id), so a re-
 fires the fusion early. Outages are waited out by the workers (broker reconnection without limit,
 result-backend writes retried for ``EMPATHY_REDIS_OUTAGE_S``); what still slips through (a worker killed
 mid-task, a chord that never fired) is caught by the job watchdog (:mod:`services.watchdog`).
-Results go through Redis **by reference**: series live on the shared storage volume, Redis carries paths
-and statuses only.
+Results go through Redis **by reference**: series live in the job storage (:mod:`jobs.storage`), Redis
+carries blob names and statuses only.
 """
 
 from __future__ import annotations
