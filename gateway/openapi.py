@@ -1,25 +1,18 @@
 """The gateway's OpenAPI 3.0 description, served at ``/openapi.json``.
 
-Written by hand next to the code it describes; ``tests/unit/gateway/test_jobs_api.py`` checks that every Flask route
-is documented here and every documented operation exists, so the two cannot drift apart.
+Written by hand next to the code it describes, but for the job form's fields, which come from the job request
+(:func:`jobs.request.form_schema`: patterns and lengths never looser than its parser; no extra fields).
+``tests/unit/gateway/test_jobs_api.py`` checks that every Flask route is documented here and every documented
+operation exists, so the two cannot drift apart; ``tests/unit/gateway/test_fuzz.py`` fuzzes the API from it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared.settings import MODALITIES
-
-_NAMES = "|".join(MODALITIES)
-_NUMBER = r"[0-9]{1,6}(\.[0-9]{1,6})?"
-_FRACTION = r"(0(\.[0-9]{1,6})?|1(\.0{1,6})?)"
-_BOX = rf"{_FRACTION},{_FRACTION},{_FRACTION},{_FRACTION}"
-_REGION = rf"(auto|full|{_BOX})"
-# What the checks accept, as patterns (a schema-valid value can still be refused for what a pattern cannot
-# say: weights all zero, a box empty or smaller than 32x32 pixels of the actual video: 400 naming it).
-MODALITIES_PATTERN = rf"^({_NAMES})(,({_NAMES}))*$"
-FUSION_PATTERN = rf"^(paper|ccc|learned|({_NAMES})={_NUMBER}(,({_NAMES})={_NUMBER})*)$"
-LISTENER_PATTERN = rf"^({_REGION}|([0-9]{{1,9}}|\*)={_REGION}(;([0-9]{{1,9}}|\*)={_REGION})*)$"
+from gateway.uploads import MAX_FIELD_BYTES, MAX_FILE_PARTS, MAX_FORM_PARTS, MAX_TRANSCRIPT_BYTES
+from jobs.request import form_schema
+from shared.crops import MIN_LISTENER_PX
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
@@ -108,110 +101,104 @@ _UNAUTHORIZED = {"401": _error("missing or invalid API key"),
                  "429": _error("too many refused requests from this address or key (EMPATHY_AUTH_FAILURE_LIMIT)")}
 _UNAVAILABLE = {"503": _error("Redis (job store / broker) unavailable; retry later")}
 
-SPEC: dict[str, Any] = {
-    "openapi": "3.0.3",
-    "security": [{"bearer": []}],
-    "info": {
-        "title": "Empathic valence gateway",
-        "version": "1",
-        "description": "Upload a video of a listener; get per-frame valence (25 fps) from five modality models "
-                       "fused as in 'Alpha and City' (OMG-Empathy), with a per-frame agreement signal.",
-    },
-    "paths": {
-        "/v1/jobs": {
-            "post": {
-                "summary": "Submit a video for analysis",
-                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                "schema": {"type": "string", "pattern": "^[!-~]{1,200}$"},
-                                "description": "the same key and upload again returns the first job (200)"}],
-                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                    "type": "object",
-                    "properties": {
-                        "video": {"type": "string", "format": "binary",
-                                  "description": "a video (a still image is 415, from its header): frames, "
-                                                 "pixel rate and duration within the limits (413), read from "
-                                                 "its headers; nothing is decoded at upload"},
-                        "subject": {"type": "integer", "minimum": 0, "maximum": 2147483647,
-                                    "description": "listener id (0 or absent: unknown, global statistics)"},
-                        "modalities": {"type": "string", "pattern": MODALITIES_PATTERN,
-                                       "description": f"comma list, subset of {list(MODALITIES)}"},
-                        "listener": {"type": "string", "maxLength": 200, "pattern": LISTENER_PATTERN,
-                                     "description": "listener region: auto (2560x720 input: the "
-                                     "official split x >= 1080; else the whole frame), full, x0,y0,x1,y1 fractions "
-                                     "or per subject '1=...;*=auto' (absent: EMPATHY_LISTENER_CROP); each box "
-                                     "at least 32x32 pixels of the video (else 400)"},
-                        "transcript": {"type": "string", "format": "binary",
-                                       "description": "optional word timings (JSON), used instead of ASR"},
-                        "fusion": {"type": "string", "maxLength": 200, "pattern": FUSION_PATTERN,
-                                   "description": "ccc | paper | learned | audio=1,text=0.5,... (finite weights "
-                                                  ">= 0, not 0 for every requested modality; default "
-                                                  "EMPATHY_FUSION_WEIGHTS)"},
+def spec() -> dict[str, Any]:
+    """The document, built when asked: the form follows the job request and the registered fusion methods."""
+    return {
+        "openapi": "3.0.3",
+        "security": [{"bearer": []}],
+        "info": {
+            "title": "Empathic valence gateway",
+            "version": "1",
+            "description": "Upload a video of a listener; get per-frame valence (25 fps) from five modality models "
+                           "fused as in 'Alpha and City' (OMG-Empathy), with a per-frame agreement signal.",
+        },
+        "paths": {
+            "/v1/jobs": {
+                "post": {
+                    "summary": "Submit a video for analysis",
+                    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                    "schema": {"type": "string", "pattern": "^[!-~]{1,200}$"},
+                                    "description": "the same key and upload again returns the first job (200)"}],
+                    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                        "type": "object",
+                        "properties": {
+                            "video": {"type": "string", "format": "binary",
+                                      "description": "a video (a still image is 415, from its header): frames, "
+                                                     "pixel rate and duration within the limits (413), read "
+                                                     "from its headers; nothing is decoded at upload"},
+                            "transcript": {"type": "string", "format": "binary",
+                                           "description": "optional word timings (JSON), used instead of ASR"},
+                            **form_schema(),  # the job request's fields (jobs.request.JobRequest)
+                        },
+                        "required": ["video"],
+                        "additionalProperties": False,
+                    }, "encoding": {"video": {"contentType": "video/*, application/octet-stream"}}}}},
+                    "responses": {
+                        "202": _json({"$ref": "#/components/schemas/Job"}, "accepted; Location gives the job URL"),
+                        "200": _json({"$ref": "#/components/schemas/Job"}, "idempotent replay: the job this key made"),
+                        "400": _error("bad or unknown form field, empty upload, bad transcript, fusion weights 0 "
+                                      "for every requested modality, listener box under "
+                                      f"{MIN_LISTENER_PX}x{MIN_LISTENER_PX} pixels of the video"),
+                        **_UNAUTHORIZED,
+                        "409": _error("the same idempotency key is still being processed"),
+                        "408": _error("the upload arrived slower than EMPATHY_UPLOAD_MIN_RATE_KIB_S"),
+                        "413": _error("upload larger than EMPATHY_MAX_UPLOAD_MB, longer than EMPATHY_MAX_DURATION_S, "
+                                      "frames larger than EMPATHY_MAX_FRAME_SIZE or pixel rate above "
+                                      "EMPATHY_MAX_PIXEL_RATE; a form with more than "
+                                      f"{MAX_FORM_PARTS} parts, {MAX_FILE_PARTS} files or a text field over "
+                                      f"{MAX_FIELD_BYTES // 1024} KiB; a transcript over "
+                                      f"{MAX_TRANSCRIPT_BYTES >> 20} MiB"),
+                        "415": _error("not a usable video (a still image, not media, truncated, no video stream, "
+                                      "no frames, headers without a frame size, shorter than "
+                                      "EMPATHY_MIN_DURATION_S)"),
+                        "429": _error("too many refused requests (EMPATHY_AUTH_FAILURE_LIMIT), or this key's "
+                                      "EMPATHY_KEY_ACTIVE_JOBS / EMPATHY_KEY_JOBS_PER_MINUTE"),
+                        "422": _error("idempotency key reused for a different upload"),
+                        **_UNAVAILABLE,
                     },
-                    "required": ["video"],
-                    "additionalProperties": False,
-                }, "encoding": {"video": {"contentType": "video/*, application/octet-stream"}}}}},
-                "responses": {
-                    "202": _json({"$ref": "#/components/schemas/Job"}, "accepted; Location gives the job URL"),
-                    "200": _json({"$ref": "#/components/schemas/Job"}, "idempotent replay: the job this key made"),
-                    "400": _error("bad or unknown form field, empty upload, bad transcript, fusion weights 0 for "
-                                  "every requested modality, listener box under 32x32 pixels of the video"),
-                    **_UNAUTHORIZED,
-                    "409": _error("the same idempotency key is still being processed"),
-                    "408": _error("the upload arrived slower than EMPATHY_UPLOAD_MIN_RATE_KIB_S"),
-                    "413": _error("upload larger than EMPATHY_MAX_UPLOAD_MB, longer than EMPATHY_MAX_DURATION_S, "
-                                  "frames larger than EMPATHY_MAX_FRAME_SIZE or pixel rate above "
-                                  "EMPATHY_MAX_PIXEL_RATE; a form with more than 16 parts, 2 files or a text "
-                                  "field over 8 KiB; a transcript over 16 MiB"),
-                    "415": _error("not a usable video (a still image, not media, truncated, no video stream, no "
-                                  "frames, headers without a frame size, shorter than EMPATHY_MIN_DURATION_S)"),
-                    "429": _error("too many refused requests (EMPATHY_AUTH_FAILURE_LIMIT), or this key's "
-                                  "EMPATHY_KEY_ACTIVE_JOBS / EMPATHY_KEY_JOBS_PER_MINUTE"),
-                    "422": _error("idempotency key reused for a different upload"),
-                    **_UNAVAILABLE,
                 },
             },
+            "/v1/jobs/{job_id}": {
+                "parameters": [_JOB_ID],
+                "get": {"summary": "State and per-modality progress of a job",
+                        "responses": {"200": _json({"$ref": "#/components/schemas/Job"}, "the job"),
+                                      **_UNAUTHORIZED, "404": _error("unknown job (or another key's)"),
+                                      **_UNAVAILABLE}},
+                "delete": {"summary": "Delete a job, its video and its results (revokes pending tasks)",
+                           "responses": {"204": {"description": "deleted"}, **_UNAUTHORIZED,
+                                         "404": _error("unknown job (or another key's)"), **_UNAVAILABLE}},
+            },
+            "/v1/jobs/{job_id}/result": {
+                "parameters": [_JOB_ID, {"name": "format", "in": "query", "required": False,
+                                         "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"}}],
+                "get": {"summary": "Fused valence, agreement and every module's curve",
+                        "responses": {"200": {"description": "the result",
+                                              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Result"}},
+                                                          "text/csv": {"schema": {"type": "string"}}}},
+                                      "400": _error("bad format"), **_UNAUTHORIZED, "404": _error("unknown job"),
+                                      "409": _error("job not done (or failed)"), "410": _error("result files gone")}},
+            },
+            "/v1/jobs/{job_id}/plot.png": {
+                "parameters": [_JOB_ID],
+                "get": {"summary": "Modules, fusion and agreement over time (like the paper's Fig. 3)",
+                        "responses": {"200": {"description": "PNG", "content": {"image/png": {}}},
+                                      **_UNAUTHORIZED, "404": _error("unknown job"), "409": _error("job not done"),
+                                      "410": _error("result files gone")}},
+            },
+            "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": _json({"type": "object"}, "alive")}}},
+            "/readyz": {"get": {"summary": "Readiness: Redis and every model server (gRPC GetModelStatus)",
+                                "security": [],
+                                "responses": {"200": _json({"type": "object"}, "ready"),
+                                              "503": _json({"type": "object"}, "not ready; checks say why")}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
+                                 "responses": {"200": {"description": "text exposition format",
+                                                       "content": {"text/plain": {}}}}}},
+            "/openapi.json": {"get": {"summary": "This document", "security": [],
+                                      "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0")}}},
         },
-        "/v1/jobs/{job_id}": {
-            "parameters": [_JOB_ID],
-            "get": {"summary": "State and per-modality progress of a job",
-                    "responses": {"200": _json({"$ref": "#/components/schemas/Job"}, "the job"),
-                                  **_UNAUTHORIZED, "404": _error("unknown job (or another key's)"),
-                                  **_UNAVAILABLE}},
-            "delete": {"summary": "Delete a job, its video and its results (revokes pending tasks)",
-                       "responses": {"204": {"description": "deleted"}, **_UNAUTHORIZED,
-                                     "404": _error("unknown job (or another key's)"), **_UNAVAILABLE}},
+        "components": {
+            "schemas": {"Error": _ERROR, "Job": JOB, "ModalityStatus": MODALITY_STATUS, "Result": RESULT},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "an API key of EMPATHY_API_KEYS / EMPATHY_API_KEYS_FILE"}},
         },
-        "/v1/jobs/{job_id}/result": {
-            "parameters": [_JOB_ID, {"name": "format", "in": "query", "required": False,
-                                     "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"}}],
-            "get": {"summary": "Fused valence, agreement and every module's curve",
-                    "responses": {"200": {"description": "the result",
-                                          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Result"}},
-                                                      "text/csv": {"schema": {"type": "string"}}}},
-                                  "400": _error("bad format"), **_UNAUTHORIZED, "404": _error("unknown job"),
-                                  "409": _error("job not done (or failed)"), "410": _error("result files gone")}},
-        },
-        "/v1/jobs/{job_id}/plot.png": {
-            "parameters": [_JOB_ID],
-            "get": {"summary": "Modules, fusion and agreement over time (like the paper's Fig. 3)",
-                    "responses": {"200": {"description": "PNG", "content": {"image/png": {}}},
-                                  **_UNAUTHORIZED, "404": _error("unknown job"), "409": _error("job not done"),
-                                  "410": _error("result files gone")}},
-        },
-        "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": _json({"type": "object"}, "alive")}}},
-        "/readyz": {"get": {"summary": "Readiness: Redis and every model server (gRPC GetModelStatus)",
-                            "security": [],
-                            "responses": {"200": _json({"type": "object"}, "ready"),
-                                          "503": _json({"type": "object"}, "not ready; checks say why")}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
-                             "responses": {"200": {"description": "text exposition format",
-                                                   "content": {"text/plain": {}}}}}},
-        "/openapi.json": {"get": {"summary": "This document", "security": [],
-                                  "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0")}}},
-    },
-    "components": {
-        "schemas": {"Error": _ERROR, "Job": JOB, "ModalityStatus": MODALITY_STATUS, "Result": RESULT},
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                       "description": "an API key of EMPATHY_API_KEYS / EMPATHY_API_KEYS_FILE"}},
-    },
-}
+    }

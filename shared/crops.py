@@ -124,6 +124,12 @@ def parse_listener_spec(text: str) -> dict[str, str]:
     return specs
 
 
+_FRACTION = r"(0(\.[0-9]{1,6})?|1(\.0{1,6})?)"
+_REGION = rf"(auto|full|{_FRACTION},{_FRACTION},{_FRACTION},{_FRACTION})"
+# A listener spec as a regular expression (the OpenAPI form's): stricter than parse_listener_spec (no spaces,
+# lower case, at most 6 decimals), never looser. What it cannot say (x0 < x1, the box's size in pixels) is 400.
+LISTENER_PATTERN = rf"^({_REGION}|([0-9]{{1,9}}|\*)={_REGION}(;([0-9]{{1,9}}|\*)={_REGION})*)$"
+
 MIN_LISTENER_PX = 32  # a listener box smaller than this (either side) holds no detectable face
 
 

@@ -2,7 +2,7 @@
 
 ``empathy analyze`` must work on a fresh checkout, where no trained model exists yet. Rather than
 shipping binary weights, the project builds them reproducibly the first time (and caches them under
-``models/``): it generates a small synthetic OMG-Empathy-layout set (:mod:`shared.synthetic`) and trains
+``models/``): it generates a small synthetic OMG-Empathy-layout set (:mod:`synthetic`) and trains
 every missing modality with reduced model sizes through the ordinary training API
 (:func:`training.trainer.train`), then the fusion on their validation predictions
 (:func:`training.fusion.train_fusion`: cut-offs, learned fusion, confidence bands), so the result is a
@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from serving.model_store import list_versions
 from shared.logs import add_log_format_argument, configure_logging
-from shared.model_store import list_versions
 from shared.settings import MODALITIES, Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,8 @@ def ensure_fusion(models_dir: Path | str, *, data_dir: Path | str, settings: Set
     Modules trained on other data (their ``dataset_hash`` differs) must not get a fusion fit on the synthetic
     set: then nothing is built and fusion runs without a fusion model (its notes say so).
     """
+    from serving.model_store import load_metadata
     from shared.data import discover
-    from shared.model_store import load_metadata
 
     if not fusion_missing(models_dir):
         return None
@@ -100,7 +100,7 @@ def ensure_dataset(data_dir: Path | str, *, subjects: Sequence[int] = DEFAULT_SU
     data_dir = Path(data_dir)
     if data_dir.is_dir() and any(c.labels is not None for c in discover(data_dir)):
         return data_dir
-    from shared.synthetic import generate_dataset
+    from synthetic import generate_dataset
 
     started = time.monotonic()
     log.info("generating the synthetic data set", extra={"data_dir": str(data_dir), "subjects": list(subjects),

@@ -26,8 +26,8 @@ import redis
 
 from bench.procstat import descendants
 from cli.up import Launcher, build_parser
+from shared.ports import free_port
 from tests.bombs import write_h264_bomb, write_png_bomb
-from tests.conftest import free_port
 from tests.ensemble_support import API_TOKENS, api_keys_env, redis_db, wait_for, write_tiny_video
 
 KEYED, KEYLESS, HEADERS = 25, 13, 12  # 50 slow clients: bodies with and without a key, headers
