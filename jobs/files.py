@@ -4,7 +4,7 @@ Layout under ``<storage_dir>/jobs/<id>/``::
 
     video<.ext>            the upload, as received
     series/<m>.npy         float32 (n_frames,) post-processed valence, NaN where the modality saw nothing
-    series/<m>.json        {"name", "status", "detail", "seconds", "model_version", "n_frames"}
+    series/<m>.json        {"name", "status", "detail", "seconds", "model_version", "n_frames", "notes", "quality"}
     result.json            the result document (shared.results)
 
 Celery messages and Redis carry paths and statuses only ("results by reference"): a 10-minute video is
@@ -67,6 +67,7 @@ def save_series(directory: Path, result: ModalityResult) -> Path:
         "name": result.name, "status": result.status, "detail": result.detail,
         "seconds": round(float(result.seconds), 3), "model_version": result.model_version,
         "n_frames": int(np.asarray(result.values).size), "notes": list(result.notes),
+        "quality": dict(result.quality),
     })
     return meta_path
 
@@ -78,7 +79,8 @@ def load_series(directory: Path, name: str) -> ModalityResult:
     values = np.load(values_path).astype(np.float64) if values_path.is_file() else np.zeros(0)
     return ModalityResult(name=name, values=values, missing=~np.isfinite(values), status=meta["status"],
                           detail=meta.get("detail", ""), seconds=float(meta.get("seconds", 0.0)),
-                          model_version=meta.get("model_version"), notes=list(meta.get("notes") or []))
+                          model_version=meta.get("model_version"), notes=list(meta.get("notes") or []),
+                          quality=dict(meta.get("quality") or {}))
 
 
 def remove_job(storage_dir: Path | str, job_id: str) -> bool:

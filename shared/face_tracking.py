@@ -28,6 +28,8 @@ import dlib
 import face_recognition_models
 import numpy as np
 
+from shared.quality import AMBIGUITY_PREFIX
+
 logger = logging.getLogger(__name__)
 
 N_LANDMARKS = 68
@@ -35,6 +37,7 @@ N_LANDMARKS = 68
 PATCH = 24  # side of the grey thumbnail that the appearance check compares
 ROI_FACE_PX = 100  # a re-detection around the tracked box scales the region so the face is this wide
 MAX_JUMP = 2.0  # in a region with several faces, a lost face is re-acquired only within this many face sizes
+TIE_AREA = 0.8  # at the first detection, faces at least this share of the largest one's area tie with it
 
 # Status of one frame, in decreasing order of confidence.
 DETECTED = "detected"  # HOG found the face on this very frame
@@ -182,6 +185,26 @@ def fit_landmarks(grey: np.ndarray, box: np.ndarray) -> np.ndarray:
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
 
+def first_listener(boxes: np.ndarray, shape: tuple[int, int] | None) -> tuple[np.ndarray, str]:
+    """The face taken for the listener at the first detection, and the rule that chose it (for the notes).
+
+    The largest face (``boxes`` come largest first); among faces of about its size (areas within
+    :data:`TIE_AREA` of it: a tie, which the largest-first order would break by chance), the one nearest the
+    centre of the region (``shape``: its (height, width)). '' as the rule when there was one face only.
+    """
+    if len(boxes) < 2:
+        return boxes[0], ""
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    tied = np.flatnonzero(areas >= TIE_AREA * areas.max())
+    if len(tied) < 2 or shape is None:
+        return boxes[0], f"the largest of {len(boxes)} faces at the first detection"
+    height, width = shape[:2]
+    centres = (boxes[tied, :2] + boxes[tied, 2:]) / 2.0
+    chosen = int(tied[np.argmin(np.hypot(centres[:, 0] - width / 2.0, centres[:, 1] - height / 2.0))])
+    return boxes[chosen], (f"{len(tied)} faces of about the same size at the first detection (areas within "
+                           f"{1 - TIE_AREA:.0%} of each other): the one nearest the region's centre")
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two (x0, y0, x1, y1) boxes."""
     w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
@@ -249,6 +272,8 @@ class FaceTracker:
         self.region_detections = 0  # whole-region HOG passes that found a face
         self.crowded = 0  # ... of which found more than one face (the listener was ambiguous there)
         self.max_faces = 0
+        self.first_rule = ""  # how the followed face was chosen at the first detection (for the notes)
+        self._frame_shape: tuple[int, int] | None = None
 
     def update(self, grey: np.ndarray) -> FaceObservation:
         """Observe the next frame (2-D uint8, full resolution) and say where the face is.
@@ -257,6 +282,7 @@ class FaceTracker:
         it can move the box but never extend the time a box may be carried.
         """
         self.frame += 1
+        self._frame_shape = grey.shape[:2]
         attempted = detected = False
         if self.frame >= self._next_detect:
             attempted, detected = True, self._detect(grey)
@@ -325,7 +351,7 @@ class FaceTracker:
         """
         reference = self._box if self._box is not None else self._identity
         if reference is None:
-            return boxes[0]
+            return self._first_choice(boxes)
         overlaps = [iou(b, reference) for b in boxes]
         best = int(np.argmax(overlaps))
         if overlaps[best] > 0:
@@ -338,15 +364,19 @@ class FaceTracker:
             return None  # another person while the followed face is hidden: keep waiting for the listener
         return boxes[nearest]
 
+    def _first_choice(self, boxes: np.ndarray) -> np.ndarray:
+        """The listener at the first detection (:func:`first_listener`); :attr:`first_rule` says which rule chose."""
+        chosen, self.first_rule = first_listener(boxes, self._frame_shape)
+        return chosen
+
     def ambiguity(self) -> str:
         """A sentence for the job's notes when the region held several faces; '' when it never did."""
         if not self.crowded:
             return ""
-        box = ", ".join(str(int(round(v))) for v in (self._identity if self._identity is not None else []))
-        return (f"listener ambiguous: {self.max_faces} faces in the listener region on {self.crowded} of "
-                f"{self.region_detections} region-wide detections; one face was followed throughout (the "
-                f"largest at the first detection, last box {box} in region pixels): set the listener region "
-                "to choose")
+        rule = self.first_rule or "the one found first"
+        return (f"{AMBIGUITY_PREFIX} {self.max_faces} faces in the listener region on {self.crowded} of "
+                f"{self.region_detections} region-wide detections; one face was followed throughout ({rule}): "
+                "set the listener region to choose")
 
     def _fit(self, grey: np.ndarray, *, just_detected: bool) -> tuple[np.ndarray, bool]:
         """Fit the landmarks in the box, move the box with them; say whether the fit is still trustworthy."""

@@ -35,6 +35,7 @@ from shared.modalities.frame_windows import (
     video_zscore,
     window_index,
 )
+from shared.signal_checks import MotionMeter
 from shared.windows import anchors_to_grid
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ class TrackedFrames(ABC):
         self.frame_size = (info.width, info.height)
         self.subject = subject
         self.tracker = FaceTracker(TrackerConfig.from_params(self.p), landmarks=landmarks)
+        self.motion = MotionMeter()  # a frozen picture carries no signal (shared/signal_checks.py)
         self.started = time.monotonic()
 
     @abstractmethod
@@ -112,6 +114,7 @@ class TrackedFrames(ABC):
 
     def feed(self, grey: np.ndarray) -> None:
         self.keep(self.tracker.update(grey), grey)
+        self.motion.feed(grey)
 
     def finish(self, video: Path | str = "") -> Windows:
         """The windows, anchored every ``predict_every``-th visible frame, z-normalised over the video."""
@@ -125,6 +128,9 @@ class TrackedFrames(ABC):
             mean, std, index = 0.0, 1.0, np.zeros((0, length), dtype=np.int64)
         info = {"detections": self.tracker.detections, "missing_frames": int(missing.sum()),
                 "seconds": round(time.monotonic() - self.started, 3), **self.tracking_notes()}
+        still = self.motion.reason(self.name)
+        if still:
+            info["no_signal"] = still
         logger.info("vision windows ready", extra={"modality": self.name, "video": str(video),
                                                     "windows": len(ends), **info})
         return Windows(inputs=self.inputs(LazyWindows(features, index, mean=mean, std=std), len(ends)),
