@@ -79,7 +79,9 @@ def ensure_fusion(models_dir: Path | str, *, data_dir: Path | str, settings: Set
     from training.fusion import dataset_fingerprint, train_fusion
 
     expected = dataset_fingerprint(clips)
-    foreign = [m for m in names if load_metadata(models_dir, m).get("dataset_hash") != expected]
+    # a zero-training model learnt from no data set of ours: it never makes the fusion's data foreign
+    foreign = [m for m in names if load_metadata(models_dir, m).get("dataset_hash") != expected
+               and not load_metadata(models_dir, m).get("zero_training")]
     if foreign:
         log.warning("no bundled fusion model: some modules were trained on another data set",
                     extra={"modules": foreign, "data_dir": str(data_dir)})
@@ -122,6 +124,8 @@ def build_default_models(models_dir: Path | str, *, data_dir: Path | str,
     ``settings``: the caller's (default: the environment's, read here), for the data set and the training.
     """
     from training.trainer import train
+    from training.zero_training import build as build_zero_training
+    from training.zero_training import is_zero_training
 
     settings = settings or get_settings()
     todo = missing_models(models_dir, modalities)
@@ -131,6 +135,9 @@ def build_default_models(models_dir: Path | str, *, data_dir: Path | str,
     ensure_dataset(data_dir, preset=settings.synth_x264_preset)
     built: dict[str, Path] = {}
     for name in todo:
+        if is_zero_training(name):  # built from a published classifier: nothing to train
+            built[name] = build_zero_training(name, models_dir)
+            continue
         options = {**SMALL_TRAINING[name], **((overrides or {}).get(name, {}))}
         started = time.monotonic()
         log.info("training a bundled model", extra={"modality": name, "options": options})

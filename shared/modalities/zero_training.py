@@ -1,0 +1,23 @@
+"""The zero-training modalities, as a plugin: ``EMPATHY_MODALITY_PLUGINS=shared.modalities.zero_training``.
+
+``expression`` reads the listener's facial expressions with FER's FER2013-trained classifier and a fixed
+valence read-out (:mod:`shared.modalities.expression`, :mod:`training.models.expression`): nothing is trained
+here, so it means something on a real face even where the only trained models are the bundled synthetic ones.
+Its model is built, not trained (``python -m training.zero_training``; ``empathy analyze`` and
+``python -m training.bootstrap`` build it when missing).
+
+Off by default (a plugin, not a built-in): the default fusion weighs modules by their validation CCC on the
+listener's own labels, which a zero-training model does not have (it is weighed like the weakest module,
+and the notes say so); enable it where the trained models are the synthetic bundled ones, or give it an
+explicit weight (``--fusion audio=1,...,expression=1``). As every plugin module, this one imports nothing of
+the project at its top but the registry.
+"""
+
+from shared.registry import ModalityEntry
+
+ENTRIES = [
+    ModalityEntry("expression", paper_weight=0.0, batch_size=256, epochs=0, vision=True,
+                  preprocessing="shared.modalities.expression:MODALITY", model_builder="training.models.expression",
+                  summary="facial expression (zero training): tracked face, 64x64 grey -> FER2013 classifier "
+                          "(fer package) -> valence by fixed circumplex weights"),
+]
