@@ -132,27 +132,46 @@ def detection_scale(width: int, *, detect_width: int = 640, min_face_px: int = H
     return min(1.0, max(detect_width / max(width, 1), HOG_FACE_PX / max(min_face_px, 1)))
 
 
+SMALL_REGION_FACES = 4.0  # a region under this many HOG windows tall holds faces under the window: enlarge it
+MAX_UPSCALE = 2.0  # enlarge a small region at most this much (HOG then finds faces from ~40 px)
+
+
+def region_scale(width: int, height: int, *, detect_width: int = 640, min_face_px: int = HOG_FACE_PX) -> float:
+    """The scale a whole-region HOG pass runs at: :func:`detection_scale`, or > 1 for a small region.
+
+    A listener region under :data:`SMALL_REGION_FACES` x 80 px tall (a 176x144 video: 144 < 320)
+    can only hold faces of about half its height or less, i.e. under HOG's 80 px window: dlib found a 44-53 px
+    face on 0 of 100 frames there. Such a region is enlarged so it is that tall (at most :data:`MAX_UPSCALE`
+    times), which finds faces down to ~40 px; a small region is cheap to scan even enlarged.
+    """
+    if height < SMALL_REGION_FACES * HOG_FACE_PX and min_face_px <= HOG_FACE_PX:
+        return float(min(MAX_UPSCALE, SMALL_REGION_FACES * HOG_FACE_PX / max(height, 1)))
+    return detection_scale(width, detect_width=detect_width, min_face_px=min_face_px)
+
+
 def detect_faces(grey: np.ndarray, *, detect_width: int = 640, upsample: int = 0,
                  min_face_px: int = HOG_FACE_PX) -> np.ndarray:
     """HOG face boxes (n, 4) float (x0, y0, x1, y1) in pixels of ``grey``, largest first.
 
-    ``grey`` is the listener region at its own resolution; it is shrunk (never enlarged) only as far as
-    :func:`detection_scale` allows, so faces of ``min_face_px`` are still found.
+    ``grey`` is the listener region at its own resolution; it is shrunk only as far as
+    :func:`detection_scale` allows, so faces of ``min_face_px`` are still found, and a small region is
+    enlarged (:func:`region_scale`).
     """
     if grey.ndim != 2 or grey.dtype != np.uint8:
         raise ValueError(f"detect_faces needs a 2-D uint8 grey frame, got {grey.dtype} {grey.shape}")
-    scale = detection_scale(grey.shape[1], detect_width=detect_width, min_face_px=min_face_px)
+    scale = region_scale(grey.shape[1], grey.shape[0], detect_width=detect_width, min_face_px=min_face_px)
     # dlib reads the buffer as if C-contiguous: a view (a region cut out of a frame) must be copied first
-    small = np.ascontiguousarray(grey) if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale,
-                                                                       interpolation=cv2.INTER_AREA)
+    small = np.ascontiguousarray(grey) if scale == 1.0 else cv2.resize(
+        grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     with _detector() as detector:
-        rects = detector(small, upsample)
+        rects, scores, _ = detector.run(small, upsample)
     boxes = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], dtype=np.float64)
     if boxes.size == 0:
         return np.zeros((0, 4))
     boxes /= scale
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return boxes[np.argsort(-areas)]
+    # largest first; among boxes of one size (HOG's boxes come in a few sizes), the most confident first
+    return boxes[np.lexsort((-np.asarray(scores, dtype=np.float64), -areas))]
 
 
 def detect_faces_near(grey: np.ndarray, box: np.ndarray, *, margin: float = 1.0) -> np.ndarray:
@@ -188,21 +207,20 @@ def fit_landmarks(grey: np.ndarray, box: np.ndarray) -> np.ndarray:
 def first_listener(boxes: np.ndarray, shape: tuple[int, int] | None) -> tuple[np.ndarray, str]:
     """The face taken for the listener at the first detection, and the rule that chose it (for the notes).
 
-    The largest face (``boxes`` come largest first); among faces of about its size (areas within
-    :data:`TIE_AREA` of it: a tie, which the largest-first order would break by chance), the one nearest the
-    centre of the region (``shape``: its (height, width)). '' as the rule when there was one face only.
+    The largest face: ``boxes`` come from :func:`detect_faces`, largest first and, among boxes of one size,
+    the detector's most confident first. HOG's boxes come in a few sizes only, so faces of about the largest
+    one's size (areas within :data:`TIE_AREA` of it) are a tie, and the note says the tie was broken by the
+    detector's confidence rather than calling the chosen face "the largest". '' when there was one face.
+    ``shape`` (the region's (height, width)) is kept for callers; the rule does not need it.
     """
     if len(boxes) < 2:
         return boxes[0], ""
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     tied = np.flatnonzero(areas >= TIE_AREA * areas.max())
-    if len(tied) < 2 or shape is None:
+    if len(tied) < 2:
         return boxes[0], f"the largest of {len(boxes)} faces at the first detection"
-    height, width = shape[:2]
-    centres = (boxes[tied, :2] + boxes[tied, 2:]) / 2.0
-    chosen = int(tied[np.argmin(np.hypot(centres[:, 0] - width / 2.0, centres[:, 1] - height / 2.0))])
-    return boxes[chosen], (f"{len(tied)} faces of about the same size at the first detection (areas within "
-                           f"{1 - TIE_AREA:.0%} of each other): the one nearest the region's centre")
+    return boxes[int(tied[0])], (f"{len(tied)} faces of about the same size at the first detection (areas within "
+                                 f"{1 - TIE_AREA:.0%} of each other): the one the detector was surest of")
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -273,6 +291,7 @@ class FaceTracker:
         self.crowded = 0  # ... of which found more than one face (the listener was ambiguous there)
         self.max_faces = 0
         self.first_rule = ""  # how the followed face was chosen at the first detection (for the notes)
+        self.region_size: tuple[int, int] | None = None  # (width, height) of the frames searched
         self._frame_shape: tuple[int, int] | None = None
 
     def update(self, grey: np.ndarray) -> FaceObservation:
@@ -283,6 +302,7 @@ class FaceTracker:
         """
         self.frame += 1
         self._frame_shape = grey.shape[:2]
+        self.region_size = (int(grey.shape[1]), int(grey.shape[0]))
         attempted = detected = False
         if self.frame >= self._next_detect:
             attempted, detected = True, self._detect(grey)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from shared.crops import ListenerRegion, region_for_video
-from shared.face_tracking import FaceObservation, FaceTracker, TrackerConfig
+from shared.face_tracking import HOG_FACE_PX, FaceObservation, FaceTracker, TrackerConfig, region_scale
 from shared.media import VideoInfo, probe
 from shared.modalities.base import Modality, Windows
 from shared.modalities.frame_stream import FrameConsumer, decode_threads, listener_frames, prefetched
@@ -136,6 +136,19 @@ class TrackedFrames(ABC):
         return Windows(inputs=self.inputs(LazyWindows(features, index, mean=mean, std=std), len(ends)),
                        label_frames=ends, n_frames=len(features), missing=missing, info=info)
 
+    def search_summary(self) -> str:
+        """What was searched, at what size, and what was found: for the message when no face ever was."""
+        width, height = self.tracker.region_size or (0, 0)
+        scale = region_scale(width, height, detect_width=self.tracker.config.detect_width,
+                             min_face_px=self.tracker.config.min_face_px)
+        smallest = HOG_FACE_PX / scale
+        return (f"no face found in the listener region ({self.region.describe(*self.frame_size)}): "
+                f"{self.tracker.detections} HOG detections over {self.tracker.frame + 1} frames, each scanning the "
+                f"{width}x{height} region at {scale:.2g}x ({round(width * scale)}x{round(height * scale)} px), "
+                f"which finds frontal faces from about {smallest:.0f} px tall; set the listener region if the "
+                f"listener is elsewhere (faces under the minimum, min_face_px {self.tracker.config.min_face_px}, need a "
+                "model trained with a lower one)")
+
     def tracking_notes(self) -> dict[str, Any]:
         """What the job is told about the listener: the region searched, ambiguity, no face at all.
 
@@ -149,9 +162,7 @@ class TrackedFrames(ABC):
         info: dict[str, Any] = {"listener_region": list(self.region.box) if self.region.box else None,
                                 "notes": notes, "faces_in_region": self.tracker.max_faces}
         if self.tracker.region_detections == 0:
-            info["unavailable"] = (f"{self.name}: nothing usable in this video: no face found in the listener "
-                                   f"region ({self.region.describe(*self.frame_size)}); set the listener region "
-                                   "if the listener is elsewhere")
+            info["unavailable"] = f"{self.name}: nothing usable in this video: {self.search_summary()}"
         return info
 
 
