@@ -50,8 +50,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from serving.model_store import list_versions
 from shared.logs import configure_logging
-from shared.model_store import list_versions
+from shared.ports import free_port
 from shared.registry import VISION_QUEUE, entries, worker_queues
 from shared.settings import PREFIX, get_settings
 
@@ -77,12 +78,6 @@ class Child:
     started_at: float = 0.0
     backoff_s: float = 0.0
     restart_at: float | None = None  # set while an exited child waits for its back-off
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def parse_workers(spec: str) -> dict[str, int]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 
+from shared.fusion_methods import describe as describe_fusion
 from shared.registry import modality_names, paper_weights
 
 PREFIX = "EMPATHY_"
@@ -46,6 +47,11 @@ class Settings:
     data_dir: Path = _doc(Path("data/synthetic"), "Root of an OMG-Empathy-layout data set (training/evaluation).")
     models_dir: Path = _doc(Path("models"), "Versioned model repository: models/<modality>/<version>/ (SavedModel + metadata.json).")
     storage_dir: Path = _doc(Path("var/storage"), "Shared volume for uploaded videos and per-job results (never served directly).")
+    storage_backend: str = _doc(
+        "local",
+        "Where a job's blobs (upload, series, result) live: 'local' = files under EMPATHY_STORAGE_DIR/jobs, a "
+        "volume every process mounts. Backends are modules of jobs/storage/ (jobs.storage.BACKENDS).",
+    )
     # --- signal / data -----------------------------------------------------------------------------
     fps: int = _doc(25, "Label and frame rate of the whole system (OMG-Empathy annotates every 40 ms).")
     sample_rate: int = _doc(16000, "Audio sample rate the audio and language modalities work at (Hz).")
@@ -137,10 +143,7 @@ class Settings:
     )
     # --- fusion ------------------------------------------------------------------------------------
     fusion_weights: str = _doc(
-        "ccc",
-        "Fusion: 'ccc' (weights = each model's validation CCC, the paper's rule), 'paper' (its coefficients "
-        "1,1,1,0.4,0.1), 'learned' (the ridge fusion of models/fusion, from `empathy train fusion`) or explicit "
-        "'audio=1,text=1,body=1,landmarks=0.4,face=0.1'. A job's 'fusion' field overrides it.",
+        "ccc", f"Fusion: {describe_fusion()} (shared/fusion_methods.py). A job's 'fusion' field overrides it.",
     )
     fusion_cutoff_hz: float = _doc(
         0.0,

@@ -13,14 +13,9 @@ from pathlib import Path
 import pytest
 
 import shared  # noqa: F401  (sets TensorFlow's oneDNN switch before any test module imports it)
+from shared.ports import free_port
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +55,7 @@ def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     existing = os.environ.get("EMPATHY_TEST_DATASET")
     if existing:
         return Path(existing)
-    from shared.synthetic import generate_dataset
+    from synthetic import generate_dataset
 
     out = tmp_path_factory.mktemp("synthetic")
     generate_dataset(out, subjects=(1, 2), stories=(1, 2, 3), duration_s=20.0, width=640, height=360, seed=0)

@@ -68,18 +68,34 @@ def concat_windows(parts: Sequence[Any]) -> Any:
 
 
 class WindowBatches(keras.utils.PyDataset):
-    """Shuffled (inputs, targets) batches built on demand from array-like inputs; reshuffled every epoch."""
+    """Shuffled (inputs, targets) batches built on demand from array-like inputs; reshuffled every epoch.
 
-    def __init__(self, inputs: Mapping[str, Any], targets: np.ndarray, batch_size: int, *, seed: int = 0) -> None:
+    ``stride`` k > 1 trains each epoch on every k-th window only, the offset moving by one each epoch, so k
+    epochs see every window once. Vision windows of neighbouring frames overlap in all but one frame (a face
+    window is 10 frames, a landmarks window 25): an epoch over all of them repeats nearly the same example k
+    times for k times the cost. Training only; inference always predicts the windows it is asked for.
+    """
+
+    def __init__(self, inputs: Mapping[str, Any], targets: np.ndarray, batch_size: int, *, seed: int = 0,
+                 stride: int = 1) -> None:
         super().__init__()
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
         self.inputs = dict(inputs)
         self.targets = targets
         self.batch_size = int(batch_size)
+        self.stride = int(stride)
+        self._epoch = 0
         self._rng = np.random.default_rng(seed)
-        self._order = self._rng.permutation(len(targets))
+        self._order = self._epoch_order()
+
+    def _epoch_order(self) -> np.ndarray:
+        # the same number of windows every epoch (Keras may keep the first epoch's batch count)
+        rows = np.arange(self._epoch % self.stride, len(self.targets), self.stride)[:len(self.targets) // self.stride]
+        return self._rng.permutation(rows)
 
     def __len__(self) -> int:
-        return int(np.ceil(len(self.targets) / self.batch_size))
+        return int(np.ceil(len(self._order) / self.batch_size))
 
     def __getitem__(self, index: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         # Sorted rows read each clip's frames in order (cheaper gathers); the batch's content is what counts.
@@ -87,7 +103,8 @@ class WindowBatches(keras.utils.PyDataset):
         return {name: np.asarray(value[rows]) for name, value in self.inputs.items()}, self.targets[rows]
 
     def on_epoch_end(self) -> None:
-        self._order = self._rng.permutation(len(self.targets))
+        self._epoch += 1
+        self._order = self._epoch_order()
 
 
 def predict_in_batches(model: keras.Model, inputs: Mapping[str, Any], batch_size: int) -> np.ndarray:

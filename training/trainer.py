@@ -14,7 +14,7 @@ Steps (paper Sec. II, with the authors' post-processing):
    cut-off with the best mean CCC. The re-scaling here uses statistics of the *training* labels only, so the
    reported ``val_ccc_filtered`` is honest; the statistics exported for inference pool training and
    validation labels per subject, as the authors did (the validation labels are then training data too).
-4. Export ``models/<modality>/<version>/`` through :mod:`shared.model_store` (staging + atomic rename),
+4. Export ``models/<modality>/<version>/`` through :mod:`serving.model_store` (staging + atomic rename),
    after checking that the SavedModel gives the Keras model's numbers.
 """
 
@@ -33,13 +33,13 @@ from typing import Any
 
 import numpy as np
 
+from serving.model_store import publish_version, staging_dir
 from shared.ccc import ccc
 from shared.crops import check_listener_spec
 from shared.data import Clip, check_labels, discover, split_by_story
 from shared.modalities.base import Modality, Windows, get_modality, window_labels
-from shared.model_store import publish_version, staging_dir
 from shared.postprocess import GLOBAL_STATS_KEY, labels_range, smooth_and_rescale, stats_for_subject
-from shared.registry import vision_names
+from shared.registry import entry
 from shared.settings import Settings, get_settings
 from shared.signal_checks import prediction_spread
 
@@ -279,9 +279,6 @@ def export_model(model: Any, models_dir: Path | str, modality: str, metadata: di
     return publish_version(staging, models_dir, modality, metadata)
 
 
-LISTENER_MODALITIES = frozenset(vision_names())  # modalities that search the listener region
-
-
 def listener_params(clips: Sequence[Clip], listener_crop: str) -> dict[str, Any]:
     """The listener region of the training data, recorded in a vision model's preprocessing parameters.
 
@@ -300,8 +297,12 @@ def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir:
           val_story: int = 2, epochs: int | None = None, batch_size: int | None = None,
           learning_rate: float | None = None, patience: int | None = None, hparams: dict[str, Any] | None = None,
           params: dict[str, Any] | None = None, clips: Sequence[Clip] | None = None, seed: int = 0,
-          cutoff_grid: Sequence[float] = CUTOFF_GRID_HZ, settings: Settings | None = None) -> TrainResult:
+          cutoff_grid: Sequence[float] = CUTOFF_GRID_HZ, train_stride: int = 1,
+          settings: Settings | None = None) -> TrainResult:
     """Train one modality on ``data_dir`` (or the given ``clips``) and export a new version.
+
+    ``train_stride`` k > 1: each epoch fits every k-th training window, a different offset each epoch
+    (:class:`training.batches.WindowBatches`); validation and inference always use every window.
 
     ``settings`` (default: the environment's, read here, training's entry): what the model records from them
     (the modality's ``settings_params``, the listener region) and how this process decodes and recognises
@@ -326,7 +327,7 @@ def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir:
     runtime = modality.runtime_params(settings)
     p = {**modality.default_params(), **modality.settings_params(settings), **(params or {}),
          "known_subjects": known_subjects, **runtime}
-    if modality_name in LISTENER_MODALITIES:
+    if entry(modality_name).vision:  # it searches the listener region: record the data set's
         p = {**listener_params(all_clips, settings.listener_crop), **p}
     p, train_data, val_data = prepare_data(modality, train_clips, val_clips, p)
     x_train, y_train = stack_inputs(train_data)
@@ -347,9 +348,9 @@ def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir:
     history: list[dict[str, float]] = []
     stopper = _early_stopping_callback(modality, val_data, batch, patience or spec.patience, history)
     fit_started = time.monotonic()
-    if is_lazy(x_train):
-        model.fit(WindowBatches(x_train, y_train, batch, seed=seed), epochs=epochs or spec.epochs, verbose=0,
-                  callbacks=[stopper])
+    if is_lazy(x_train) or train_stride > 1:
+        model.fit(WindowBatches(x_train, y_train, batch, seed=seed, stride=train_stride),
+                  epochs=epochs or spec.epochs, verbose=0, callbacks=[stopper])
     else:
         model.fit(x_train, y_train, batch_size=batch, epochs=epochs or spec.epochs, shuffle=True, verbose=0,
                   callbacks=[stopper])
@@ -386,6 +387,7 @@ def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir:
         "training": {"batch_size": batch, "learning_rate": lr, "max_epochs": epochs or spec.epochs,
                      "patience": patience or spec.patience, "epochs_run": len(history),
                      "best_epoch": stopper.best_epoch, "seed": seed, "train_windows": int(len(y_train)),
+                     "train_stride": train_stride,
                      "prepare_seconds": round(prepare_seconds, 2), "fit_seconds": round(fit_seconds, 2)},
     }
     metadata["train_seconds"] = round(time.monotonic() - started, 2)

@@ -41,7 +41,7 @@ DURATION_S = 20.0
 
 @pytest.fixture(scope="session")
 def held_out_clip(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    from shared.synthetic import generate_clip
+    from synthetic import generate_clip
 
     return generate_clip(tmp_path_factory.mktemp("held_out"), subject=1, story=4, duration_s=DURATION_S,
                          width=640, height=360, seed=7)
@@ -60,7 +60,7 @@ def _get(url: str) -> tuple[int, bytes]:
 
 def test_the_ensemble_end_to_end(ensemble_models: Path, held_out_clip, redis_url: str,  # noqa: ANN001
                                  tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.conftest import free_port
+    from shared.ports import free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -150,7 +150,7 @@ class Up:
     """``empathy up`` as a user runs it; only ports and directories are chosen (free / temporary)."""
 
     def __init__(self, models_dir: Path, workdir: Path) -> None:
-        from tests.conftest import free_port
+        from shared.ports import free_port
 
         self.port, self.model_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -281,7 +281,7 @@ CHAOS_DURATION_S = 4.0
 
 @pytest.fixture(scope="module")
 def short_clip(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    from shared.synthetic import generate_clip
+    from synthetic import generate_clip
 
     return generate_clip(tmp_path_factory.mktemp("chaos_clip"), subject=1, story=5, duration_s=CHAOS_DURATION_S,
                          width=320, height=180, seed=3)

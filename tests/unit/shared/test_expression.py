@@ -28,8 +28,8 @@ def expression(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - (mod
 
     registry.entries.cache_clear()
     try:
+        from serving.client import open_model
         from shared.pipeline import run_modality
-        from shared.serving_client import open_model
         from training.zero_training import build
 
         models = tmp_path_factory.mktemp("models")

