@@ -116,3 +116,22 @@ def test_fusion_weighs_a_module_without_signal_zero_widens_the_band_and_says_so(
     with pytest.raises(Exception, match="silent"):
         fuse({"audio": _result("audio", np.zeros(500), "audio: the audio track is silent")}, {"audio": 1},
              subject_stats=stats)
+
+
+@pytest.mark.slow
+def test_a_trained_audio_model_on_digital_silence_gives_a_flat_named_curve(clips: dict[str, Path],
+                                                                          ensemble_models: Path) -> None:
+    """The issue's case: on a silent track the audio module said `ok` with a curve from -1 to +1."""
+    from serving.client import open_model
+    from shared.pipeline import run_modality
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    model = open_model("audio", settings, models_dir=ensemble_models, local=True)
+    silent = run_modality("audio", clips["frozen_silent"], subject=0, predictor=model.predictor,
+                          metadata=model.metadata, settings=settings)
+    assert "the audio track is silent" in silent.quality["no_signal"]
+    assert np.nanstd(silent.values) == 0.0 and any("silent" in n for n in silent.notes)
+    spoken = run_modality("audio", clips["moving_speech"], subject=0, predictor=model.predictor,
+                          metadata=model.metadata, settings=settings)
+    assert spoken.quality["no_signal"] == "" and np.nanstd(spoken.values) > 0
