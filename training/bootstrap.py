@@ -27,6 +27,7 @@ from typing import Any
 from serving.model_store import list_versions
 from shared.logs import add_log_format_argument, configure_logging
 from shared.settings import MODALITIES, Settings, get_settings
+from training.zero_training import is_zero_training
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +76,16 @@ def ensure_fusion(models_dir: Path | str, *, data_dir: Path | str, settings: Set
 
     if not fusion_missing(models_dir):
         return None
-    names = [m for m in MODALITIES if list_versions(Path(models_dir) / m)]
+    # a zero-training model learnt from no data set of ours and has no validation CCC: the fusion is fit
+    # over the trained modules only (a zero-training one is fused by explicit weights, or as the weakest)
+    names = [m for m in MODALITIES if list_versions(Path(models_dir) / m) and not is_zero_training(m)]
     clips = [c for c in discover(data_dir) if c.labels is not None] if Path(data_dir).is_dir() else []
     if not names or not clips:
         return None
     from training.fusion import dataset_fingerprint, train_fusion
 
     expected = dataset_fingerprint(clips)
-    # a zero-training model learnt from no data set of ours: it never makes the fusion's data foreign
-    foreign = [m for m in names if load_metadata(models_dir, m).get("dataset_hash") != expected
-               and not load_metadata(models_dir, m).get("zero_training")]
+    foreign = [m for m in names if load_metadata(models_dir, m).get("dataset_hash") != expected]
     if foreign:
         log.warning("no bundled fusion model: some modules were trained on another data set",
                     extra={"modules": foreign, "data_dir": str(data_dir)})
@@ -127,7 +128,6 @@ def build_default_models(models_dir: Path | str, *, data_dir: Path | str,
     """
     from training.trainer import train
     from training.zero_training import build as build_zero_training
-    from training.zero_training import is_zero_training
 
     settings = settings or get_settings()
     todo = missing_models(models_dir, modalities)
@@ -136,7 +136,8 @@ def build_default_models(models_dir: Path | str, *, data_dir: Path | str,
         return {"fusion": fused} if fused is not None else {}
     started_all = time.monotonic()
     seconds: dict[str, float] = {}
-    ensure_dataset(data_dir, preset=settings.synth_x264_preset)
+    if any(not is_zero_training(name) for name in todo):  # only trained models need the synthetic set
+        ensure_dataset(data_dir, preset=settings.synth_x264_preset)
     seconds["data_set"] = time.monotonic() - started_all
     built: dict[str, Path] = {}
     for name in todo:

@@ -83,3 +83,11 @@ def test_a_frozen_real_face_gives_a_flat_curve_with_a_named_reason(expression, t
     assert "the picture never changes" in result.quality["no_signal"]
     assert any("never changes" in note for note in result.notes)
     assert np.nanstd(result.values) == 0.0
+
+
+def test_the_bundle_builds_a_zero_training_model_without_a_data_set(expression, tmp_path: Path) -> None:  # noqa: ANN001
+    from training.bootstrap import build_default_models
+
+    built = build_default_models(tmp_path / "models", data_dir=tmp_path / "no-data", modalities=["expression"])
+    assert set(built) == {"expression"} and (built["expression"] / "metadata.json").is_file()
+    assert not (tmp_path / "no-data").exists()  # no synthetic set generated for it, no fusion fit over it
