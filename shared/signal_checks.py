@@ -122,13 +122,17 @@ class MotionMeter:
         self.max_share = 0.0
 
     def feed(self, grey: np.ndarray) -> None:
-        thumb = cv2.resize(np.ascontiguousarray(grey), MOTION_THUMB, interpolation=cv2.INTER_AREA).astype(np.int16)
         self.frames += 1
+        if self.max_share > MOTION_SHARE:  # it moved: the answer is known, nothing more to compute
+            return
+        # every k-th pixel first (a 1480x720 region: ~0.05 ms instead of ~2.7 ms for a full-area resize)
+        step = max(1, min(grey.shape[0] // (2 * MOTION_THUMB[1]), grey.shape[1] // (2 * MOTION_THUMB[0])))
+        thumb = cv2.resize(np.ascontiguousarray(grey[::step, ::step]), MOTION_THUMB,
+                           interpolation=cv2.INTER_AREA).astype(np.int16)
         if self.first is None:
             self.first = thumb
             return
-        if self.max_share <= MOTION_SHARE:  # once it moved, the answer is known
-            self.max_share = max(self.max_share, float((np.abs(thumb - self.first) > MOTION_LEVEL).mean()))
+        self.max_share = max(self.max_share, float((np.abs(thumb - self.first) > MOTION_LEVEL).mean()))
 
     def reason(self, name: str) -> str:
         """'' when the picture moved, else why there is nothing to see change."""
