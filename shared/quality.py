@@ -92,7 +92,8 @@ def models_note(results: Mapping[str, Any]) -> str:
                  if (getattr(r, "quality", None) or {}).get("model", {}).get("trained_on") == SYNTHETIC_WARNING]
     if not synthetic:
         return ""
-    return f"{', '.join(synthetic)}: models {SYNTHETIC_WARNING}"
+    return (f"{', '.join(synthetic)}: models {SYNTHETIC_WARNING}; for a reading of real faces without training: "
+            "EMPATHY_MODALITY_PLUGINS=shared.modalities.zero_training (the expression modality, README)")
 
 
 def unique_notes(notes: Sequence[str]) -> list[str]:
