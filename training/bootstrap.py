@@ -65,27 +65,49 @@ def fusion_missing(models_dir: Path | str) -> bool:
     return not fusion_versions(models_dir)
 
 
+def _labelled_clips(data_dir: Path | str) -> list:
+    from shared.data import discover
+
+    return [c for c in discover(data_dir) if c.labels is not None] if Path(data_dir).is_dir() else []
+
+
+def foreign_models(models_dir: Path | str, names: Sequence[str], clips: Sequence) -> list[str]:
+    """The modules of ``names`` whose ``dataset_hash`` is not that of ``clips`` (trained on other data)."""
+    from serving.model_store import load_metadata
+    from training.fusion import dataset_fingerprint
+
+    expected = dataset_fingerprint(clips)
+    return [m for m in names if load_metadata(models_dir, m).get("dataset_hash") != expected]
+
+
+def bundled_models_ready(models_dir: Path | str, data_dir: Path | str) -> bool:
+    """Whether ``models_dir`` holds the bundled models of ``data_dir``'s synthetic set, fusion included.
+
+    The test suite serves these when ``make models`` has built them (CI builds them once for ``make test`` and
+    ``make test-compose``); models a user trained on other data into the same folder are never taken for them.
+    """
+    clips = _labelled_clips(data_dir)
+    return bool(clips) and not missing_models(models_dir, MODALITIES) and not fusion_missing(models_dir) \
+        and not foreign_models(models_dir, MODALITIES, clips)
+
+
 def ensure_fusion(models_dir: Path | str, *, data_dir: Path | str, settings: Settings | None = None) -> Path | None:
     """Fit the fusion model when it is missing and every module was trained on ``data_dir``'s data set.
 
     Modules trained on other data (their ``dataset_hash`` differs) must not get a fusion fit on the synthetic
     set: then nothing is built and fusion runs without a fusion model (its notes say so).
     """
-    from serving.model_store import load_metadata
-    from shared.data import discover
-
     if not fusion_missing(models_dir):
         return None
     # a zero-training model learnt from no data set of ours and has no validation CCC: the fusion is fit
     # over the trained modules only (a zero-training one is fused by explicit weights, or as the weakest)
     names = [m for m in MODALITIES if list_versions(Path(models_dir) / m) and not is_zero_training(m)]
-    clips = [c for c in discover(data_dir) if c.labels is not None] if Path(data_dir).is_dir() else []
+    clips = _labelled_clips(data_dir)
     if not names or not clips:
         return None
-    from training.fusion import dataset_fingerprint, train_fusion
+    from training.fusion import train_fusion
 
-    expected = dataset_fingerprint(clips)
-    foreign = [m for m in names if load_metadata(models_dir, m).get("dataset_hash") != expected]
+    foreign = foreign_models(models_dir, names, clips)
     if foreign:
         log.warning("no bundled fusion model: some modules were trained on another data set",
                     extra={"modules": foreign, "data_dir": str(data_dir)})
