@@ -4,10 +4,12 @@ dlib's HOG detector costs ~20 ms on a 640x360 frame while the 68-point shape pre
 tracker runs HOG only every ``detect_every`` frames and carries the box in between. A first detection scans
 the whole listener region (the frames given are already cut to it) at its own resolution, shrunk only as far
 as a face of ``min_face_px`` stays detectable (:func:`detection_scale`: by default not at all, so faces down to
-~55 px are found); re-detections of a tracked face scan only a region twice the box's size, scaled so the face
+~55 px are found), or enlarged when the region is small (:func:`region_scale`: under 320 px tall, up to 2x,
+so a 44 px face in a 176x144 video is found); re-detections of a tracked face scan only a region twice the box's size, scaled so the face
 is ~100 px wide (~4 ms), and fall back to the whole region when the face is not there. With several faces in
 the region one identity is followed throughout and :meth:`FaceTracker.ambiguity` says so. In landmarks mode the box follows the fitted landmarks from frame to frame and a detection runs
-early when the fit degrades (see :class:`FaceTracker`), so a frame costs little more than the predictor.
+early when the fit degrades (see :class:`FaceTracker`: the box moved, the picture changed, or a second fit
+from the fitted box disagrees with the first), so a frame costs little more than two predictor fits.
 
 Frames without a face have one defined behaviour, shared by both modalities: the last box is carried for at
 most ``max_gap`` frames after the face was last *detected*; beyond that frames are reported as ``missing``
