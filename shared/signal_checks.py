@@ -18,9 +18,11 @@ A module without signal keeps a flat curve at the subject's mean (never re-scale
 (``quality.no_signal``) and the fusion weighs it 0 (:func:`shared.fusion.fuse`, which also lowers the agreement and
 widens the band by the share of weight that carried no signal).
 
-Models trained before ``raw_spread`` was recorded fall back to the spread of their training labels (the
-``global`` std of ``subject_stats``): a model trained with the 1 - CCC loss aims its output at the labels'
-scale, so its raw spread on validation is of that order. :func:`reference_spread` says which was used.
+Models trained before ``raw_spread`` was recorded have no measure of their own spread: for them only a
+prediction constant to :data:`FALLBACK_FLAT_STD` (std 0.001, e.g. the issue's body output on a frozen frame,
+constant to 1e-4) counts as flat. The labels' spread is no substitute: the small bundled models, trained on
+the synthetic set, swing 0.02-0.03 on a real moving face against a label std of 0.5, and would all have been
+called flat. :func:`reference_spread` says which rule was used.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import cv2
 import numpy as np
 
 DEFAULT_FLAT_FRACTION = 0.1
+FALLBACK_FLAT_STD = 1e-3  # models without raw_spread: flat only when (numerically) constant
 SILENCE_DBFS = -60.0  # loudest 40 ms frame quieter than this: nothing to hear (digital silence is -inf)
 MOTION_THUMB = (64, 36)  # the listener region shrunk to this for the frozen-picture check (cheap: ~0.1 ms)
 MOTION_LEVEL = 12  # a thumbnail pixel "changed" when it differs from the first frame by more than this (of 255)
@@ -42,16 +45,12 @@ def reference_spread(metadata: Mapping[str, Any]) -> tuple[float | None, str]:
     """The raw prediction spread a model shows on real input, and where it comes from.
 
     ``raw_spread`` (recorded at training: the median over validation videos of the std of the raw per-frame
-    prediction); else, for models trained before it was recorded, the std of the training labels
-    (``subject_stats["global"]["std"]``); else None (no check possible).
+    prediction); None for models trained before it was recorded (then :data:`FALLBACK_FLAT_STD` applies).
     """
     recorded = metadata.get("raw_spread")
     if recorded is not None and float(recorded) > 0:
         return float(recorded), "raw_spread"
-    stats = (metadata.get("subject_stats") or {}).get("global") or {}
-    if stats.get("std") is not None and float(stats["std"]) > 0:
-        return float(stats["std"]), "subject_stats.global.std (model trained before raw_spread was recorded)"
-    return None, ""
+    return None, f"none recorded (model trained before raw_spread): flat only under std {FALLBACK_FLAT_STD:g}"
 
 
 def prediction_spread(frames: np.ndarray) -> float:
@@ -69,7 +68,14 @@ def flat_reason(name: str, frames: np.ndarray, metadata: Mapping[str, Any],
     figures: dict[str, Any] = {"raw_spread": round(spread, 6),
                                "reference_spread": None if reference is None else round(reference, 6),
                                "reference_source": source, "flat_fraction": fraction}
-    if reference is None or fraction <= 0 or spread >= fraction * reference:
+    if fraction <= 0 or np.isfinite(frames).sum() < 2:
+        return "", figures
+    if reference is None:
+        if spread >= FALLBACK_FLAT_STD:
+            return "", figures
+        return (f"{name}: no variation in the prediction: its spread over this video ({spread:.2g}) is under "
+                f"{FALLBACK_FLAT_STD:g} (its model records no spread of its own): not re-scaled, weighed 0"), figures
+    if spread >= fraction * reference:
         return "", figures
     return (f"{name}: no variation in the prediction: its spread over this video ({spread:.2g}) is "
             f"{spread / reference:.1%} of the spread on validation videos ({reference:.2g}; flat under "
