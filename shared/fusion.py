@@ -350,8 +350,9 @@ def fuse(results: Mapping[str, SeriesResult], weights: Mapping[str, float], *, c
     if silent:
         agreement = agreement * share_left
         half = half / np.sqrt(max(share_left, 1e-3))
-    notes = [f"{name} weighed 0 (carries no signal; {share_left:.0%} of the fusion weight is left, agreement "
-             f"lowered and band widened by it): {reason}" for name, reason in silent.items()]
+    notes = [f"{', '.join(silent)} weighed 0 (no signal: each module's note says why): {share_left:.2%} of the "
+             f"fusion weight is left, so the agreement is x{share_left:.3g} and the band x"
+             f"{1 / np.sqrt(max(share_left, 1e-3)):.3g} wide"] if silent else []
     normalised = {name: float(base[i] / base.sum()) for i, name in enumerate(usable)}
     return FusionResult(valence=valence, agreement=agreement, used=usable, weights=normalised, coverage=coverage,
                         band_low=valence - half, band_high=valence + half, cutoff_hz=cutoff, spread=smoothed,
