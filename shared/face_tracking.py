@@ -4,10 +4,12 @@ dlib's HOG detector costs ~20 ms on a 640x360 frame while the 68-point shape pre
 tracker runs HOG only every ``detect_every`` frames and carries the box in between. A first detection scans
 the whole listener region (the frames given are already cut to it) at its own resolution, shrunk only as far
 as a face of ``min_face_px`` stays detectable (:func:`detection_scale`: by default not at all, so faces down to
-~55 px are found); re-detections of a tracked face scan only a region twice the box's size, scaled so the face
+~55 px are found), or enlarged when the region is small (:func:`region_scale`: under 320 px tall, up to 2x,
+so a 44 px face in a 176x144 video is found); re-detections of a tracked face scan only a region twice the box's size, scaled so the face
 is ~100 px wide (~4 ms), and fall back to the whole region when the face is not there. With several faces in
 the region one identity is followed throughout and :meth:`FaceTracker.ambiguity` says so. In landmarks mode the box follows the fitted landmarks from frame to frame and a detection runs
-early when the fit degrades (see :class:`FaceTracker`), so a frame costs little more than the predictor.
+early when the fit degrades (see :class:`FaceTracker`: the box moved, the picture changed, or a second fit
+from the fitted box disagrees with the first), so a frame costs little more than two predictor fits.
 
 Frames without a face have one defined behaviour, shared by both modalities: the last box is carried for at
 most ``max_gap`` frames after the face was last *detected*; beyond that frames are reported as ``missing``
@@ -28,6 +30,8 @@ import dlib
 import face_recognition_models
 import numpy as np
 
+from shared.quality import AMBIGUITY_PREFIX
+
 logger = logging.getLogger(__name__)
 
 N_LANDMARKS = 68
@@ -35,6 +39,7 @@ N_LANDMARKS = 68
 PATCH = 24  # side of the grey thumbnail that the appearance check compares
 ROI_FACE_PX = 100  # a re-detection around the tracked box scales the region so the face is this wide
 MAX_JUMP = 2.0  # in a region with several faces, a lost face is re-acquired only within this many face sizes
+TIE_AREA = 0.8  # at the first detection, faces at least this share of the largest one's area tie with it
 
 # Status of one frame, in decreasing order of confidence.
 DETECTED = "detected"  # HOG found the face on this very frame
@@ -55,6 +60,7 @@ class TrackerConfig:
     smoothing: float = 0.5  # weight of a new detection in the box (1 = no smoothing)
     min_fit_iou: float = 0.5  # landmarks mode: IoU(box from the fit, box at the last detection) under this = drifted
     min_similarity: float = 0.5  # landmarks mode: correlation of the box's picture with the one at the last detection
+    max_refit_shift: float = 0.05  # landmarks mode: a second fit from the fitted box moves points this much (eye dist)
     roi_margin: float = 0.5  # re-detections search the tracked box grown by this many box sizes on each side
 
     def __post_init__(self) -> None:
@@ -129,27 +135,46 @@ def detection_scale(width: int, *, detect_width: int = 640, min_face_px: int = H
     return min(1.0, max(detect_width / max(width, 1), HOG_FACE_PX / max(min_face_px, 1)))
 
 
+SMALL_REGION_FACES = 4.0  # a region under this many HOG windows tall holds faces under the window: enlarge it
+MAX_UPSCALE = 2.0  # enlarge a small region at most this much (HOG then finds faces from ~40 px)
+
+
+def region_scale(width: int, height: int, *, detect_width: int = 640, min_face_px: int = HOG_FACE_PX) -> float:
+    """The scale a whole-region HOG pass runs at: :func:`detection_scale`, or > 1 for a small region.
+
+    A listener region under :data:`SMALL_REGION_FACES` x 80 px tall (a 176x144 video: 144 < 320)
+    can only hold faces of about half its height or less, i.e. under HOG's 80 px window: dlib found a 44-53 px
+    face on 0 of 100 frames there. Such a region is enlarged so it is that tall (at most :data:`MAX_UPSCALE`
+    times), which finds faces down to ~40 px; a small region is cheap to scan even enlarged.
+    """
+    if height < SMALL_REGION_FACES * HOG_FACE_PX and min_face_px <= HOG_FACE_PX:
+        return float(min(MAX_UPSCALE, SMALL_REGION_FACES * HOG_FACE_PX / max(height, 1)))
+    return detection_scale(width, detect_width=detect_width, min_face_px=min_face_px)
+
+
 def detect_faces(grey: np.ndarray, *, detect_width: int = 640, upsample: int = 0,
                  min_face_px: int = HOG_FACE_PX) -> np.ndarray:
     """HOG face boxes (n, 4) float (x0, y0, x1, y1) in pixels of ``grey``, largest first.
 
-    ``grey`` is the listener region at its own resolution; it is shrunk (never enlarged) only as far as
-    :func:`detection_scale` allows, so faces of ``min_face_px`` are still found.
+    ``grey`` is the listener region at its own resolution; it is shrunk only as far as
+    :func:`detection_scale` allows, so faces of ``min_face_px`` are still found, and a small region is
+    enlarged (:func:`region_scale`).
     """
     if grey.ndim != 2 or grey.dtype != np.uint8:
         raise ValueError(f"detect_faces needs a 2-D uint8 grey frame, got {grey.dtype} {grey.shape}")
-    scale = detection_scale(grey.shape[1], detect_width=detect_width, min_face_px=min_face_px)
+    scale = region_scale(grey.shape[1], grey.shape[0], detect_width=detect_width, min_face_px=min_face_px)
     # dlib reads the buffer as if C-contiguous: a view (a region cut out of a frame) must be copied first
-    small = np.ascontiguousarray(grey) if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale,
-                                                                       interpolation=cv2.INTER_AREA)
+    small = np.ascontiguousarray(grey) if scale == 1.0 else cv2.resize(
+        grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     with _detector() as detector:
-        rects = detector(small, upsample)
+        rects, scores, _ = detector.run(small, upsample)
     boxes = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], dtype=np.float64)
     if boxes.size == 0:
         return np.zeros((0, 4))
     boxes /= scale
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return boxes[np.argsort(-areas)]
+    # largest first; among boxes of one size (HOG's boxes come in a few sizes), the most confident first
+    return boxes[np.lexsort((-np.asarray(scores, dtype=np.float64), -areas))]
 
 
 def detect_faces_near(grey: np.ndarray, box: np.ndarray, *, margin: float = 1.0) -> np.ndarray:
@@ -180,6 +205,25 @@ def fit_landmarks(grey: np.ndarray, box: np.ndarray) -> np.ndarray:
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     shape = _predictor()(grey, dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+
+def first_listener(boxes: np.ndarray, shape: tuple[int, int] | None) -> tuple[np.ndarray, str]:
+    """The face taken for the listener at the first detection, and the rule that chose it (for the notes).
+
+    The largest face: ``boxes`` come from :func:`detect_faces`, largest first and, among boxes of one size,
+    the detector's most confident first. HOG's boxes come in a few sizes only, so faces of about the largest
+    one's size (areas within :data:`TIE_AREA` of it) are a tie, and the note says the tie was broken by the
+    detector's confidence rather than calling the chosen face "the largest". '' when there was one face.
+    ``shape`` (the region's (height, width)) is kept for callers; the rule does not need it.
+    """
+    if len(boxes) < 2:
+        return boxes[0], ""
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    tied = np.flatnonzero(areas >= TIE_AREA * areas.max())
+    if len(tied) < 2:
+        return boxes[0], f"the largest of {len(boxes)} faces at the first detection"
+    return boxes[int(tied[0])], (f"{len(tied)} faces of about the same size at the first detection (areas within "
+                                 f"{1 - TIE_AREA:.0%} of each other): the one the detector was surest of")
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -249,6 +293,10 @@ class FaceTracker:
         self.region_detections = 0  # whole-region HOG passes that found a face
         self.crowded = 0  # ... of which found more than one face (the listener was ambiguous there)
         self.max_faces = 0
+        self.first_rule = ""  # how the followed face was chosen at the first detection (for the notes)
+        self.last_refit_shift = 0.0  # landmarks mode: how far a second fit moved the points (eye distances)
+        self.region_size: tuple[int, int] | None = None  # (width, height) of the frames searched
+        self._frame_shape: tuple[int, int] | None = None
 
     def update(self, grey: np.ndarray) -> FaceObservation:
         """Observe the next frame (2-D uint8, full resolution) and say where the face is.
@@ -257,6 +305,8 @@ class FaceTracker:
         it can move the box but never extend the time a box may be carried.
         """
         self.frame += 1
+        self._frame_shape = grey.shape[:2]
+        self.region_size = (int(grey.shape[1]), int(grey.shape[0]))
         attempted = detected = False
         if self.frame >= self._next_detect:
             attempted, detected = True, self._detect(grey)
@@ -325,7 +375,7 @@ class FaceTracker:
         """
         reference = self._box if self._box is not None else self._identity
         if reference is None:
-            return boxes[0]
+            return self._first_choice(boxes)
         overlaps = [iou(b, reference) for b in boxes]
         best = int(np.argmax(overlaps))
         if overlaps[best] > 0:
@@ -338,19 +388,33 @@ class FaceTracker:
             return None  # another person while the followed face is hidden: keep waiting for the listener
         return boxes[nearest]
 
+    def _first_choice(self, boxes: np.ndarray) -> np.ndarray:
+        """The listener at the first detection (:func:`first_listener`); :attr:`first_rule` says which rule chose."""
+        chosen, self.first_rule = first_listener(boxes, self._frame_shape)
+        return chosen
+
     def ambiguity(self) -> str:
         """A sentence for the job's notes when the region held several faces; '' when it never did."""
         if not self.crowded:
             return ""
-        box = ", ".join(str(int(round(v))) for v in (self._identity if self._identity is not None else []))
-        return (f"listener ambiguous: {self.max_faces} faces in the listener region on {self.crowded} of "
-                f"{self.region_detections} region-wide detections; one face was followed throughout (the "
-                f"largest at the first detection, last box {box} in region pixels): set the listener region "
-                "to choose")
+        rule = self.first_rule or "the one found first"
+        return (f"{AMBIGUITY_PREFIX} {self.max_faces} faces in the listener region on {self.crowded} of "
+                f"{self.region_detections} region-wide detections; one face was followed throughout ({rule}): "
+                "set the listener region to choose")
 
     def _fit(self, grey: np.ndarray, *, just_detected: bool) -> tuple[np.ndarray, bool]:
-        """Fit the landmarks in the box, move the box with them; say whether the fit is still trustworthy."""
+        """Fit the landmarks in the box, move the box with them; say whether the fit is still trustworthy.
+
+        On a detection frame the fit starts from the detector's own box (not the box smoothed with the
+        followed one: a fit on a drifted box drifts, 0.12 of the eye distance on a frame where a detection
+        ran). Between detections the fit is checked three ways: the box it implies must still overlap the
+        last detection (``min_fit_iou``: the box moved), show the same picture (``min_similarity``), and a
+        second fit from that box must land where the first did (within ``max_refit_shift`` of the eye
+        distance: the fit quality dropped). Any failure re-detects at once (:meth:`update`).
+        """
         assert self._box is not None
+        if just_detected and self._identity is not None:
+            self._box = self._identity.copy()  # the detection itself, unsmoothed: the fit's best start
         points = fit_landmarks(grey, self._box)
         extent = _extent(points)
         if just_detected or self._relation is None:
@@ -359,11 +423,16 @@ class FaceTracker:
             self._reference = _thumbnail(grey, self._box)
             return points, True
         followed = extent + self._relation * _sizes(extent)
+        refit = fit_landmarks(grey, followed)
+        eyes = max(float(np.linalg.norm(refit[36] - refit[45])), 1.0)
+        self.last_refit_shift = float(np.linalg.norm(refit - points, axis=1).mean()) / eyes
         consistent = (iou(followed, self._anchor) >= self.config.min_fit_iou
+                      and self.last_refit_shift <= self.config.max_refit_shift
                       and float(np.dot(_thumbnail(grey, followed), self._reference)) >= self.config.min_similarity)
         if consistent:
             self._box = followed
-        return points, consistent
+            return refit, True
+        return points, False
 
 
 def _thumbnail(grey: np.ndarray, box: np.ndarray) -> np.ndarray:

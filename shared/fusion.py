@@ -295,12 +295,15 @@ def fuse(results: Mapping[str, SeriesResult], weights: Mapping[str, float], *, c
     ``{"k", "floor"}`` from :func:`calibrate_band` (default :data:`DEFAULT_BAND`, uncalibrated).
     ``min_cycles``: see :func:`effective_cutoff`.
     """
-    usable = [name for name, result in results.items()
+    wanted = [name for name, result in results.items()
               if result.status == "ok" and np.isfinite(result.values).any()
               and (weights.get(name, 0.0) > 0 or (learned is not None and name in learned.modules))]
+    silent = {name: no_signal(results[name]) for name in wanted if no_signal(results[name])}
+    usable = [name for name in wanted if name not in silent]
     if not usable:
         states = {name: result.status for name, result in results.items()}
-        raise FusionError(f"no module to fuse (status per module: {states}, weights: {dict(weights)})")
+        reasons = "".join(f"; {reason}" for reason in silent.values())
+        raise FusionError(f"no module to fuse (status per module: {states}, weights: {dict(weights)}){reasons}")
     lengths = {name: int(np.asarray(results[name].values).size) for name in usable}
     if len(set(lengths.values())) != 1:
         raise FusionError(f"modules disagree on the number of frames: {lengths}")
@@ -336,11 +339,31 @@ def fuse(results: Mapping[str, SeriesResult], weights: Mapping[str, float], *, c
     smoothed = np.where(np.isfinite(smoothed), np.maximum(smoothed, 0.0), 0.0)
     chosen = band_for_duration(band or DEFAULT_BAND, n_frames / fps)
     half = float(chosen["k"]) * (smoothed + float(chosen["floor"])) * (scale if scale > 0 else 1.0)
+    # Modules without signal weigh 0; the share of weight they would have had is a share of the evidence the
+    # curve lacks: the agreement drops by it and the band widens by 1 / sqrt(share left) (the standard error
+    # of a mean of fewer equally good modules).
+    silent_weight = sum(max(weights.get(name, 0.0), 0.0) for name in silent)
+    kept = sum(max(weights.get(name, 0.0), 0.0) for name in usable)
+    if kept + silent_weight <= 0:  # learned fusion over modules the weights do not know: count them
+        kept, silent_weight = float(len(usable)), float(len(silent))
+    share_left = kept / (kept + silent_weight) if kept + silent_weight > 0 else 1.0
+    if silent:
+        agreement = agreement * share_left
+        half = half / np.sqrt(max(share_left, 1e-3))
+    notes = [f"{', '.join(silent)} weighed 0 (no signal: each module's note says why): {share_left:.2%} of the "
+             f"fusion weight is left, so the agreement is x{share_left:.3g} and the band x"
+             f"{1 / np.sqrt(max(share_left, 1e-3)):.3g} wide"] if silent else []
     normalised = {name: float(base[i] / base.sum()) for i, name in enumerate(usable)}
     return FusionResult(valence=valence, agreement=agreement, used=usable, weights=normalised, coverage=coverage,
                         band_low=valence - half, band_high=valence + half, cutoff_hz=cutoff, spread=smoothed,
-                        cutoff_requested_hz=float(cutoff_hz),
+                        cutoff_requested_hz=float(cutoff_hz), notes=notes,
                         band_coverage=float(chosen["coverage"]) if "coverage" in chosen else None)
+
+
+def no_signal(result: SeriesResult) -> str:
+    """Why a module's result carries no signal ('' when it does): ``quality["no_signal"]`` (shared.signal_checks)."""
+    quality = getattr(result, "quality", None) or {}
+    return str(quality.get("no_signal") or "")
 
 
 def resolve(spec: str, metadata: Mapping[str, Mapping[str, Any]], model: FusionModel | None, *,
@@ -398,6 +421,6 @@ def fuse_with(results: Mapping[str, SeriesResult], plan: FusionPlan, *, subject_
     limits = (float(label_range[0]), float(label_range[1]))
     fused.valence = bound(fused.valence, limits)
     fused.band_low, fused.band_high = bound(fused.band_low, limits), bound(fused.band_high, limits)
-    fused.method, fused.spec, fused.notes = plan.method, plan.spec, list(plan.notes)
+    fused.method, fused.spec, fused.notes = plan.method, plan.spec, [*plan.notes, *fused.notes]
     fused.model_version, fused.label_range = plan.model_version, limits
     return fused

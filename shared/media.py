@@ -333,6 +333,29 @@ def check_limits(info: VideoInfo, *, max_frame_size: str, max_pixel_rate: float,
                               f"Mpixel/s, more than the limit of {max_pixel_rate / 1e6:.0f} Mpixel/s (EMPATHY_MAX_PIXEL_RATE)")
 
 
+class NoFramesError(MediaError):
+    """The container holds a video stream without a single frame."""
+
+
+class TooShortError(MediaError):
+    """The video is shorter than the shortest accepted (``EMPATHY_MIN_DURATION_S``): a still image is one frame."""
+
+
+def check_video_input(info: VideoInfo, *, min_duration_s: float, label: str | None = None) -> None:
+    """THE rule for what counts as a video to analyse, shared by the gateway (415) and ``empathy analyze``.
+
+    A still image (PNG, JPEG: one frame, 0.04 s) probes as a one-frame video; analysed, it gave one row, every
+    module ``ok`` and agreement 1.00. It has no time line to follow, so it is refused, as is anything shorter
+    than ``min_duration_s``. ``label``: the name to show (the client's file name), default the file's name.
+    """
+    name = label or info.path.name
+    if info.n_frames == 0:
+        raise NoFramesError(f"{name} has no frames")
+    if info.duration_s < min_duration_s:
+        raise TooShortError(f"{name} lasts {info.duration_s:.2f} s, shorter than {min_duration_s:g} s "
+                            "(EMPATHY_MIN_DURATION_S); a still image is not a video")
+
+
 def _check_crop(crop: tuple[float, float, float, float] | None) -> None:
     if crop is None:
         return

@@ -32,8 +32,17 @@ from shared.media import MediaError, NoAudioStreamError, NoVideoStreamError
 from shared.modalities.base import get_modality
 from shared.modalities.frame_stream import FrameConsumer, Prepared, feed_together
 from shared.postprocess import label_range, postprocess, stats_for_subject
+from shared.quality import (
+    AMBIGUITY_PREFIX,
+    coverage_note,
+    model_description,
+    models_note,
+    unique_notes,
+    window_quality,
+)
 from shared.registry import entry
 from shared.settings import MODALITIES, Settings
+from shared.signal_checks import flat_reason
 from shared.values import (
     STATUS_FAILED,
     STATUS_OK,
@@ -106,13 +115,19 @@ def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predi
                             windows.info.get("unavailable") or f"{name}: nothing usable in this video",
                             time.monotonic() - started, windows.n_frames)
             result.model_version, result.notes = version, notes
+            result.quality = {**window_quality(windows, settings.fps), "model": model_description(metadata)}
             return result
         report(name, "predicting", 0.6)
         predictions = predictor.predict(windows.inputs)
         report(name, "postprocessing", 0.9)
         frames = np.asarray(modality.to_frames(predictions, windows), dtype=np.float64)
         frames[windows.missing] = np.nan
-        values = postprocess(frames, metadata, subject, fps=settings.fps)
+        flat, quality = flat_reason(name, frames, metadata, float(settings.flat_fraction))
+        no_signal = str(windows.info.get("no_signal") or "") or flat
+        quality = {"no_signal": no_signal, **quality, **window_quality(windows, settings.fps)}
+        if no_signal:
+            notes.append(no_signal)
+        values = postprocess(frames, metadata, subject, fps=settings.fps, flat=bool(no_signal))
     except (NoAudioStreamError, NoVideoStreamError) as exc:
         log.info("modality unavailable", extra={"modality": name, "video": str(video), "reason": str(exc)})
         return empty_result(name, STATUS_UNAVAILABLE, str(exc), time.monotonic() - started)
@@ -129,7 +144,8 @@ def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predi
                                       "n_frames": int(values.size), "missing": int(missing.sum())})
     return ModalityResult(name=name, values=values, missing=missing, status=status,
                           detail="" if status == STATUS_OK else f"{name}: nothing usable in this video",
-                          seconds=seconds, model_version=version, notes=notes)
+                          seconds=seconds, model_version=version, notes=notes,
+                          quality={**quality, "model": model_description(metadata)})
 
 
 def prepare_vision_together(video: Path | str, names: Sequence[str], *, subject: int,
@@ -171,7 +187,7 @@ def align_results(results: Mapping[str, ModalityResult], names: Sequence[str]) -
             result = empty_result(name, STATUS_FAILED, "no result was stored for this modality", 0.0)
         if result.values.size != n_frames:
             padded = empty_result(name, result.status, result.detail, result.seconds, n_frames)
-            padded.model_version, padded.notes = result.model_version, result.notes
+            padded.model_version, padded.notes, padded.quality = result.model_version, result.notes, result.quality
             result = padded
         aligned[name] = result
     return aligned
@@ -200,13 +216,18 @@ def subject_notes(metadata: Mapping[str, Mapping[str, Any]], subject: int) -> li
 
 
 def listener_notes(results: Mapping[str, ModalityResult]) -> list[str]:
-    """The modalities' notes about the listener (region searched, ambiguity), each sentence once, in order."""
+    """The job's notes from its modules, each said once: region searched, ambiguity, no signal, face lost, models.
+
+    Face and landmarks track the listener with trackers of their own, so each finds the ambiguity of a
+    crowded region (with boxes that differ by a few pixels): the first to say it speaks for the job.
+    """
     notes: list[str] = []
     for result in results.values():
         for note in result.notes:
-            if note and note not in notes:
-                notes.append(note)
-    return notes
+            if note.startswith(AMBIGUITY_PREFIX) and any(n.startswith(AMBIGUITY_PREFIX) for n in notes):
+                continue
+            notes.append(note)
+    return unique_notes([*notes, coverage_note(results), models_note(results)])
 
 
 def fuse_results(results: Mapping[str, ModalityResult], metadata: Mapping[str, Mapping[str, Any]], subject: int, *,

@@ -57,13 +57,19 @@ def fill_gaps(values: np.ndarray) -> np.ndarray:
 
 
 def smooth_and_rescale(values: np.ndarray, *, cutoff_hz: float | None, stats: Mapping[str, float] | None,
-                       fps: float = 25.0) -> np.ndarray:
+                       fps: float = 25.0, flat: bool = False) -> np.ndarray:
     """Low-pass (zero-phase, 1st order) then re-scale to ``stats``; NaN frames stay NaN.
 
     ``cutoff_hz`` None or <= 0 skips the filter; ``stats`` None skips the re-scaling. Used for each
-    module and, with the fusion cut-off, for the fused curve.
+    module and, with the fusion cut-off, for the fused curve. ``flat``: the prediction carries no signal
+    (:mod:`shared.signal_checks`): every seen frame gets the subject's mean (the prediction's mean without
+    ``stats``) instead of a z-score magnified to the subject's spread.
     """
     out = np.asarray(values, dtype=np.float64)
+    if flat:
+        seen = np.isfinite(out)
+        level = float(stats["mean"]) if stats is not None else (float(out[seen].mean()) if seen.any() else 0.0)
+        return np.where(seen, level, np.nan)
     if cutoff_hz is not None and cutoff_hz > 0:
         out = lowpass(out, cutoff_hz, fs=fps)  # NaN-safe: bridges gaps, puts the NaN back
     if stats is not None:
@@ -98,9 +104,12 @@ def bound(values: np.ndarray, bounds: tuple[float, float] = DEFAULT_LABEL_RANGE)
 
 
 def postprocess(values: np.ndarray, metadata: Mapping[str, Any], subject: int | str | None, *,
-                fps: float = 25.0) -> np.ndarray:
-    """Post-process one module's per-frame prediction with the cut-off, statistics and label range of its model."""
+                fps: float = 25.0, flat: bool = False) -> np.ndarray:
+    """Post-process one module's per-frame prediction with the cut-off, statistics and label range of its model.
+
+    ``flat``: the module carries no signal (:mod:`shared.signal_checks`): a flat curve at the subject's mean.
+    """
     stats_table = metadata.get("subject_stats")
     stats = stats_for_subject(stats_table, subject) if stats_table else None
-    smoothed = smooth_and_rescale(values, cutoff_hz=metadata.get("cutoff_hz"), stats=stats, fps=fps)
+    smoothed = smooth_and_rescale(values, cutoff_hz=metadata.get("cutoff_hz"), stats=stats, fps=fps, flat=flat)
     return bound(smoothed, label_range(metadata))

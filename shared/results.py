@@ -66,7 +66,7 @@ def build_document(*, fusion: FusionResult, modalities: Mapping[str, ModalityRes
         "notes": [*notes, *fusion.notes],
         "modalities": {
             name: {"status": result.status, "detail": result.detail, "seconds": round(float(result.seconds), 3),
-                   "model_version": result.model_version,
+                   "model_version": result.model_version, "quality": dict(getattr(result, "quality", {}) or {}),
                    "valence": _series(result.values) if result.values.size == n_frames else [None] * n_frames}
             for name, result in modalities.items()
         },

@@ -9,6 +9,8 @@ comparable with published ones when they come out of the same maths. This module
   computes it, with NaN (a constant series: scipy tests for *exactly* equal values) replaced by 0, and
   ``2 rho sx sy / (sx^2 + sy^2 + (mx - my)^2)``. A constant prediction equal to a constant label therefore
   scores 0 (a float sum leaves a std of ~1e-17, rho is still NaN -> 0), or NaN when both stds are exactly 0;
+* a series with NaN (an empty cell): pandas' mean/std skip it, ``pearsonr`` gives NaN, which becomes 0, so the
+  clip scores 0.0 (it is scored, and named in :attr:`Report.problems`; it is not dropped);
 * "personalized" track: mean over each subject's stories, then the mean of those; "generalized" track: mean
   over each story's subjects, then the mean of those (the script averages a subjects x stories matrix).
 
@@ -50,6 +52,12 @@ def official_ccc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
         raise ValueError(f"official_ccc needs two 1-D series of one length, got {t.shape} and {p.shape}")
     if t.size < 2:
         raise ValueError("official_ccc needs at least two frames (scipy's pearsonr does)")
+    if np.isnan(t).any() or np.isnan(p).any():
+        # pearsonr of a series with NaN is NaN -> rho 0 in the script, while pandas' mean/std skip the NaN
+        # (the script hands numpy pandas Series): 2 * 0 * ... / finite = 0.0 whatever the other frames say.
+        sp, st = float(np.nanstd(p)), float(np.nanstd(t))
+        denom = sp**2 + st**2 + (float(np.nanmean(p)) - float(np.nanmean(t))) ** 2
+        return 0.0 if denom > 0 else float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns on constant input; the script ignores it too
         rho = float(stats.pearsonr(p, t)[0])
@@ -80,12 +88,13 @@ def read_valence_csv(path: Path | str) -> np.ndarray:
         if not row:
             continue  # pandas skips blank lines
         try:
-            values.append(float(row[column]))
+            cell = row[column].strip()
+            values.append(float(cell) if cell else math.nan)  # pandas reads an empty cell as NaN
         except (ValueError, IndexError) as exc:
             raise ScoreInputError(f"{path.name} line {number}: {row!r} has no number in the 'valence' column") from exc
     array = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(array).all():
-        raise ScoreInputError(f"{path.name}: empty or non-finite 'valence' values (the script's CCC becomes nan)")
+    if np.isinf(array).any():
+        raise ScoreInputError(f"{path.name}: infinite 'valence' values (the script's means and CCC become inf/nan)")
     return array
 
 
@@ -212,6 +221,12 @@ def score_dirs(pred_dir: Path | str, gt_dir: Path | str) -> Report:
                                    "loops forever on a length mismatch)")
             continue
         score = official_ccc(truth, pred)
+        gaps = {role: int(np.isnan(series).sum()) for role, series in (("prediction", pred), ("annotation", truth))}
+        for role, count in gaps.items():
+            if count:
+                report.problems.append(f"{name}: the {role} has {count} empty or NaN 'valence' values: the script "
+                                       "runs, but scipy's pearsonr gives nan, which it turns into 0, so the clip "
+                                       f"scores {score:.1f} (as here) whatever its other frames say")
         if math.isnan(score):
             report.problems.append(f"{name}: prediction and annotation are both exactly constant: the script's CCC "
                                    "is 0/0 = nan, and every mean containing it is nan")

@@ -135,6 +135,12 @@ class Settings:
         "EMPATHY_BATCH_SIZE at a time, which bounds the model's memory (a paper-size 3D ResNet: ~10 MB a window).",
     )
     default_subject: int = _doc(0, "Subject id used when a request gives none (0 = unknown: global statistics).")
+    flat_fraction: float = _doc(
+        0.1,
+        "A module's raw prediction whose spread over the video (std) is under this share of the spread its model "
+        "showed on validation videos is flat: kept at the listener's mean instead of re-scaled to full swing, "
+        "and weighed 0 by the fusion (shared/signal_checks.py); 0 = never.",
+    )
     # --- fusion ------------------------------------------------------------------------------------
     fusion_weights: str = _doc(
         "ccc", f"Fusion: {describe_fusion()} (shared/fusion_methods.py). A job's 'fusion' field overrides it.",

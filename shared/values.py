@@ -12,6 +12,7 @@ not ``failed``: fusion weighs it out and the job still succeeds. ``failed`` mean
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,10 @@ class ModalityResult:
     seconds: float = 0.0
     model_version: int | None = None
     notes: list[str] = field(default_factory=list)  # for the job's notes: listener region searched, ambiguity
+    # What the result document says about the module beyond its curve: "no_signal" (why it carries none, '' when
+    # it does) and the spreads checked (shared/signal_checks.py), "face" (coverage, spans without a face), "model"
+    # (what it was trained on; shared/quality.py). JSON values only: stored with the series (jobs/files.py).
+    quality: dict[str, Any] = field(default_factory=dict)
 
 
 def empty_result(name: str, status: str, detail: str, seconds: float = 0.0, n_frames: int = 0) -> ModalityResult:

@@ -27,6 +27,7 @@ from typing import Any
 from serving.model_store import list_versions
 from shared.logs import add_log_format_argument, configure_logging
 from shared.settings import MODALITIES, Settings, get_settings
+from training.zero_training import is_zero_training
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,9 @@ def ensure_fusion(models_dir: Path | str, *, data_dir: Path | str, settings: Set
     """
     if not fusion_missing(models_dir):
         return None
-    names = [m for m in MODALITIES if list_versions(Path(models_dir) / m)]
+    # a zero-training model learnt from no data set of ours and has no validation CCC: the fusion is fit
+    # over the trained modules only (a zero-training one is fused by explicit weights, or as the weakest)
+    names = [m for m in MODALITIES if list_versions(Path(models_dir) / m) and not is_zero_training(m)]
     clips = _labelled_clips(data_dir)
     if not names or not clips:
         return None
@@ -146,6 +149,7 @@ def build_default_models(models_dir: Path | str, *, data_dir: Path | str,
     ``settings``: the caller's (default: the environment's, read here), for the data set and the training.
     """
     from training.trainer import train
+    from training.zero_training import build as build_zero_training
 
     settings = settings or get_settings()
     todo = missing_models(models_dir, modalities)
@@ -154,10 +158,14 @@ def build_default_models(models_dir: Path | str, *, data_dir: Path | str,
         return {"fusion": fused} if fused is not None else {}
     started_all = time.monotonic()
     seconds: dict[str, float] = {}
-    ensure_dataset(data_dir, preset=settings.synth_x264_preset)
+    if any(not is_zero_training(name) for name in todo):  # only trained models need the synthetic set
+        ensure_dataset(data_dir, preset=settings.synth_x264_preset)
     seconds["data_set"] = time.monotonic() - started_all
     built: dict[str, Path] = {}
     for name in todo:
+        if is_zero_training(name):  # built from a published classifier: nothing to train
+            built[name] = build_zero_training(name, models_dir)
+            continue
         options = {**SMALL_TRAINING[name], **((overrides or {}).get(name, {}))}
         started = time.monotonic()
         log.info("training a bundled model", extra={"modality": name, "options": options})

@@ -41,8 +41,11 @@ from shared.modalities.base import Modality, Windows, get_modality, window_label
 from shared.postprocess import GLOBAL_STATS_KEY, labels_range, smooth_and_rescale, stats_for_subject
 from shared.registry import entry
 from shared.settings import Settings, get_settings
+from shared.signal_checks import prediction_spread
 
 logger = logging.getLogger(__name__)
+
+SYNTHETIC_MANIFEST = "synthetic.json"  # what `empathy synth` writes at the top of a data set it generates
 
 CUTOFF_GRID_HZ: tuple[float, ...] = (0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1)
 SERVING_OUTPUT = "output_0"  # the name keras' model.export gives the single output of serving_default
@@ -145,6 +148,26 @@ def subject_stats(prepared: Sequence[PreparedClip]) -> dict[str, dict[str, float
     pooled = np.concatenate([p.labels for p in prepared])
     stats[GLOBAL_STATS_KEY] = {"mean": float(pooled.mean()), "std": float(pooled.std())}
     return stats
+
+
+def raw_spread(val_frames: Sequence[np.ndarray]) -> float:
+    """The median over validation videos of the std of the raw per-frame prediction (before post-processing).
+
+    Recorded as ``raw_spread``: at inference a prediction spread under ``EMPATHY_FLAT_FRACTION`` of it is flat
+    (:func:`shared.signal_checks.flat_reason`) and is not re-scaled up to the listener's spread.
+    """
+    spreads = [prediction_spread(frames) for frames in val_frames]
+    return round(float(np.median(spreads)), 6) if spreads else 0.0
+
+
+def dataset_source(data_dir: Path | str | None, clips: Sequence[Clip]) -> str:
+    """``synthetic`` when the clips come from ``empathy synth`` (its manifest beside them), else ``recordings``.
+
+    Recorded as ``dataset_source``: every result says what its models were trained on (:mod:`shared.quality`).
+    """
+    folders = {Path(data_dir)} if data_dir is not None else set()
+    folders |= {c.video.parent.parent for c in clips} | {c.video.parent for c in clips}
+    return "synthetic" if any((folder / SYNTHETIC_MANIFEST).is_file() for folder in folders) else "recordings"
 
 
 def dataset_hash(clips: Sequence[Clip]) -> str:
@@ -355,6 +378,9 @@ def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir:
         "val_story": val_story,
         "train_clips": [c.name for c in train_clips],
         "dataset_hash": dataset_hash(all_clips),
+        # the spread a prediction must keep to be re-scaled at inference (shared/signal_checks.py)
+        "raw_spread": raw_spread([f for _, f in val_frames]),
+        "dataset_source": dataset_source(data_dir, all_clips),
         "code_version": code_version(),
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "hparams": hp,

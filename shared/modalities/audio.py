@@ -28,6 +28,7 @@ import numpy as np
 
 from shared.modalities.base import Modality, Windows
 from shared.signal import HighpassStream, PreemphasisStream, stft_features, zscore
+from shared.signal_checks import LoudnessMeter
 from shared.windows import pad_end, stitch, window_starts
 
 logger = logging.getLogger(__name__)
@@ -153,9 +154,15 @@ class AudioModality(Modality):
         p = {**DEFAULT_PARAMS, **(params or {})}
         n_frames = probe(video).n_frames
         builder = SliceBuilder(n_frames, p)
+        loudness = LoudnessMeter(int(p["sample_rate"]))
         for chunk in iter_audio(video, sample_rate=int(p["sample_rate"])):  # 10 s at a time: flat memory
             builder.feed(chunk)
+            loudness.feed(chunk)
         windows = builder.finish()
+        windows.info["loudest_dbfs"] = loudness.loudest_dbfs
+        silent = loudness.reason(self.name)
+        if silent:
+            windows.info["no_signal"] = silent
         logger.debug("audio prepared", extra={"video": str(video), "slices": len(windows), "n_frames": n_frames})
         return windows
 

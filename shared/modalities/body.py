@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from shared.crops import Box, ListenerRegion, box_for_subject, compose, parse_subject_boxes, region_for_video
-from shared.face_tracking import HOG_FACE_PX, MAX_JUMP, detect_faces
+from shared.face_tracking import HOG_FACE_PX, MAX_JUMP, detect_faces, first_listener
 from shared.media import FPS, crop_pixels, iter_frames, probe
 from shared.modalities.base import Windows
 from shared.modalities.frame_stream import decode_threads
@@ -40,6 +40,7 @@ from shared.modalities.frame_windows import (
     window_index,
 )
 from shared.modalities.vision import VisionModality
+from shared.signal_checks import MotionMeter
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -96,6 +97,7 @@ class ListenerFaces:
         self.crowded = 0
         self.max_faces = 0
         self.shape: tuple[int, ...] = (0, 0)
+        self.rule = ""  # how the first detection chose the listener (shared.face_tracking.first_listener)
 
     def add(self, grey: np.ndarray) -> None:
         self.shape = grey.shape
@@ -105,7 +107,8 @@ class ListenerFaces:
         self.crowded += int(len(boxes) > 1)
         self.max_faces = max(self.max_faces, len(boxes))
         if not self.faces:
-            self.faces.append(boxes[0])
+            first, self.rule = first_listener(boxes, grey.shape)
+            self.faces.append(first)
             return
         first = self.faces[0]
         centre, size = (first[:2] + first[2:]) / 2.0, max(first[3] - first[1], 1.0)
@@ -120,8 +123,8 @@ class ListenerFaces:
     def notes(self, region: ListenerRegion, frame_size: tuple[int, int], origin: str) -> list[str]:
         notes = [region.note]
         if self.crowded:
-            notes.append(f"listener ambiguous for the body crop: {self.max_faces} faces in the listener region; "
-                         "the crop follows the largest face of the first detection")
+            notes.append(f"listener ambiguous for the body crop: {self.max_faces} faces in the listener "
+                         f"region; the crop follows {self.rule or 'the face found first'}")
         if origin == "whole frame":
             notes.append(f"body: no face in the first seconds of the listener region ({region.describe(*frame_size)}):"
                          " the body crop is the whole region")
@@ -180,6 +183,12 @@ def body_windows(crops: np.ndarray, n_frames: int, p: dict[str, Any], info: dict
     positions = anchors(np.ones(len(crops), dtype=bool), predict_every(p))
     mean, std = video_zscore(crops, np.ones(len(crops), dtype=bool), per_feature=False)
     index = window_index(positions, length, np.arange(len(crops)))
+    motion = MotionMeter()
+    for crop in crops:
+        motion.feed(crop)
+    still = motion.reason("body") if n_frames > 1 else "body: no signal in the input: a single frame (a still image)"
+    if still:
+        info = {**info, "no_signal": still}
     logger.info("body windows ready", extra={"video": str(video), "windows": len(positions), **info})
     return Windows(inputs={INPUT_BODY: LazyWindows(crops, index, mean=mean, std=std)},
                    label_frames=positions * step, n_frames=n_frames, info=info)

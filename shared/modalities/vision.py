@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from shared.crops import AUTO, ListenerRegion, region_for_video
-from shared.face_tracking import FaceObservation, FaceTracker, TrackerConfig
+from shared.face_tracking import HOG_FACE_PX, FaceObservation, FaceTracker, TrackerConfig, region_scale
 from shared.media import VideoInfo, probe
 from shared.modalities.base import Modality, Windows
 from shared.modalities.frame_stream import FrameConsumer, decode_threads, listener_frames, prefetched
@@ -35,6 +35,7 @@ from shared.modalities.frame_windows import (
     video_zscore,
     window_index,
 )
+from shared.signal_checks import MotionMeter
 from shared.windows import anchors_to_grid
 
 if TYPE_CHECKING:
@@ -109,6 +110,7 @@ class TrackedFrames(ABC):
         self.frame_size = (info.width, info.height)
         self.subject = subject
         self.tracker = FaceTracker(TrackerConfig.from_params(self.p), landmarks=landmarks)
+        self.motion = MotionMeter()  # a frozen picture carries no signal (shared/signal_checks.py)
         self.started = time.monotonic()
 
     @abstractmethod
@@ -125,6 +127,7 @@ class TrackedFrames(ABC):
 
     def feed(self, grey: np.ndarray) -> None:
         self.keep(self.tracker.update(grey), grey)
+        self.motion.feed(grey)
 
     def finish(self, video: Path | str = "") -> Windows:
         """The windows, anchored every ``predict_every``-th visible frame, z-normalised over the video."""
@@ -138,10 +141,26 @@ class TrackedFrames(ABC):
             mean, std, index = 0.0, 1.0, np.zeros((0, length), dtype=np.int64)
         info = {"detections": self.tracker.detections, "missing_frames": int(missing.sum()),
                 "seconds": round(time.monotonic() - self.started, 3), **self.tracking_notes()}
+        still = self.motion.reason(self.name)
+        if still:
+            info["no_signal"] = still
         logger.info("vision windows ready", extra={"modality": self.name, "video": str(video),
                                                     "windows": len(ends), **info})
         return Windows(inputs=self.inputs(LazyWindows(features, index, mean=mean, std=std), len(ends)),
                        label_frames=ends, n_frames=len(features), missing=missing, info=info)
+
+    def search_summary(self) -> str:
+        """What was searched, at what size, and what was found: for the message when no face ever was."""
+        width, height = self.tracker.region_size or (0, 0)
+        scale = region_scale(width, height, detect_width=self.tracker.config.detect_width,
+                             min_face_px=self.tracker.config.min_face_px)
+        smallest = HOG_FACE_PX / scale
+        return (f"no face found in the listener region ({self.region.describe(*self.frame_size)}): "
+                f"{self.tracker.detections} HOG detections over {self.tracker.frame + 1} frames, each scanning the "
+                f"{width}x{height} region at {scale:.2g}x ({round(width * scale)}x{round(height * scale)} px), "
+                f"which finds frontal faces from about {smallest:.0f} px tall; set the listener region if the "
+                f"listener is elsewhere (faces under the minimum, min_face_px {self.tracker.config.min_face_px}, need a "
+                "model trained with a lower one)")
 
     def tracking_notes(self) -> dict[str, Any]:
         """What the job is told about the listener: the region searched, ambiguity, no face at all.
@@ -156,9 +175,7 @@ class TrackedFrames(ABC):
         info: dict[str, Any] = {"listener_region": list(self.region.box) if self.region.box else None,
                                 "notes": notes, "faces_in_region": self.tracker.max_faces}
         if self.tracker.region_detections == 0:
-            info["unavailable"] = (f"{self.name}: nothing usable in this video: no face found in the listener "
-                                   f"region ({self.region.describe(*self.frame_size)}); set the listener region "
-                                   "if the listener is elsewhere")
+            info["unavailable"] = f"{self.name}: nothing usable in this video: {self.search_summary()}"
         return info
 
 

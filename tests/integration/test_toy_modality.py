@@ -71,6 +71,8 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory, synthetic_dataset: Path
     metadata = read_metadata(version_dir(models, TOY))
     assert metadata["inputs"] == {"brightness": {"shape": [None, 5, 1], "dtype": "float32"}}
     assert metadata["training"]["max_epochs"] == 3 and metadata["training"]["batch_size"] == 256
+    # what inference checks flatness against, and what every result says the model learnt (issue 22)
+    assert metadata["raw_spread"] > 0 and metadata["dataset_source"] == "synthetic"
     export_tiny_model(models, "audio", clip)
     export_tiny_model(models, "text", clip, transcript=TRANSCRIPT)
     export_tiny_model(models, "face", clip)

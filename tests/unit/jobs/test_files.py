@@ -36,18 +36,20 @@ def test_a_series_reads_back_as_it_was_saved(tmp_path: Path) -> None:
     directory = LocalStorage(tmp_path).job_dir(JOB)
     values = np.array([0.25, np.nan, -0.5, np.nan, 1.0])
     name = files.save_series(_result(values, detail="face lost in 2 frames", seconds=1.23456, model_version=3,
-                                     notes=["listener: right half"]))
+                                     notes=["listener: right half"],
+                                     quality={"no_signal": "", "face": {"coverage": 0.6}}))
     assert name == "series/face.json" and files.has_series("face") and not files.has_series("body")
     meta = json.loads((directory / name).read_text())
     assert meta == {"name": "face", "status": "ok", "detail": "face lost in 2 frames", "seconds": 1.235,
-                    "model_version": 3, "n_frames": 5, "notes": ["listener: right half"]}
+                    "model_version": 3, "n_frames": 5, "notes": ["listener: right half"],
+                    "quality": {"no_signal": "", "face": {"coverage": 0.6}}}
     assert np.load(directory / "series" / "face.npy").dtype == np.float32  # half the bytes of float64
     loaded = files.load_series("face")
     np.testing.assert_array_equal(loaded.values, values.astype(np.float32).astype(np.float64))
     assert loaded.values.dtype == np.float64
     assert loaded.missing.tolist() == [False, True, False, True, False]
-    assert (loaded.status, loaded.detail, loaded.seconds, loaded.model_version, loaded.notes) == (
-        "ok", "face lost in 2 frames", 1.235, 3, ["listener: right half"])
+    assert (loaded.status, loaded.detail, loaded.seconds, loaded.model_version, loaded.notes, loaded.quality) == (
+        "ok", "face lost in 2 frames", 1.235, 3, ["listener: right half"], {"no_signal": "", "face": {"coverage": 0.6}})
     assert sorted(p.name for p in (directory / "series").iterdir()) == ["face.json", "face.npy"]  # no temp files
 
 

@@ -51,7 +51,7 @@ def test_the_document_says_what_was_fused_and_how() -> None:
     assert document["notes"] == ["listener: right half", "band from fusion model 1"]  # given, then the fusion's
     assert document["degraded"] is True  # body failed
     audio, body = document["modalities"]["audio"], document["modalities"]["body"]
-    assert audio == {"status": "ok", "detail": "", "seconds": 0.123, "model_version": 2,
+    assert audio == {"status": "ok", "detail": "", "seconds": 0.123, "model_version": 2, "quality": {},
                      "valence": [0.1, None, 0.3, -0.4, 0.5]}  # NaN (not seen) -> null
     assert body["valence"] == [None] * N and body["detail"] == "video.mp4: truncated"
     json.dumps(document, allow_nan=False)  # strict JSON: what the gateway serves

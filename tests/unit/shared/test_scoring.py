@@ -136,3 +136,38 @@ def test_evaluate_scores_every_annotated_frame_as_the_official_protocol() -> Non
     assert _score(truth, np.full(truth.size, np.nan)) == 0.0  # saw nothing
     assert _score(np.full(300, 0.5), np.full(300, 0.5)) == 0.0  # the script's nan (0/0) counts as 0 in a table
     assert "every annotated frame" in MISSING_FRAMES
+
+
+def script_ccc_on_series(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The script's ccc() on what it really gets, pandas Series: numpy's mean/var/std on a Series call the
+    Series' own methods, which skip NaN; pearsonr sees the NaN and gives nan, which the script makes 0."""
+    with np.errstate(invalid="ignore"):
+        rho = pearsonr(y_pred, y_true)[0]
+    if math.isnan(rho):
+        rho = 0
+    std_predictions, std_gt = np.nanstd(y_pred), np.nanstd(y_true)
+    return float(2 * rho * std_gt * std_predictions
+                 / (std_predictions**2 + std_gt**2 + (np.nanmean(y_pred) - np.nanmean(y_true)) ** 2))
+
+
+def test_a_prediction_with_nan_scores_zero_as_in_the_official_script(tmp_path: Path, capsys) -> None:
+    """The issue's case: `empathy score` dropped the clip (mean 0.65) where the script scores it 0.0 (mean 0.32)."""
+    truth_a, pred_a = curves(1)
+    truth_b, pred_b = curves(2)
+    pred_b = pred_b.copy()
+    pred_b[100:180] = np.nan  # frames a module did not see, written as empty cells
+    write(tmp_path / "gt" / "Subject_1_Story_1.csv", truth_a)
+    write(tmp_path / "gt" / "Subject_1_Story_2.csv", truth_b)
+    write(tmp_path / "pred" / "Subject_1_Story_1.csv", pred_a)
+    (tmp_path / "pred").mkdir(exist_ok=True)
+    (tmp_path / "pred" / "Subject_1_Story_2.csv").write_text(  # empty cells where the valence is missing
+        "valence,agreement\n" + "".join(("" if math.isnan(v) else f"{v:.6f}") + ",0.5\n" for v in pred_b))
+    read_back = read_valence_csv(tmp_path / "pred" / "Subject_1_Story_2.csv")
+    assert int(np.isnan(read_back).sum()) == 80
+    assert script_ccc_on_series(truth_b, read_back) == 0.0
+    report = score_dirs(tmp_path / "pred", tmp_path / "gt")
+    assert report.scores[(1, 2)] == 0.0  # scored, not dropped
+    expected = (script_ccc(truth_a, pred_a) + 0.0) / 2
+    assert report.personalized_mean == pytest.approx(expected, abs=1e-6)  # the CSVs hold 6 decimals
+    assert any("80 empty or NaN" in p and "scores 0.0" in p for p in report.problems)
+    assert not any("becomes nan" in p for p in report.problems)

