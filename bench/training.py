@@ -146,6 +146,14 @@ class Measurement:
     def predict_wps(self) -> float:
         return self.predict_windows / self.predict_s
 
+    @property
+    def train_per_cpu_s(self) -> float:
+        return self.train_windows / self.train_cpu_s if self.train_cpu_s > 0 else 0.0
+
+    @property
+    def predict_per_cpu_s(self) -> float:
+        return self.predict_windows / self.predict_cpu_s if self.predict_cpu_s > 0 else 0.0
+
 
 # ------------------------------------------------------------------------------------------ child side
 def size_options(modality: str, size: str) -> tuple[dict[str, Any], dict[str, Any], int]:
@@ -409,6 +417,19 @@ def throughput_table(report: TrainingReport) -> list[str]:
     return rows
 
 
+def cpu_table(report: TrainingReport) -> list[str]:
+    rows = ["| model | size | training windows per CPU s, oneDNN off | on | on / off | "
+            "prediction windows per CPU s, oneDNN off | on | on / off |",
+            "|---|---|---|---|---|---|---|---|"]
+    for modality, size, runs in _pairs(report):
+        on, off = runs.get("on"), runs.get("off")
+        train = (off.train_per_cpu_s if off else None, on.train_per_cpu_s if on else None)
+        predict = (off.predict_per_cpu_s if off else None, on.predict_per_cpu_s if on else None)
+        rows.append(f"| {modality} | {size} | {_rate(train[0])} | {_rate(train[1])} | {_ratio(train[1], train[0])} | "
+                    f"{_rate(predict[0])} | {_rate(predict[1])} | {_ratio(predict[1], predict[0])} |")
+    return rows
+
+
 def epoch_table(report: TrainingReport) -> list[str]:
     corpus = report.corpus
     rows = ["| model | size | windows per epoch | epoch, oneDNN off | epoch, oneDNN on | epoch, oneDNN on, "
@@ -455,6 +476,12 @@ def render(report: TrainingReport) -> str:
              "runs it. oneDNN off is TensorFlow's default on CPUs without AVX-512 VNNI/BF16/AMX (before commit "
              "3e00df2); on is the project's default since then.", "",
              *throughput_table(report), "",
+             "### Windows per CPU second", "",
+             "The same windows over the CPU seconds the timed part used (all its threads): on a shared, loaded "
+             "machine a measurement gets only part of the 2 cores (its CPU s / s below), which lowers its "
+             "windows/s but much less its windows per CPU second. Not a projection: 2 cores of a quiet machine "
+             "give less than twice these (the threads do not scale perfectly).", "",
+             *cpu_table(report), "",
              "### One epoch of OMG-Empathy's training split (projected)", "",
              "Windows per epoch over training windows/s; the validation pass (every window of the validation "
              "split, after every epoch) over prediction windows/s (the trainer predicts through Keras at its "
@@ -516,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     onednn = _choices(parser, "--onednn", args.onednn, ONEDNN)
     if args.quick:
         args.train_seconds, args.predict_seconds = 2.0, 1.0
+    from training.models import get_spec
+
     machine = describe(REPO)
     clip, transcript = ensure_clip(args.clips_dir)
     measurements = []
@@ -531,13 +560,14 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python -m bench.training", shlex.join(argv if argv is not None else sys.argv[1:])]).strip()
     report = TrainingReport(machine=machine, command=command, measurements=measurements)
     if any((m.modality, m.size) in TIMING_BATCH for m in measurements):
-        report.notes += [f"{m} ({s}): training batch {b} instead of the registry's (one step of the registry's "
-                         "batch takes minutes on 2 cores); windows/s barely depends on the batch on a CPU"
-                         for (m, s), b in TIMING_BATCH.items() if m in modalities and s in sizes]
+        report.notes += [f"{m} ({s}): training batch {b} instead of the registry's {get_spec(m).batch_size} (one "
+                         "step of the registry's batch takes minutes and GiBs on 2 cores); not measured at the "
+                         "registry's batch" for (m, s), b in TIMING_BATCH.items() if m in modalities and s in sizes]
     block = render(report)
     print(block)
     if args.json is not None:
-        args.json.write_text(json.dumps([asdict(m) for m in measurements], indent=1))
+        args.json.write_text(json.dumps({"command": command, "machine": asdict(machine),
+                                         "measurements": [asdict(m) for m in measurements]}, indent=1))
     if str(args.out) != "-":
         write_block(args.out, block, PREAMBLE, key=BLOCK_KEY, writer="python -m bench.training")
         print(f"written to {args.out}", file=sys.stderr)

@@ -52,8 +52,13 @@ def test_landmarks_bundled_measured_with_onednn_on_and_off(tmp_path: Path) -> No
     # one child per setting, and TensorFlow in each one really ran with the setting its environment asked for
     assert sorted(r[2] for r in each[1:]) == ["off (off)", "on (on)"]
 
-    measurements = json.loads(raw.read_text())
-    assert len(measurements) == 2
+    per_cpu = _table(text, "| model | size | training windows per CPU s")
+    assert len(per_cpu) == 2 and len(per_cpu[0]) == 8
+    assert all(float(cell) > 0 for cell in (per_cpu[1][2], per_cpu[1][3], per_cpu[1][5], per_cpu[1][6]))
+
+    saved = json.loads(raw.read_text())
+    measurements = saved["measurements"]
+    assert len(measurements) == 2 and saved["machine"]["cores"] >= 1
     for m in measurements:
         assert m["train_windows"] >= 512 and m["train_s"] > 0 and m["predict_windows"] > 0 and m["predict_s"] > 0
         assert m["inputs"] == "landmarks 25x136" and m["clip_windows"] > 0
