@@ -54,6 +54,8 @@ RUN python3 /build/scripts/requirements.py serving >/build/requirements-serving.
 # The code, the same in every image (.dockerignore keeps data, models, tests and secrets out of the context).
 FROM scratch AS code
 COPY shared /app/shared
+COPY serving /app/serving
+COPY synthetic /app/synthetic
 COPY training /app/training
 COPY services /app/services
 COPY gateway /app/gateway

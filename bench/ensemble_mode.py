@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import numpy as np
 import requests
 
 from bench.procstat import ProcessSample, TreeMemory, descendants, sample_tree
+from shared.ports import free_port
 
 POLL_S = 0.1
 FINAL_JOB_STATES = ("done", "failed")
@@ -57,12 +57,6 @@ class EnsembleRun:
 
     def valence(self) -> np.ndarray:
         return np.array([np.nan if v is None else v for v in self.document["valence"]], dtype=np.float64)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class LocalEnsemble:

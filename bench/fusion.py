@@ -33,6 +33,7 @@ from bench.report import write_block
 from shared.ccc import ccc
 from shared.data import discover
 from shared.fusion import load_fusion_model
+from shared.fusion_methods import method_names
 from shared.pipeline import fuse_results
 from shared.settings import MODALITIES, Settings, get_settings
 
@@ -57,8 +58,13 @@ PREAMBLE = [
 BEFORE = "paper, 0.01 Hz (before)"
 
 
+def _label(method: str) -> str:
+    """A fusion method's column: its name, ``(default)`` after the documented default's."""
+    return f"{method} (default)" if method == Settings().fusion_weights else method
+
+
 def _generate(clips_dir: Path, subjects: Sequence[int], stories: Sequence[int], duration_s: float) -> Path:
-    from shared.synthetic import generate_dataset
+    from synthetic import generate_dataset
 
     have = {(c.subject, c.story) for c in discover(clips_dir) if c.labels is not None} if clips_dir.is_dir() else set()
     for story in stories:
@@ -99,7 +105,7 @@ def run(models_dir: Path, data_dir: Path, clips_dir: Path, *, stories: Sequence[
                            if c.story in stories and c.labels is not None), key=lambda c: (c.story, c.subject))
         curves, metadata = module_curves(held_out, fusion_dir, names, settings=settings)
         rows, scores = [], {}
-        fusions = {BEFORE: None, "paper": "paper", "ccc (default)": "ccc", "learned": "learned"}
+        fusions = {BEFORE: None, **{_label(name): name for name in method_names()}}
         per: dict[str, list[float]] = {k: [] for k in [*names, *fusions]}
         cover: dict[str, list[float]] = {k: [] for k in fusions}
         outside: dict[str, list[float]] = {k: [] for k in [*names, *fusions]}
@@ -139,8 +145,8 @@ def run(models_dir: Path, data_dir: Path, clips_dir: Path, *, stories: Sequence[
         rows.append(["frames outside [-1, 1]", *[f"{np.mean(outside[k]):.0%}" for k in [*names, *fusions]]])
         lines = ["| " + " | ".join(row) + " |" for row in rows]
         lines.insert(1, "|" + "---|" * len(header))
-        cutoffs = {m: model.cutoff(m) for m in ("paper", "ccc", "learned")} if model is not None else {}
-        default, learned, paper = scores["ccc (default)"], scores["learned"], scores["paper"]
+        cutoffs = {m: model.cutoff(m) for m in method_names()} if model is not None else {}
+        default, learned, paper = scores[_label("ccc")], scores[_label("learned")], scores[_label("paper")]
         checks = [
             f"default (ccc) {default:.2f} >= best module ({best_module} {scores[best_module]:.2f}) - 0.02: "
             f"{'yes' if default >= scores[best_module] - 0.02 else 'NO'}",

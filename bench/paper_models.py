@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from serving.model_store import list_versions, publish_version, staging_dir
 from shared.modalities.base import get_modality
-from shared.model_store import list_versions, publish_version, staging_dir
 from shared.settings import MODALITIES
 
 # Statistics for the re-scaling step (the pipeline needs some; the values do not matter for timing).

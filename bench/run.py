@@ -121,7 +121,7 @@ def ensure_models(models_dir: Path) -> None:
 
 def ensure_clip(clips_dir: Path, seconds: float, size: tuple[int, int]) -> tuple[Path, Path]:
     """A cached synthetic clip of ``seconds`` at ``size``: (video, transcript); generated when absent."""
-    from shared.synthetic import generate_clip
+    from synthetic import generate_clip
 
     folder = clips_dir / f"{size[0]}x{size[1]}_{seconds:g}s"
     video = folder / "Videos" / "Subject_1_Story_1.mp4"
@@ -159,7 +159,7 @@ def job_floor(video: Path) -> JobFloor:
 
 def subject_std(models_dir: Path) -> float | None:
     """The listener's label std (what every curve is re-scaled to): the unit of the equivalence table."""
-    from shared.model_store import read_metadata, version_dir
+    from serving.model_store import read_metadata, version_dir
     from shared.pipeline import fusion_stats
 
     metadata = {name: read_metadata(version_dir(models_dir, name)) for name in MODALITIES}

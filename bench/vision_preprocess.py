@@ -16,7 +16,7 @@ from pathlib import Path
 
 from shared.media import iter_frames
 from shared.modalities.base import get_modality
-from shared.synthetic import generate_clip
+from synthetic import generate_clip
 
 SIZES = ((640, 360), (1280, 720))
 MODALITIES = ("face", "landmarks", "body")

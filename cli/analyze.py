@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli.arguments import default_out, existing_file, listener, modalities
+from cli.arguments import default_out, existing_file
+from jobs.request import add_arguments, request_from_args
 from shared.logs import add_log_format_argument, configure_logging
 from shared.settings import get_settings
 
@@ -25,21 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="empathy analyze", description="Per-frame valence of one video, "
                                      "computed in this process (no servers).")
     parser.add_argument("video", type=existing_file)
-    parser.add_argument("--subject", type=int, default=None,
-                        help="listener id for per-subject re-scaling (default EMPATHY_DEFAULT_SUBJECT; 0 = unknown)")
+    add_arguments(parser)  # the job request's fields: --subject, --modalities, --fusion (--weights), --listener
     parser.add_argument("--out", type=Path, default=None, help="CSV to write (default: <video>_valence.csv)")
     parser.add_argument("--json", type=Path, default=None, help="also write the full result document here")
     parser.add_argument("--plot", type=Path, default=None, help="also draw modules, fusion and agreement (PNG)")
-    parser.add_argument("--modalities", type=modalities, default=None, help="comma list (default: every modality)")
     parser.add_argument("--models-dir", type=Path, default=None, help="model repository (default EMPATHY_MODELS_DIR)")
     parser.add_argument("--transcript", type=Path, default=None, help="word timings JSON (skips ASR)")
-    parser.add_argument("--weights", "--fusion", dest="weights", default=None,
-                        help="fusion: ccc | paper | learned | audio=1,text=1,... (default EMPATHY_FUSION_WEIGHTS)")
     parser.add_argument("--annotation", type=Path, default=None,
                         help="ground-truth valence CSV (OMG-Empathy annotation): drawn in --plot, CCC printed")
-    parser.add_argument("--listener", type=listener, default=None,
-                        help="listener region: auto (2560x720: x >= 1080; else whole frame), full, x0,y0,x1,y1 "
-                        "(default EMPATHY_LISTENER_CROP)")
     parser.add_argument("--no-build", action="store_true",
                         help="fail instead of building the bundled default models when some are missing")
     add_log_format_argument(parser)
@@ -51,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from jobs.files import write_json
+    from serving.client import open_models
     from shared.fusion import FusionError
     from shared.pipeline import analyze_video, listener_notes
     from shared.results import build_document, to_csv
@@ -60,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(log_format=args.log_format, default_format="text")
     settings = get_settings()
-    names = args.modalities or modalities(None)
+    job = request_from_args(parser, args).resolve(settings)
+    names = list(job.modalities)
     models_dir = args.models_dir or settings.models_dir
     missing = missing_models(models_dir, names)
     if missing:
@@ -84,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
                 bar.update(1)
 
         try:
-            result = analyze_video(args.video, subject=args.subject, modalities=names, models_dir=models_dir,
-                                   transcript=args.transcript, weights_spec=args.weights, progress=progress,
-                                   settings=settings, listener=args.listener)
+            predictors, metadata = open_models(names, settings, models_dir=models_dir, local=True)
+            result = analyze_video(args.video, subject=job.subject, modalities=names, predictors=predictors,
+                                   metadata=metadata, models_dir=models_dir, transcript=args.transcript,
+                                   progress=progress, settings=settings, options=job.pipeline_options())
         except FusionError as exc:
             bar.close()
             print(f"empathy analyze: no modality produced a prediction: {exc}", file=sys.stderr)

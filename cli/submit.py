@@ -13,7 +13,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cli.arguments import default_out, existing_file, listener, modalities
+from cli.arguments import default_out, existing_file
+from jobs.request import add_arguments, request_from_args
 from shared.logs import add_log_format_argument, configure_logging
 
 log = logging.getLogger(__name__)
@@ -35,13 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idempotency-key", default=None,
                         help="resubmitting with the same key returns the same job (default: a new key per run, "
                              "reused for this run's retries)")
-    parser.add_argument("--subject", type=int, default=None)
-    parser.add_argument("--listener", type=listener, default=None,
-                        help="listener region: auto, full or x0,y0,x1,y1 fractions (default: the service's)")
-    parser.add_argument("--modalities", type=modalities, default=None, help="comma list (default: every modality)")
+    add_arguments(parser)  # the job request's fields (absent: the service's settings)
     parser.add_argument("--transcript", type=Path, default=None, help="word timings JSON (skips ASR)")
-    parser.add_argument("--fusion", default=None,
-                        help="fusion of this job: ccc | paper | learned | audio=1,... (default: the service's)")
     parser.add_argument("--wait", action="store_true", help="wait for the result (progress bar) and save it")
     parser.add_argument("--out", type=Path, default=None, help="CSV to write with --wait (default: <video>_valence.csv)")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between status requests")
@@ -92,21 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(log_format=args.log_format, default_format="text")
-    names = args.modalities or modalities(None)
+    job = request_from_args(parser, args)  # checked here, before the upload starts
     if args.transcript is not None and not args.transcript.is_file():
         parser.error(f"no such transcript: {args.transcript}")
     base = args.gateway.rstrip("/")
     api_key = args.api_key or os.environ.get("EMPATHY_API_KEY") or None
     headers = {**_headers(api_key), "Idempotency-Key": args.idempotency_key or uuid.uuid4().hex}
-    form: dict[str, str] = {"modalities": ",".join(names)}
-    if args.subject is not None:
-        form["subject"] = str(args.subject)
-    if args.fusion:
-        form["fusion"] = args.fusion
-    if args.listener is not None:
-        form["listener"] = args.listener
     try:
-        response = _upload(requests, f"{base}/v1/jobs", args, form, headers)
+        response = _upload(requests, f"{base}/v1/jobs", args, job.to_form(), headers)
     except GatewayError as exc:
         print(f"empathy submit: {exc}", file=sys.stderr)
         return 2

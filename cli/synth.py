@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(log_format=args.log_format, default_format="text")
-    from shared.synthetic.dataset import generate_dataset
-    from shared.synthetic.speech import SpeechError
+    from synthetic.dataset import generate_dataset
+    from synthetic.speech import SpeechError
 
     settings = get_settings()
     out = args.out if args.out is not None else settings.data_dir

@@ -120,7 +120,7 @@ def evaluate_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     configure_logging(log_format=args.log_format, default_format="text")
 
-    from shared.model_store import list_versions
+    from serving.model_store import list_versions
     from training.evaluate import MISSING_FRAMES, evaluate, render_side_by_side, write_csv
 
     if args.modality == "all":

@@ -26,9 +26,10 @@ from gateway import health, jobs_api
 from gateway.auth import Authenticator, FailureLimiter
 from gateway.jobs_api import ApiError
 from gateway.metrics import GatewayMetrics
-from gateway.openapi import SPEC
+from gateway.openapi import spec as openapi_spec
 from gateway.server import ReadDeadlineError, begin_body
 from gateway.uploads import UploadRequest
+from jobs.storage import open_storage
 from jobs.store import JobStore
 from services.celery_app import create_app as create_celery
 from shared.logs import configure_logging
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                                   retry=Retry(ExponentialBackoff(cap=0.1, base=0.05), 1))
     app.extensions["empathy_redis"] = client
     app.extensions["empathy_jobs"] = JobStore(client, ttl_s=settings.job_ttl_s)
+    app.extensions["empathy_storage"] = open_storage(settings)
     app.extensions["empathy_celery"] = create_celery(settings, dispatch_only=True)
     metrics = GatewayMetrics(client)
     app.extensions["empathy_metrics"] = metrics
@@ -69,7 +71,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/openapi.json")
     def openapi() -> Response:
-        return jsonify(SPEC)
+        return jsonify(openapi_spec())
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> tuple[Response, int, dict[str, str]]:

@@ -2,7 +2,7 @@
 
 Ready means Redis answers and every modality's model server reports an AVAILABLE version through
 TF Serving's gRPC ``ModelService/GetModelStatus`` (the same call works against ``tensorflow/serving`` and
-our own model server). The wire messages come from :mod:`shared.serving_protos`, so the gateway never
+our own model server). The wire messages come from :mod:`serving.protos`, so the gateway never
 imports TensorFlow (~600 MB) just to ask a status.
 """
 
@@ -16,7 +16,7 @@ import grpc
 import redis
 from flask import Blueprint, Response, current_app, jsonify
 
-from shared import serving_protos as wire
+from serving import protos as wire
 from shared.settings import MODALITIES, Settings
 
 bp = Blueprint("health", __name__)

@@ -1,7 +1,8 @@
 """``/v1/jobs``: upload a video, follow its analysis, fetch the result (JSON, CSV or a plot), delete it.
 
-The gateway never analyses anything itself: it validates the upload, stores it on the shared volume,
-records the job in Redis and sends the Celery chord. Everything it returns comes from the job store
+The gateway never analyses anything itself: it validates the request (:class:`jobs.request.JobRequest`)
+and the upload, stores the upload in the job storage (:mod:`jobs.files`), records the job in Redis and sends
+the Celery chord. Everything it returns comes from the job store
 (state) or from the result document the fusion worker wrote (result, CSV, plot).
 
 Every route needs the caller's API key (:mod:`gateway.auth`) and sees only the caller's jobs: a job of
@@ -13,7 +14,6 @@ nothing behind.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from pathlib import Path
@@ -26,18 +26,18 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
 from gateway.auth import Authenticator, Caller, FailureLimiter, presented_key
-from gateway.uploads import keep_upload, sanitize_filename, stored_suffix, upload_path
-from jobs.files import job_dir, read_json, remove_job
-from jobs.store import DONE, IdempotencyConflict, JobStore, new_job_id, parse_subject, valid_job_id
+from gateway.uploads import sanitize_filename, stored_suffix, upload_path
+from jobs.files import JobFiles
+from jobs.request import JobRequest, field_specs
+from jobs.storage import JobStorage
+from jobs.store import DONE, IdempotencyConflict, JobStore, new_job_id, valid_job_id
 from services.celery_app import dispatch_job
 from shared.asr import ASRError, read_word_file
-from shared.crops import check_listener_spec
 from shared.data import TranscriptError
-from shared.fusion import check_spec
 from shared.media import MediaError, MediaLimitError, VideoInfo, check_limits, probe
 from shared.plot import render_png
 from shared.results import to_csv
-from shared.settings import MODALITIES, Settings
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,6 @@ bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _IDEMPOTENCY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII without spaces, as in the IETF draft
-FORM_FIELDS = frozenset({"subject", "modalities", "fusion", "listener"})
 FILE_FIELDS = frozenset({"video", "transcript"})
 
 
@@ -66,6 +65,11 @@ def _settings() -> Settings:
 
 def _store() -> JobStore:
     return current_app.extensions["empathy_jobs"]
+
+
+def _files(job_id: str) -> JobFiles:
+    storage: JobStorage = current_app.extensions["empathy_storage"]
+    return JobFiles(storage, job_id)
 
 
 def _caller() -> Caller:
@@ -124,59 +128,26 @@ def _links(job_id: str) -> dict[str, str]:
 
 
 # --- request fields --------------------------------------------------------------------------------------
-def _check_fields() -> None:
-    """Unknown or repeated fields are mistakes (``subjet=3`` must not silently become subject 0)."""
+def _job_request() -> JobRequest:
+    """The job's request from the form (:meth:`JobRequest.from_form`, the one parser): 400 when malformed.
+
+    Unknown or repeated fields are mistakes (``subjet=3`` must not silently become subject 0); the upload
+    parts (video, transcript) must be files.
+    """
     misplaced = sorted(FILE_FIELDS & set(request.form))
     if misplaced:
         raise ApiError(400, f"form fields {misplaced} must be file uploads (multipart parts with a filename)")
-    unknown = sorted((set(request.form) - FORM_FIELDS) | (set(request.files) - FILE_FIELDS))
-    if unknown:
-        shown = [name[:40] for name in unknown[:10]]  # echo a bounded amount of what the client sent
-        raise ApiError(400, f"unknown form fields {shown}; expected {sorted(FORM_FIELDS | FILE_FIELDS)}")
-    for name in ("subject", "fusion", "listener", *FILE_FIELDS):
-        if len(request.form.getlist(name)) + len(request.files.getlist(name)) > 1:
+    unknown_files = sorted(set(request.files) - FILE_FIELDS)
+    if unknown_files:
+        raise ApiError(400, f"unknown form fields {[n[:40] for n in unknown_files[:10]]}; expected "
+                            f"{sorted({*field_specs(), *FILE_FIELDS})}")
+    for name in FILE_FIELDS:
+        if len(request.files.getlist(name)) > 1:
             raise ApiError(400, f"form field {name!r} given more than once")
-
-
-def _parse_subject(raw: str | None, default: int) -> int:
-    """The job's subject, validated once here (:func:`jobs.store.parse_subject`); empty = ``default``."""
-    if raw is None or raw.strip() == "":
-        return default
     try:
-        return parse_subject(raw)
+        return JobRequest.from_form({name: request.form.getlist(name) for name in request.form})
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
-
-
-def _parse_listener(raw: str | None) -> str:
-    """The job's listener region spec ('' = the service's EMPATHY_LISTENER_CROP); 400 when malformed."""
-    if raw is None or not raw.strip():
-        return ""
-    try:
-        return check_listener_spec(raw[:200])
-    except ValueError as exc:
-        raise ApiError(400, f"listener: {exc}") from None
-
-
-def _parse_modalities(values: list[str]) -> list[str]:
-    """Accepts ``modalities=audio,text`` or repeated ``modalities`` fields; none = every modality of the registry."""
-    requested = [part.strip() for value in values for part in value.split(",") if part.strip()]
-    if not requested:
-        return list(MODALITIES)
-    unknown = sorted(set(requested) - set(MODALITIES))
-    if unknown:
-        raise ApiError(400, f"unknown modalities {[u[:30] for u in unknown[:5]]}; choose among {list(MODALITIES)}")
-    return [name for name in MODALITIES if name in requested]  # canonical order, no duplicates
-
-
-def _parse_fusion(raw: str | None) -> str:
-    """The job's fusion (``ccc``, ``paper``, ``learned`` or explicit weights); empty = the configured one."""
-    if raw is None or raw.strip() == "":
-        return ""
-    try:
-        return check_spec(raw[:200])
-    except ValueError as exc:
-        raise ApiError(400, f"bad fusion: {exc}") from None
 
 
 def _idempotency_key() -> str | None:
@@ -226,26 +197,26 @@ def _check_video(path: Path, label: str, settings: Settings) -> VideoInfo:
     return info
 
 
-def _check_transcript(upload: FileStorage, target: Path) -> None:
-    keep_upload(upload.stream, target)
+def _check_transcript(upload: FileStorage) -> Path:
+    """The streamed temporary file of the ``transcript`` part, once it reads as word timings (else 400)."""
+    path = upload_path(upload.stream)
+    if path is None:  # UploadRequest streams every file part to a temporary file: this is a wiring error
+        raise ApiError(500, "the transcript was not streamed to a temporary file")
+    upload.stream.flush()
     try:
-        read_word_file(target)
+        read_word_file(path)
     except (TranscriptError, ASRError, ValueError) as exc:
-        raise ApiError(400, f"bad transcript: {str(exc).replace(str(target), 'transcript')}") from None
+        raise ApiError(400, f"bad transcript: {str(exc).replace(str(path), 'transcript')}") from None
+    return path
 
 
-def _fingerprint(video: Path, subject: int, modalities: list[str], transcript: FileStorage | None,
-                 fusion: str = "", listener: str = "") -> str:
-    """What makes two submissions "the same upload": the video's bytes and every option."""
-    digest = hashlib.sha256()
+def _fingerprint(job: JobRequest, video: Path, transcript: Path | None) -> str:
+    """What makes two submissions "the same upload" (:meth:`JobRequest.fingerprint`)."""
     with video.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    digest.update(f"|{subject}|{','.join(modalities)}|{fusion}|{listener}|".encode())
-    if transcript is not None:
-        transcript.stream.seek(0)
-        digest.update(transcript.stream.read())
-    return digest.hexdigest()
+        if transcript is None:
+            return job.fingerprint(fh)
+        with transcript.open("rb") as words:
+            return job.fingerprint(fh, words)
 
 
 def _replay(job_id: str) -> tuple[Response, int, dict[str, str]]:
@@ -262,32 +233,27 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     settings = _settings()
     caller = _caller()
     idempotency = _idempotency_key()
-    _check_fields()  # reads the body: 413 here when it is larger than EMPATHY_MAX_UPLOAD_MB
-    subject = _parse_subject(request.form.get("subject"), settings.default_subject)
-    modalities = _parse_modalities(request.form.getlist("modalities"))
-    fusion = _parse_fusion(request.form.get("fusion"))
-    listener = _parse_listener(request.form.get("listener"))
+    job = _job_request().resolve(settings)  # reads the body: 413 here when larger than EMPATHY_MAX_UPLOAD_MB
     video_part = request.files.get("video")
     upload, filename = _uploaded_video(video_part)
     info = _check_video(upload, filename, settings)
-    transcript = request.files.get("transcript")
-    if transcript is not None and not transcript.filename:
-        transcript = None
+    transcript_part = request.files.get("transcript")
+    transcript = _check_transcript(transcript_part) if transcript_part is not None and transcript_part.filename \
+        else None
     job_id = new_job_id()
     if idempotency is not None:
         try:
             existing = _store().claim_idempotency_key(caller.owner, idempotency, job_id,
-                                                      _fingerprint(upload, subject, modalities, transcript, fusion,
-                                                                   listener))
+                                                      _fingerprint(job, upload, transcript))
         except IdempotencyConflict as exc:
             raise ApiError(422, f"{IDEMPOTENCY_HEADER} reused: {exc}") from None
         if existing is not None:
             log.info("idempotent replay", extra={"job": existing, "client": caller.name})
             return _replay(existing)
     try:
-        return _accept(job_id, video_part, filename, info, subject, modalities, transcript, fusion, listener)
+        return _accept(job_id, job, upload, filename, info, transcript)
     except Exception:
-        remove_job(settings.storage_dir, job_id)
+        _files(job_id).delete()
         if idempotency is not None:
             _release_quietly(caller.owner, idempotency)
         raise
@@ -300,30 +266,27 @@ def _release_quietly(owner: str, key: str) -> None:
         log.warning("could not release an idempotency key; it expires with the job TTL")
 
 
-def _accept(job_id: str, video_part: FileStorage, filename: str, info: VideoInfo, subject: int,
-            modalities: list[str], transcript: FileStorage | None,
-            fusion: str = "", listener: str = "") -> tuple[Response, int, dict[str, str]]:
-    """Keep the upload under a generated name, record the job, send its chord."""
-    settings = _settings()
-    directory = job_dir(settings.storage_dir, job_id)
-    video = directory / f"video{stored_suffix(filename)}"
-    keep_upload(video_part.stream, video)
+def _accept(job_id: str, job: JobRequest, upload: Path, filename: str, info: VideoInfo,
+            transcript: Path | None) -> tuple[Response, int, dict[str, str]]:
+    """Keep the upload (and transcript) in the job storage under generated names, record the job, send its chord."""
+    files = _files(job_id)
+    size = upload.stat().st_size
+    video = files.put_video(upload, stored_suffix(filename), move=True)  # local storage: a rename, no copy
     if transcript is not None:
-        _check_transcript(transcript, directory / "transcript.json")
+        files.put_transcript(transcript, move=True)
     store = _store()
-    store.create(job_id, subject=subject, filename=filename, video=str(video), modalities=modalities,
-                 owner=_caller().owner, fusion=fusion, listener=listener)
+    store.create(job_id, job, filename=filename, video=video, owner=_caller().owner)
     try:
-        task_ids = dispatch_job(current_app.extensions["empathy_celery"], job_id, modalities)
+        task_ids = dispatch_job(current_app.extensions["empathy_celery"], job_id, list(job.modalities))
     except (OperationalError, redis.RedisError) as exc:
         store.delete(job_id)
         raise ApiError(503, f"the job queue is unavailable, nothing was kept; retry later ({exc})") from None
     store.set_task_ids(job_id, task_ids)
     metrics = current_app.extensions["empathy_metrics"]
     metrics.jobs.inc()
-    metrics.upload_bytes.inc(video.stat().st_size)
-    log.info("job accepted", extra={"job": job_id, "client": _caller().name, "subject": subject,
-                                    "modalities": modalities, "upload": filename, "frames": info.n_frames,
+    metrics.upload_bytes.inc(size)
+    log.info("job accepted", extra={"job": job_id, "client": _caller().name, "subject": job.subject,
+                                    "modalities": list(job.modalities), "upload": filename, "frames": info.n_frames,
                                     "duration_s": info.duration_s})
     body = {**(store.status(job_id) or {}), "links": _links(job_id), "n_frames": info.n_frames,
             "duration_s": info.duration_s}
@@ -341,10 +304,10 @@ def _result_document(job_id: str) -> dict[str, Any]:
     if status["state"] != DONE:
         raise ApiError(409, f"job {job_id} is {status['state']}: no result yet" if "error" not in status
                        else f"job {job_id} failed: {status['error']}", state=status["state"])
-    path = job_dir(_settings().storage_dir, job_id) / "result.json"
-    if not path.is_file():
-        raise ApiError(410, f"the result of job {job_id} is no longer on the storage volume")
-    return read_json(path)
+    files = _files(job_id)
+    if not files.has_result():
+        raise ApiError(410, f"the result of job {job_id} is no longer in the job storage")
+    return files.read_result()
 
 
 @bp.get("/<job_id>/result")
@@ -373,6 +336,6 @@ def delete_job(job_id: str) -> tuple[str, int]:
     store.delete(job_id)  # first: workers check the job exists before and after their work
     if task_ids:
         current_app.extensions["empathy_celery"].control.revoke(task_ids)
-    remove_job(_settings().storage_dir, job_id)
+    _files(job_id).delete()
     log.info("job deleted", extra={"job": job_id, "client": _caller().name})
     return "", 204

@@ -1,14 +1,15 @@
 """The gateway's OpenAPI 3.0 description, served at ``/openapi.json``.
 
-Written by hand next to the code it describes; ``tests/unit/gateway/test_jobs_api.py`` checks that every Flask route
-is documented here and every documented operation exists, so the two cannot drift apart.
+Written by hand next to the code it describes, but for the job form's fields, which come from the job request
+(:func:`jobs.request.form_schema`); ``tests/unit/gateway/test_jobs_api.py`` checks that every Flask route is
+documented here and every documented operation exists, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared.settings import MODALITIES
+from jobs.request import form_schema
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
@@ -97,96 +98,90 @@ _UNAUTHORIZED = {"401": _error("missing or invalid API key"),
                  "429": _error("too many refused requests from this address or key (EMPATHY_AUTH_FAILURE_LIMIT)")}
 _UNAVAILABLE = {"503": _error("Redis (job store / broker) unavailable; retry later")}
 
-SPEC: dict[str, Any] = {
-    "openapi": "3.0.3",
-    "security": [{"bearer": []}],
-    "info": {
-        "title": "Empathic valence gateway",
-        "version": "1",
-        "description": "Upload a video of a listener; get per-frame valence (25 fps) from five modality models "
-                       "fused as in 'Alpha and City' (OMG-Empathy), with a per-frame agreement signal.",
-    },
-    "paths": {
-        "/v1/jobs": {
-            "post": {
-                "summary": "Submit a video for analysis",
-                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                "schema": {"type": "string", "maxLength": 200},
-                                "description": "the same key and upload again returns the first job (200)"}],
-                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                    "type": "object",
-                    "properties": {
-                        "video": {"type": "string", "format": "binary"},
-                        "subject": {"type": "integer", "minimum": 0,
-                                    "description": "listener id (0 or absent: unknown, global statistics)"},
-                        "modalities": {"type": "string", "description": f"comma list, subset of {list(MODALITIES)}"},
-                        "listener": {"type": "string", "description": "listener region: auto (2560x720 input: the "
-                                     "official split x >= 1080; else the whole frame), full, x0,y0,x1,y1 fractions "
-                                     "or per subject '1=...;*=auto' (absent: EMPATHY_LISTENER_CROP)"},
-                        "transcript": {"type": "string", "format": "binary",
-                                       "description": "optional word timings (JSON), used instead of ASR"},
-                        "fusion": {"type": "string",
-                                   "description": "ccc | paper | learned | audio=1,text=0.5,... "
-                                                  "(default EMPATHY_FUSION_WEIGHTS)"},
+def spec() -> dict[str, Any]:
+    """The document, built when asked: the form follows the job request and the registered fusion methods."""
+    return {
+        "openapi": "3.0.3",
+        "security": [{"bearer": []}],
+        "info": {
+            "title": "Empathic valence gateway",
+            "version": "1",
+            "description": "Upload a video of a listener; get per-frame valence (25 fps) from five modality models "
+                           "fused as in 'Alpha and City' (OMG-Empathy), with a per-frame agreement signal.",
+        },
+        "paths": {
+            "/v1/jobs": {
+                "post": {
+                    "summary": "Submit a video for analysis",
+                    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                    "schema": {"type": "string", "maxLength": 200},
+                                    "description": "the same key and upload again returns the first job (200)"}],
+                    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                        "type": "object",
+                        "properties": {
+                            "video": {"type": "string", "format": "binary"},
+                            "transcript": {"type": "string", "format": "binary",
+                                           "description": "optional word timings (JSON), used instead of ASR"},
+                            **form_schema(),  # the job request's fields (jobs.request.JobRequest)
+                        },
+                        "required": ["video"],
+                    }}}},
+                    "responses": {
+                        "202": _json({"$ref": "#/components/schemas/Job"}, "accepted; Location gives the job URL"),
+                        "200": _json({"$ref": "#/components/schemas/Job"}, "idempotent replay: the job this key made"),
+                        "400": _error("bad or unknown form field, empty upload, bad transcript"),
+                        **_UNAUTHORIZED,
+                        "409": _error("the same idempotency key is still being processed"),
+                        "408": _error("the upload arrived slower than EMPATHY_UPLOAD_MIN_RATE_KIB_S"),
+                        "413": _error("upload larger than EMPATHY_MAX_UPLOAD_MB, longer than EMPATHY_MAX_DURATION_S, "
+                                      "frames larger than EMPATHY_MAX_FRAME_SIZE or pixel rate above "
+                                      "EMPATHY_MAX_PIXEL_RATE"),
+                        "415": _error("not a usable video (not media, truncated, no video stream, no frames)"),
+                        "422": _error("idempotency key reused for a different upload"),
+                        **_UNAVAILABLE,
                     },
-                    "required": ["video"],
-                }}}},
-                "responses": {
-                    "202": _json({"$ref": "#/components/schemas/Job"}, "accepted; Location gives the job URL"),
-                    "200": _json({"$ref": "#/components/schemas/Job"}, "idempotent replay: the job this key made"),
-                    "400": _error("bad or unknown form field, empty upload, bad transcript"),
-                    **_UNAUTHORIZED,
-                    "409": _error("the same idempotency key is still being processed"),
-                    "408": _error("the upload arrived slower than EMPATHY_UPLOAD_MIN_RATE_KIB_S"),
-                    "413": _error("upload larger than EMPATHY_MAX_UPLOAD_MB, longer than EMPATHY_MAX_DURATION_S, "
-                                  "frames larger than EMPATHY_MAX_FRAME_SIZE or pixel rate above "
-                                  "EMPATHY_MAX_PIXEL_RATE"),
-                    "415": _error("not a usable video (not media, truncated, no video stream, no frames)"),
-                    "422": _error("idempotency key reused for a different upload"),
-                    **_UNAVAILABLE,
                 },
             },
+            "/v1/jobs/{job_id}": {
+                "parameters": [_JOB_ID],
+                "get": {"summary": "State and per-modality progress of a job",
+                        "responses": {"200": _json({"$ref": "#/components/schemas/Job"}, "the job"),
+                                      **_UNAUTHORIZED, "404": _error("unknown job (or another key's)"),
+                                      **_UNAVAILABLE}},
+                "delete": {"summary": "Delete a job, its video and its results (revokes pending tasks)",
+                           "responses": {"204": {"description": "deleted"}, **_UNAUTHORIZED,
+                                         "404": _error("unknown job (or another key's)"), **_UNAVAILABLE}},
+            },
+            "/v1/jobs/{job_id}/result": {
+                "parameters": [_JOB_ID, {"name": "format", "in": "query", "required": False,
+                                         "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"}}],
+                "get": {"summary": "Fused valence, agreement and every module's curve",
+                        "responses": {"200": {"description": "the result",
+                                              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Result"}},
+                                                          "text/csv": {"schema": {"type": "string"}}}},
+                                      "400": _error("bad format"), **_UNAUTHORIZED, "404": _error("unknown job"),
+                                      "409": _error("job not done (or failed)"), "410": _error("result files gone")}},
+            },
+            "/v1/jobs/{job_id}/plot.png": {
+                "parameters": [_JOB_ID],
+                "get": {"summary": "Modules, fusion and agreement over time (like the paper's Fig. 3)",
+                        "responses": {"200": {"description": "PNG", "content": {"image/png": {}}},
+                                      **_UNAUTHORIZED, "404": _error("unknown job"), "409": _error("job not done")}},
+            },
+            "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": _json({"type": "object"}, "alive")}}},
+            "/readyz": {"get": {"summary": "Readiness: Redis and every model server (gRPC GetModelStatus)",
+                                "security": [],
+                                "responses": {"200": _json({"type": "object"}, "ready"),
+                                              "503": _json({"type": "object"}, "not ready; checks say why")}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
+                                 "responses": {"200": {"description": "text exposition format",
+                                                       "content": {"text/plain": {}}}}}},
+            "/openapi.json": {"get": {"summary": "This document", "security": [],
+                                      "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0")}}},
         },
-        "/v1/jobs/{job_id}": {
-            "parameters": [_JOB_ID],
-            "get": {"summary": "State and per-modality progress of a job",
-                    "responses": {"200": _json({"$ref": "#/components/schemas/Job"}, "the job"),
-                                  **_UNAUTHORIZED, "404": _error("unknown job (or another key's)"),
-                                  **_UNAVAILABLE}},
-            "delete": {"summary": "Delete a job, its video and its results (revokes pending tasks)",
-                       "responses": {"204": {"description": "deleted"}, **_UNAUTHORIZED,
-                                     "404": _error("unknown job (or another key's)"), **_UNAVAILABLE}},
+        "components": {
+            "schemas": {"Error": _ERROR, "Job": JOB, "ModalityStatus": MODALITY_STATUS, "Result": RESULT},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "an API key of EMPATHY_API_KEYS / EMPATHY_API_KEYS_FILE"}},
         },
-        "/v1/jobs/{job_id}/result": {
-            "parameters": [_JOB_ID, {"name": "format", "in": "query", "required": False,
-                                     "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"}}],
-            "get": {"summary": "Fused valence, agreement and every module's curve",
-                    "responses": {"200": {"description": "the result",
-                                          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Result"}},
-                                                      "text/csv": {"schema": {"type": "string"}}}},
-                                  "400": _error("bad format"), **_UNAUTHORIZED, "404": _error("unknown job"),
-                                  "409": _error("job not done (or failed)"), "410": _error("result files gone")}},
-        },
-        "/v1/jobs/{job_id}/plot.png": {
-            "parameters": [_JOB_ID],
-            "get": {"summary": "Modules, fusion and agreement over time (like the paper's Fig. 3)",
-                    "responses": {"200": {"description": "PNG", "content": {"image/png": {}}},
-                                  **_UNAUTHORIZED, "404": _error("unknown job"), "409": _error("job not done")}},
-        },
-        "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": _json({"type": "object"}, "alive")}}},
-        "/readyz": {"get": {"summary": "Readiness: Redis and every model server (gRPC GetModelStatus)",
-                            "security": [],
-                            "responses": {"200": _json({"type": "object"}, "ready"),
-                                          "503": _json({"type": "object"}, "not ready; checks say why")}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
-                             "responses": {"200": {"description": "text exposition format",
-                                                   "content": {"text/plain": {}}}}}},
-        "/openapi.json": {"get": {"summary": "This document", "security": [],
-                                  "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0")}}},
-    },
-    "components": {
-        "schemas": {"Error": _ERROR, "Job": JOB, "ModalityStatus": MODALITY_STATUS, "Result": RESULT},
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                       "description": "an API key of EMPATHY_API_KEYS / EMPATHY_API_KEYS_FILE"}},
-    },
-}
+    }

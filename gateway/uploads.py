@@ -1,4 +1,4 @@
-"""Where uploads land while a request is read, and how a kept upload gets its place in the job directory.
+"""Where uploads land while a request is read: temporary files the job storage takes over when a job is kept.
 
 Werkzeug streams each multipart file part into a file object from the request's stream factory. Ours
 creates it on the storage volume (``<storage>/uploads/.upload-<random>``), never in ``/tmp`` of the
@@ -7,8 +7,8 @@ gateway container and never under a name the client chose, so:
 * the size limit (``MAX_CONTENT_LENGTH`` = ``EMPATHY_MAX_UPLOAD_MB``) is enforced by werkzeug while the
   body streams in (413 before anything is read when ``Content-Length`` says so, or as soon as a chunked
   body passes the limit);
-* a kept video is *moved* into ``<storage>/jobs/<id>/video.<ext>`` (a rename on the same volume: no second
-  copy of a 1 GiB file);
+* a kept video is handed to the job storage (:meth:`jobs.files.JobFiles.put_video`; the local backend
+  *moves* it, a rename on the same volume: no second copy of a 1 GiB file);
 * every temporary file still there when the request ends (rejected, too large, replayed, failed) is
   deleted by :meth:`UploadRequest.close`, which Flask calls at the end of every request.
 
@@ -17,7 +17,6 @@ The client's file name is only ever a label (``sanitize_filename``): stored name
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 import unicodedata
@@ -64,21 +63,6 @@ def upload_path(stream: Any) -> Path | None:
     """The temporary file behind an uploaded part (None for parts werkzeug kept in memory)."""
     name = getattr(stream, "name", None)
     return Path(name) if isinstance(name, str) else None
-
-
-def keep_upload(stream: IO[bytes], target: Path) -> Path:
-    """Move an upload's temporary file to ``target`` (same volume: a rename), or copy an in-memory part."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stream.flush()
-    source = upload_path(stream)
-    if source is not None and source.is_file():
-        os.replace(source, target)
-    else:
-        stream.seek(0)
-        with target.open("wb") as out:
-            while chunk := stream.read(1 << 20):
-                out.write(chunk)
-    return target
 
 
 def sanitize_filename(name: str | None) -> str:

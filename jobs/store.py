@@ -1,7 +1,7 @@
 """The job store: one Redis hash per analysis job, written by the gateway and the workers, read by clients.
 
-Redis holds state only (small strings: states, progress, errors, paths); the video and every series live
-on the shared storage volume (:mod:`jobs.files`). Each worker updates only the fields of its own
+Redis holds state only (small strings: states, progress, errors, blob names); the video and every series
+live in the job storage (:mod:`jobs.files`). Each worker updates only the fields of its own
 modality, so concurrent updates never overwrite each other, and every write refreshes the key's TTL.
 
 Hash ``empathy:job:<id>`` fields::
@@ -9,8 +9,9 @@ Hash ``empathy:job:<id>`` fields::
     state            queued | running | done | failed
     created/updated  epoch seconds
     owner            sha256 of the API key that created the job ("" with authentication off); never shown
-    subject, filename, video (storage path), modalities (comma list), task_ids (JSON list, for revoke)
-    result           path of result.json once fused;  error  when the job failed
+    subject, modalities, fusion, listener...   the job's request (jobs.request.JobRequest.to_hash)
+    filename, video (the upload's blob name), task_ids (JSON list, for revoke)
+    result           blob name of the result once fused;  error  when the job failed
     used             comma list of the modalities fusion used (degraded: a requested one not ok)
     <m>.status       queued | preparing | predicting | postprocessing | ok | unavailable | failed
     <m>.progress     0..1;  <m>.detail  error or reason;  <m>.seconds;  <m>.worker (hostname)
@@ -39,12 +40,12 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from jobs.request import JobRequest
+
 KEY_PREFIX = "empathy:job:"
 ACTIVE_KEY = "empathy:active"
 IDEMPOTENCY_PREFIX = "empathy:idem:"
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-
-MAX_SUBJECT = 2**31 - 1  # subjects reach the models as int32
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 FINAL_STATES = (DONE, FAILED)
@@ -59,23 +60,6 @@ def new_job_id() -> str:
 def valid_job_id(job_id: str) -> bool:
     """Ids are 32 lowercase hex digits: anything else is rejected before it reaches Redis or the file system."""
     return bool(JOB_ID_RE.match(job_id))
-
-
-def parse_subject(text: str) -> int:
-    """A listener id from text: decimal digits, 0 to :data:`MAX_SUBJECT` (0 = unknown listener).
-
-    The one parser of a job's subject: the gateway validates the request's field with it, the store keeps
-    the int as text, and every reader (the tasks, the status view) parses it back with it (:func:`job_subject`).
-    """
-    value = text.strip()
-    if not value.isascii() or not value.isdigit() or int(value) > MAX_SUBJECT:
-        raise ValueError(f"subject must be an integer from 0 to {MAX_SUBJECT}, got {text[:50]!r}")
-    return int(value)
-
-
-def job_subject(raw: Mapping[str, str]) -> int:
-    """The subject of a stored job (:meth:`JobStore.raw`), as the gateway validated it at creation."""
-    return parse_subject(raw.get("subject") or "0")
 
 
 class IdempotencyConflict(Exception):
@@ -116,15 +100,14 @@ class JobStore:
         pipe.expire(self.key(job_id), self.ttl_s)
         pipe.execute()
 
-    def create(self, job_id: str, *, subject: int, filename: str, video: str, modalities: Sequence[str],
-               owner: str = "", fusion: str = "", listener: str = "") -> None:
-        """``fusion``: the job's fusion specification ("" = the fusion worker's EMPATHY_FUSION_WEIGHTS)."""
+    def create(self, job_id: str, request: JobRequest, *, filename: str, video: str, owner: str = "") -> None:
+        """Record a new job: its request's fields (:meth:`JobRequest.to_hash`), the client's file name, the
+        upload's blob name, the owner."""
         fields: dict[str, Any] = {
-            "state": QUEUED, "created": f"{time.time():.3f}", "owner": owner, "subject": subject, "fusion": fusion,
-            "filename": filename, "video": video, "modalities": ",".join(modalities), "task_ids": "[]",
-            "result": "", "error": "", "listener": listener,
+            "state": QUEUED, "created": f"{time.time():.3f}", "owner": owner, **request.to_hash(),
+            "filename": filename, "video": video, "task_ids": "[]", "result": "", "error": "",
         }
-        for name in modalities:
+        for name in request.modalities:
             fields[f"{name}.status"] = QUEUED
             fields[f"{name}.progress"] = 0.0
             fields[f"{name}.detail"] = ""
@@ -245,7 +228,8 @@ class JobStore:
         raw = self.raw(job_id)
         if not raw:
             return None
-        names = [m for m in raw.get("modalities", "").split(",") if m]
+        request = JobRequest.from_hash(raw)
+        names = list(request.modalities)
         modalities = {}
         for name in names:
             entry: dict[str, Any] = {
@@ -266,7 +250,7 @@ class JobStore:
             "id": job_id,
             "state": state,
             "progress": round(progress, 3),
-            "subject": job_subject(raw),
+            "subject": request.subject or 0,
             "filename": raw.get("filename", ""),
             "created": float(raw.get("created") or 0.0),
             "updated": float(raw.get("updated") or 0.0),

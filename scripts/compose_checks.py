@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 from jobs.store import FINAL_STATES, MODALITY_FINAL  # noqa: E402
 from shared.ccc import ccc  # noqa: E402
 from shared.data import read_labels  # noqa: E402
+from shared.ports import free_port  # noqa: E402
 from shared.settings import MODALITIES  # noqa: E402
 
 # The fused curve of the bundled models on an unseen synthetic story: measured in containers and with `empathy up`
@@ -136,7 +137,7 @@ def redis_field(job_id: str, field: str) -> str:
 
 
 def make_clip(out_dir: Path) -> Any:
-    from shared.synthetic import generate_clip
+    from synthetic import generate_clip
 
     return generate_clip(out_dir, subject=1, story=7, duration_s=CLIP_SECONDS, width=640, height=360, seed=7)
 
@@ -290,14 +291,6 @@ def run_local(clip: Any, models: Path, report: dict[str, Any]) -> None:
                 os.killpg(launcher.pid, signal.SIGKILL)
                 launcher.wait()
         shutil.rmtree(work, ignore_errors=True)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def image_sizes() -> dict[str, int]:

@@ -3,7 +3,7 @@
 One queue per modality of the registry (:mod:`shared.registry`: ``audio``, ``text``, ``face``, ``landmarks``,
 ``body``, and any plugin's), plus ``fusion`` (and the optional ``vision``), so that each modality scales on its own (``docker compose up --scale landmarks=3`` or ``empathy up --workers
 landmarks=3``). The gateway imports this module only (never :mod:`services.tasks`, which pulls in the
-preprocessing stack) and sends tasks by name.
+preprocessing stack), builds its own app with :func:`create_app` and sends tasks by name.
 
 Reliability choices (Celery's "Optimizing" guide): JSON only (no pickle from the network: a worker refuses
 any other content type), tasks are acknowledged after they ran (``task_acks_late``) and re-queued when the
@@ -16,8 +16,8 @@ counts each header task once (Celery keys its part returns by task id), so a re-
 fires the fusion early. Outages are waited out by the workers (broker reconnection without limit,
 result-backend writes retried for ``EMPATHY_REDIS_OUTAGE_S``); what still slips through (a worker killed
 mid-task, a chord that never fired) is caught by the job watchdog (:mod:`services.watchdog`).
-Results go through Redis **by reference**: series live on the shared storage volume, Redis carries paths
-and statuses only.
+Results go through Redis **by reference**: series live in the job storage (:mod:`jobs.storage`), Redis
+carries blob names and statuses only.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from celery.backends.redis import RedisBackend
 from kombu import Queue
 from kombu.utils.uuid import uuid
 
-from shared.registry import FUSION_QUEUE, VISION_QUEUE, entry, vision_names, worker_queues
+from shared.registry import FUSION_QUEUE, VISION_QUEUE, entry, worker_queues
 from shared.settings import MODALITIES, Settings, get_settings
 
 ANALYZE_TASK = "empathy.analyze_modality"
@@ -37,7 +37,6 @@ FUSE_TASK = "empathy.fuse"
 # Optional deployment (EMPATHY_VISION_WORKER=on): the vision modalities of a job (face, landmarks, body) as one
 # task on the "vision" queue, whose worker (python -m services.worker vision) decodes the video once for all.
 VISION_TASK = "empathy.analyze_vision"
-VISION_MODALITIES: tuple[str, ...] = vision_names()
 QUEUES: tuple[str, ...] = worker_queues()
 
 
@@ -137,7 +136,14 @@ def create_app(settings: Settings | None = None, *, dispatch_only: bool = False)
     return app
 
 
-app = create_app()
+def __getattr__(name: str) -> Celery:
+    """``app``: the workers' Celery app, built on first use (``services.tasks`` registers its tasks on it;
+    ``celery -A services.celery_app`` finds it), never as a side effect of importing this module: the gateway
+    imports it for :func:`create_app` and :func:`dispatch_job` only."""
+    if name == "app":
+        globals()["app"] = built = create_app()
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def dispatch_job(celery_app: Celery, job_id: str, modalities: list[str]) -> list[str]:
@@ -161,8 +167,9 @@ def dispatch_job(celery_app: Celery, job_id: str, modalities: list[str]) -> list
 
 def vision_together(modalities: list[str], settings: Settings | None = None) -> list[str]:
     """The vision modalities a job sends as one decode-once task: none unless EMPATHY_VISION_WORKER is on
-    and the job asks for at least two of face, landmarks and body."""
-    if not (settings or get_settings()).vision_worker:
+    (``empathy up`` turns 'auto' on for its children) and the job asks for at least two of face, landmarks
+    and body."""
+    if not (settings or get_settings()).vision_worker_on():
         return []
-    together = [name for name in modalities if name in VISION_MODALITIES]
+    together = [name for name in modalities if entry(name).vision]
     return together if len(together) > 1 else []

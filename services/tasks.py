@@ -3,7 +3,8 @@
 A job is a chord: ``analyze_modality(job, m)`` for every requested modality, then ``fuse(outcomes, job)``
 on the ``fusion`` queue. An analysis task never raises for a broken modality: it stores a ``failed``
 series and returns, because a raising header task would cancel the chord and leave the other four
-modalities' work unused. Tasks only pass storage paths and statuses (results by reference).
+modalities' work unused. Tasks only pass blob names and statuses (results by reference): a task reads the
+upload through the job storage (:mod:`jobs.files`) into a private temporary copy, never another process's path.
 
 A task whose worker died is delivered again (``task_acks_late``, or sooner by the watchdog, which sees its
 heartbeat stop: :mod:`services.watchdog`); each delivery is counted in the job store, and after
@@ -17,7 +18,8 @@ tried again. An analysis task returns exactly the same outcome when a duplicate 
 result, so Celery's chord (a Redis set of the parts' returns) counts it once.
 
 Each task reads the settings once, when it starts, and hands them down (job store, model, media limits,
-pipeline); the job's subject is the int the gateway validated, read back with :func:`jobs.store.job_subject`.
+pipeline); the job's request (subject, modalities, fusion, listener...) is read back typed
+(:meth:`jobs.request.JobRequest.from_hash`), exactly as the gateway validated it.
 """
 
 from __future__ import annotations
@@ -32,15 +34,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jobs.files import find_video, job_dir, load_series, save_series, series_paths, write_json
-from jobs.store import FINAL_STATES, MODALITY_FINAL, JobStore, job_subject
+from jobs.files import JobFiles, LocalInputs, series_name
+from jobs.request import JobRequest
+from jobs.store import FINAL_STATES, MODALITY_FINAL, JobStore
 from services.celery_app import ANALYZE_TASK, FUSE_TASK, VISION_TASK, app
+from serving.model_store import latest_version, load_metadata
 from shared.media import MediaError, check_limits, probe
 from shared.modalities.frame_stream import Prepared
-from shared.model_store import latest_version, load_metadata
 from shared.pipeline import (
-    STATUS_FAILED,
-    ModalityResult,
     align_results,
     fuse_results,
     listener_notes,
@@ -49,9 +50,10 @@ from shared.pipeline import (
 )
 from shared.results import build_document
 from shared.settings import Settings, get_settings
+from shared.values import STATUS_FAILED, ModalityResult
 
 if TYPE_CHECKING:
-    from shared.serving_client import Model
+    from serving.client import Model
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +68,10 @@ def job_store(settings: Settings) -> JobStore:
 def model_for(modality: str, settings: Settings) -> Model:
     """The latest version on the models volume, its metadata and a gRPC predictor for exactly it.
 
-    Opened by :func:`shared.serving_client.open_model` and kept per process while that version stays the
+    Opened by :func:`serving.client.open_model` and kept per process while that version stays the
     latest, so a task reuses the predictor's channel; a newly published version is picked up by the next task.
     """
-    from shared.serving_client import open_model
+    from serving.client import open_model
 
     version = latest_version(Path(settings.models_dir) / modality)
     cached = _models.get(modality)
@@ -116,15 +118,16 @@ def analyze_modality(self: Any, job_id: str, modality: str) -> dict[str, Any]:
     return _analyze(job_id, modality, self.request.hostname or "", get_settings())
 
 
-def _analyze(job_id: str, modality: str, worker: str, settings: Settings,
-             prepared: Prepared | None = None) -> dict[str, Any]:
-    """:func:`analyze_modality`'s work; ``prepared``: windows from a decode shared with other modalities."""
+def _analyze(job_id: str, modality: str, worker: str, settings: Settings, prepared: Prepared | None = None,
+             inputs: LocalInputs | None = None) -> dict[str, Any]:
+    """:func:`analyze_modality`'s work; ``prepared``: windows from a decode shared with other modalities;
+    ``inputs``: local copies of the job's inputs already made (else made here, and deleted after)."""
     store = job_store(settings)
-    directory = job_dir(settings.storage_dir, job_id)
-    if not store.exists(job_id) or not directory.is_dir():
+    files = JobFiles.open(settings, job_id)
+    if not store.exists(job_id) or not files.exists():
         log.info("job gone, skipping", extra={"job": job_id, "modality": modality})
         return {"modality": modality, "status": "cancelled", "series": None}
-    stored = stored_outcome(store, directory, job_id, modality)
+    stored = stored_outcome(store, files, modality)
     if stored is not None:  # a second delivery of a task that did finish: its result, exactly as returned before
         log.warning("duplicate delivery of a finished task", extra={"job": job_id, "modality": modality})
         return stored
@@ -135,7 +138,7 @@ def _analyze(job_id: str, modality: str, worker: str, settings: Settings,
                   extra={"job": job_id, "modality": modality, "attempts": attempt - 1})
         result = _failed(modality, f"gave up after {attempt - 1} deliveries: the worker stopped each time while "
                                    f"analysing this video ({modality})")
-        return _store_result(store, directory, job_id, result)
+        return _store_result(store, files, result)
     if attempt > 1:
         log.warning("task re-delivered", extra={"job": job_id, "modality": modality, "attempt": attempt})
     store.update_modality(job_id, modality, status="preparing", progress=0.01, worker=worker)
@@ -144,25 +147,27 @@ def _analyze(job_id: str, modality: str, worker: str, settings: Settings,
     def progress(name: str, stage: str, fraction: float) -> None:
         store.update_modality(job_id, name, status=stage, progress=fraction)
 
-    with heartbeat(store, job_id, modality, settings.task_lease_s):
+    with heartbeat(store, job_id, modality, settings.task_lease_s), ExitStack() as stack:
+        folder = ""
         try:
-            raw = store.raw(job_id)
-            transcript = directory / "transcript.json"
-            video = find_video(directory)
+            request = JobRequest.from_hash(store.raw(job_id)).resolve(settings)
+            if inputs is None:
+                inputs = stack.enter_context(files.local_inputs())
+            folder = f"{inputs.video.parent}/"
             if prepared is None:  # windows from the shared decode were made after analyze_vision checked it
-                check_media(video, settings)
+                check_media(inputs.video, settings)
             model = model_for(modality, settings)
-            result = run_modality(modality, video, subject=job_subject(raw), predictor=model.predictor,
-                                  metadata=model.metadata, settings=settings,
-                                  transcript=transcript if transcript.is_file() else None, progress=progress,
-                                  listener=raw.get("listener") or None, prepared=prepared)
+            result = run_modality(modality, inputs.video, subject=request.subject, predictor=model.predictor,
+                                  metadata=model.metadata, settings=settings, transcript=inputs.transcript,
+                                  progress=progress, options=request.pipeline_options(), prepared=prepared)
         except MediaError as exc:
             result = _failed(modality, str(exc), time.monotonic() - started)
         except Exception as exc:  # noqa: BLE001 - no model, no video...: a failed modality, never a broken chord
             log.exception("analysis failed", extra={"job": job_id, "modality": modality})
             result = _failed(modality, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
-    result.detail = result.detail.replace(f"{directory}/", "")  # clients see "video.mp4: ...", not server paths
-    return _store_result(store, directory, job_id, result)
+    if folder:
+        result.detail = result.detail.replace(folder, "")  # clients see "video.mp4: ...", not server paths
+    return _store_result(store, files, result)
 
 
 @app.task(name=VISION_TASK, bind=True)
@@ -177,58 +182,60 @@ def analyze_vision(self: Any, job_id: str, modalities: list[str]) -> list[dict[s
     """
     settings = get_settings()
     store = job_store(settings)
-    directory = job_dir(settings.storage_dir, job_id)
+    files = JobFiles.open(settings, job_id)
     worker = self.request.hostname or ""
     prepared: dict[str, Prepared] = {}
-    todo = [m for m in modalities if store.exists(job_id) and directory.is_dir()
-            and stored_outcome(store, directory, job_id, m) is None]
-    if todo and store.start_attempt(job_id, "vision") == 1:
-        try:
-            raw = store.raw(job_id)
-            metadata = {name: model_for(name, settings).metadata for name in todo}
-            for name in todo:
-                store.update_modality(job_id, name, status="preparing", progress=0.01, worker=worker)
-            with ExitStack() as beats:  # the shared decode is these modalities' work: the watchdog sees them alive
+    todo = [m for m in modalities if store.exists(job_id) and files.exists()
+            and stored_outcome(store, files, m) is None]
+    with ExitStack() as stack:
+        inputs = None
+        if todo and store.start_attempt(job_id, "vision") == 1:
+            try:
+                request = JobRequest.from_hash(store.raw(job_id)).resolve(settings)
+                metadata = {name: model_for(name, settings).metadata for name in todo}
                 for name in todo:
-                    beats.enter_context(heartbeat(store, job_id, name, settings.task_lease_s))
-                video = find_video(directory)
-                check_media(video, settings)
-                prepared = prepare_vision_together(video, todo, subject=job_subject(raw), metadata=metadata,
-                                                   settings=settings, listener=raw.get("listener") or None)
-        except Exception:  # noqa: BLE001 - each modality then prepares (and fails or not) on its own
-            log.exception("shared vision decode failed", extra={"job": job_id, "modalities": todo})
-    return [_analyze(job_id, name, worker, settings, prepared.get(name)) for name in modalities]
+                    store.update_modality(job_id, name, status="preparing", progress=0.01, worker=worker)
+                with ExitStack() as beats:  # the shared decode is these modalities' work: the watchdog sees them
+                    for name in todo:
+                        beats.enter_context(heartbeat(store, job_id, name, settings.task_lease_s))
+                    inputs = stack.enter_context(files.local_inputs())  # one copy for every modality
+                    check_media(inputs.video, settings)
+                    prepared = prepare_vision_together(inputs.video, todo, subject=request.subject,
+                                                       metadata=metadata, settings=settings,
+                                                       options=request.pipeline_options())
+            except Exception:  # noqa: BLE001 - each modality then prepares (and fails or not) on its own
+                log.exception("shared vision decode failed", extra={"job": job_id, "modalities": todo})
+        return [_analyze(job_id, name, worker, settings, prepared.get(name), inputs) for name in modalities]
 
 
-def stored_outcome(store: JobStore, directory: Path, job_id: str, modality: str) -> dict[str, Any] | None:
+def stored_outcome(store: JobStore, files: JobFiles, modality: str) -> dict[str, Any] | None:
     """The outcome of an earlier delivery that stored its series, if any.
 
     A task is delivered again when its worker dies, and, rarely, after a Redis restart or a visibility
     timeout shorter than the analysis. Returning what was stored (instead of running again) keeps a
     finished modality's result, and the chord counts each task once whatever it returns.
     """
-    status = store.raw(job_id).get(f"{modality}.status")
-    meta = series_paths(directory, modality)[1]
-    if status in MODALITY_FINAL and meta.is_file():
-        return {"modality": modality, "status": status, "series": str(meta)}
+    status = store.raw(files.job_id).get(f"{modality}.status")
+    if status in MODALITY_FINAL and files.has_series(modality):
+        return {"modality": modality, "status": status, "series": series_name(modality)}
     return None
 
 
-def _store_result(store: JobStore, directory: Path, job_id: str, result: ModalityResult) -> dict[str, Any]:
+def _store_result(store: JobStore, files: JobFiles, result: ModalityResult) -> dict[str, Any]:
     """Save a modality's series and final status; the chord outcome of an analysis task.
 
     The outcome holds only what a duplicate delivery returns too (:func:`stored_outcome`): the chord's
     set of returns then sees one member per task however often it ran.
     """
-    modality = result.name
-    if not store.exists(job_id) or not directory.is_dir():  # deleted while we worked
+    modality, job_id = result.name, files.job_id
+    if not store.exists(job_id) or not files.exists():  # deleted while we worked
         return {"modality": modality, "status": "cancelled", "series": None}
-    path = save_series(directory, result)
+    name = files.save_series(result)
     store.update_modality(job_id, modality, status=result.status, progress=1.0, detail=result.detail,
                           seconds=result.seconds)
     log.info("analysis stored", extra={"job": job_id, "modality": modality, "status": result.status,
                                         "seconds": round(result.seconds, 3)})
-    return {"modality": modality, "status": result.status, "series": str(path)}
+    return {"modality": modality, "status": result.status, "series": name}
 
 
 @app.task(name=FUSE_TASK, bind=True)
@@ -236,41 +243,42 @@ def fuse(self: Any, outcomes: list[dict[str, Any]], job_id: str) -> dict[str, An
     """Chord callback: fuse the stored series, write ``result.json``, mark the job done (or failed)."""
     settings = get_settings()
     store = job_store(settings)
-    directory = job_dir(settings.storage_dir, job_id)
+    files = JobFiles.open(settings, job_id)
     worker = self.request.hostname or ""
-    if not store.exists(job_id) or not directory.is_dir():
+    if not store.exists(job_id) or not files.exists():
         return {"job": job_id, "state": "cancelled", "result": None, "worker": worker}
     raw = store.raw(job_id)
     if raw.get("state") in FINAL_STATES:  # fused already (a second delivery): the result stands
         return {"job": job_id, "state": raw["state"], "result": raw.get("result") or None, "worker": worker}
     outcomes = [o for item in outcomes for o in (item if isinstance(item, list) else [item])]  # vision: a list
-    names = [m for m in raw.get("modalities", "").split(",") if m]
+    request = JobRequest.from_hash(raw).resolve(settings)
+    names = list(request.modalities)
     reported = {o.get("modality") for o in outcomes if o.get("status") in MODALITY_FINAL}
     pending = [m for m in names if m not in reported and raw.get(f"{m}.status") not in MODALITY_FINAL]
     if pending:  # a modality neither reported nor finished: the watchdog fuses once every modality is done
         log.warning("fusion asked before every modality finished", extra={"job": job_id, "pending": pending})
         return {"job": job_id, "state": "waiting", "result": None, "worker": worker}
     try:
-        subject = job_subject(raw)
+        subject = request.subject
         stored = [o["modality"] for o in outcomes if o.get("series") and o["modality"] in names]
         results: dict[str, ModalityResult] = {}
         metadata: dict[str, dict[str, Any]] = {}
         for name in stored:
-            results[name] = load_series(directory, name)
+            results[name] = files.load_series(name)
             if results[name].model_version is not None:
                 metadata[name] = load_metadata(settings.models_dir, name, results[name].model_version)
         results = align_results(results, names)
-        fusion = fuse_results(results, metadata, subject, settings=settings, weights_spec=raw.get("fusion"))
+        fusion = fuse_results(results, metadata, subject, settings=settings,
+                              weights_spec=request.pipeline_options().fusion)
         created = float(raw.get("created") or time.time())
         document = build_document(fusion=fusion, modalities=results, subject=subject, fps=settings.fps,
                                   video=raw.get("filename", ""), job_id=job_id, seconds=time.time() - created,
                                   notes=listener_notes(results))
-        result_path = directory / "result.json"
-        write_json(result_path, document)
+        result_name = files.write_result(document)
     except Exception as exc:  # noqa: BLE001 - the job must end in a state a client can read
         log.exception("fusion failed", extra={"job": job_id})
         store.finish(job_id, error=f"{type(exc).__name__}: {exc}", worker=worker)
         return {"job": job_id, "state": "failed", "result": None, "worker": worker}
-    store.finish(job_id, result=str(result_path), worker=worker, used=fusion.used)
+    store.finish(job_id, result=result_name, worker=worker, used=fusion.used)
     log.info("job done", extra={"job": job_id, "used": fusion.used, "n_frames": int(fusion.valence.size)})
-    return {"job": job_id, "state": "done", "result": str(result_path), "worker": worker}
+    return {"job": job_id, "state": "done", "result": result_name, "worker": worker}

@@ -30,7 +30,8 @@ from typing import Any
 
 from celery import Celery
 
-from jobs.files import job_dir, series_paths
+from jobs.files import JobFiles, series_name
+from jobs.request import JobRequest
 from jobs.store import FINAL_STATES, MODALITY_FINAL, QUEUED, JobStore
 from services.celery_app import ANALYZE_TASK, FUSE_TASK
 from shared.settings import Settings, get_settings
@@ -76,7 +77,7 @@ def sweep(store: JobStore, app: Celery, settings: Settings, now: float | None = 
         if not raw or raw.get("state") in FINAL_STATES:
             store.forget_active(job_id)
             continue
-        names = [m for m in raw.get("modalities", "").split(",") if m]
+        names = list(JobRequest.from_hash(raw).modalities)
         pending = [m for m in names if raw.get(f"{m}.status") not in MODALITY_FINAL]
         for modality in pending:
             beat = float(raw.get(f"{modality}.heartbeat") or raw.get("created") or 0.0)
@@ -98,9 +99,9 @@ def sweep(store: JobStore, app: Celery, settings: Settings, now: float | None = 
         last = max(float(raw.get("updated") or 0.0), float(raw.get("fusion.requested") or 0.0))
         if now - last < lease:
             continue
-        directory = job_dir(settings.storage_dir, job_id)
-        outcomes = [{"modality": m, "status": raw.get(f"{m}.status"), "series": str(series_paths(directory, m)[1])}
-                    for m in names if series_paths(directory, m)[1].is_file()]
+        files = JobFiles.open(settings, job_id)
+        outcomes = [{"modality": m, "status": raw.get(f"{m}.status"), "series": series_name(m)}
+                    for m in names if files.has_series(m)]
         log.warning("every modality finished but the job was not fused; sending fusion",
                     extra={"job": job_id, "silent_s": round(now - last, 1)})
         store.client.hset(store.key(job_id), "fusion.requested", f"{now:.3f}")

@@ -12,7 +12,7 @@ only the environment differs. Options after the queue go to Celery (``--hostname
 * **The model first**: a modality worker takes no task before its model server reports the model
   AVAILABLE (``GetModelStatus``), waiting up to ``EMPATHY_MODEL_LOAD_TIMEOUT_S``: after a restart the model
   server needs tens of seconds to load, and a worker that took the backlog meanwhile returned it degraded.
-  Past the deadline it starts anyway and each task waits again (:meth:`shared.serving_client.GrpcPredictor._patiently`).
+  Past the deadline it starts anyway and each task waits again (:meth:`serving.client.GrpcPredictor._patiently`).
 * **The watchdog** (:mod:`services.watchdog`) runs in every fusion worker.
 """
 
@@ -42,7 +42,7 @@ def worker_argv(queue: str, extra: list[str] | None = None) -> list[str]:
 
 def wait_for_model(modality: str) -> bool:
     """Block until the modality's model server serves its model AVAILABLE, or the load deadline passes."""
-    from shared.serving_client import GrpcPredictor, ServingError
+    from serving.client import GrpcPredictor, ServingError
 
     settings = get_settings()
     started = time.monotonic()

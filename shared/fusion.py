@@ -3,7 +3,8 @@
 The paper fuses with a weighted mean whose weights are "about proportional to each module's validation
 CCC" (its literal coefficients, authors' code: audio 1, text 1, body 1, landmarks 0.4, face 0.1), then
 smooths the mean with a 1st-order Butterworth low-pass at 0.01 Hz and re-scales it to the subject's
-statistics. Three fusion methods (``EMPATHY_FUSION_WEIGHTS``, or per job):
+statistics. The fusion methods (declared once in :mod:`shared.fusion_methods`; ``EMPATHY_FUSION_WEIGHTS``,
+or per job):
 
 * ``ccc`` (default): the paper's *rule* applied to the loaded models -- weights from each model's recorded
   validation CCC after its own post-processing (``val_ccc_filtered``), as inverse error variances
@@ -53,12 +54,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from shared.fusion_methods import get_method, parse_weights
 from shared.postprocess import DEFAULT_LABEL_RANGE, bound, fill_gaps, smooth_and_rescale
-from shared.settings import MODALITIES, PAPER_FUSION_WEIGHTS
 
 FUSION_MODEL_DIR = "fusion"  # models/fusion/<version>/metadata.json
 FUSION_METADATA = "metadata.json"
-METHODS: tuple[str, ...] = ("paper", "ccc", "learned")
 PAPER_CUTOFF_HZ = 0.01
 # Uncalibrated band (no fusion model): +-(spread + 0.25 std), i.e. k = 1, floor = 0.25 subject std.
 DEFAULT_BAND = {"k": 1.0, "floor": 0.25}
@@ -118,92 +118,6 @@ class FusionPlan:
     band: dict[str, Any] | None = None  # band calibration of the method; None: uncalibrated
     notes: list[str] = field(default_factory=list)  # every fallback taken
     model_version: int | None = None  # version of models/fusion the plan came from
-
-
-# ----------------------------------------------------------------------------------- weights
-MAX_CCC_FOR_WEIGHT = 0.99  # a validation CCC of 1 would give one module all the weight
-
-
-def weight_from_ccc(score: float) -> float:
-    """Fusion weight of a module with validation CCC ``score``: ``rho^2 / (1 - rho^2)``, rho clipped to [0, 0.99].
-
-    Why not "proportional to the CCC" (the paper's words)? If a module is the truth plus independent noise,
-    its correlation rho with the truth fixes the noise-to-signal variance ratio at ``(1 - rho^2) / rho^2``,
-    and the minimum-variance average weighs each module by the inverse of it. For modules of similar quality
-    (the paper's 0.12-0.32) both rules rank alike; for modules far apart (bundled models: 0.50 to 0.98)
-    proportional weights let the weak ones drag the fusion down (held-out CCC 0.81 against 0.89 measured,
-    docs/fusion.md).
-    """
-    rho = min(max(float(score), 0.0), MAX_CCC_FOR_WEIGHT)
-    return rho * rho / (1.0 - rho * rho)
-
-
-def ccc_weights(metadata: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, float], list[str]]:
-    """Weights from each model's validation CCC (``val_ccc_filtered``, else ``val_ccc``) by :func:`weight_from_ccc`.
-
-    A model whose metadata records no validation CCC gets the smallest weight recorded for the others (it has
-    not shown it is better than the weakest) and a note names it; when no model records one, the paper's
-    coefficients are used for all, again with a note. Returns ``(weights, notes)``.
-    """
-    if not metadata:
-        raise ValueError("fusion weights 'ccc' need the models' metadata (val_ccc)")
-    recorded: dict[str, float] = {}
-    missing: list[str] = []
-    for name, meta in metadata.items():
-        score = meta.get("val_ccc_filtered", meta.get("val_ccc"))
-        if score is None or not math.isfinite(float(score)):
-            missing.append(name)
-        else:
-            recorded[name] = weight_from_ccc(float(score))
-    if not recorded:
-        notes = [f"fusion 'ccc': no model records a validation CCC ({', '.join(missing)}): the paper's "
-                 "coefficients are used instead"]
-        return {name: PAPER_FUSION_WEIGHTS.get(name, 0.0) for name in missing}, notes
-    notes = []
-    fallback = min(recorded.values())
-    for name in missing:
-        recorded[name] = fallback
-        notes.append(f"fusion 'ccc': model {name!r} records no validation CCC: weighted like the weakest "
-                     f"recorded module (weight {fallback:.3g})")
-    for name, weight in recorded.items():
-        if weight <= 0 and name not in missing:
-            notes.append(f"fusion 'ccc': model {name!r} did not beat chance on validation (CCC "
-                         f"{float(metadata[name].get('val_ccc_filtered', metadata[name].get('val_ccc'))):.3g}): "
-                         "weight 0, not fused")
-    return {name: recorded[name] for name in metadata}, notes
-
-
-def parse_weights(spec: str, metadata: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, float]:
-    """Fusion weights from a specification (``EMPATHY_FUSION_WEIGHTS`` or a job's ``fusion`` field).
-
-    ``paper`` -> the authors' coefficients; ``ccc`` -> :func:`ccc_weights` of ``metadata`` (modality ->
-    model metadata); ``audio=1,text=2`` -> explicit, unlisted modules get 0. Not normalised: :func:`fuse`
-    normalises over the modules actually present. (``learned`` is not a weighting: see :func:`resolve`.)
-    """
-    spec = spec.strip()
-    if spec == "paper":
-        return dict(PAPER_FUSION_WEIGHTS)
-    if spec == "ccc":
-        return ccc_weights(metadata or {})[0]
-    weights = {}
-    for part in spec.split(","):
-        name, sep, value = part.partition("=")
-        name = name.strip()
-        if not sep or name not in MODALITIES:
-            raise ValueError(f"bad fusion weight {part!r} in {spec!r}: expected 'paper', 'ccc', 'learned' or "
-                             "'audio=1,text=0.5,...'")
-        weights[name] = float(value)
-        if weights[name] < 0:
-            raise ValueError(f"fusion weight of {name!r} is negative: {value}")
-    return weights
-
-
-def check_spec(spec: str) -> str:
-    """Validate a fusion specification (a method name or explicit weights); returns it stripped."""
-    spec = spec.strip()
-    if spec not in METHODS:
-        parse_weights(spec)
-    return spec
 
 
 # ----------------------------------------------------------------------------------- cut-off
@@ -433,35 +347,33 @@ def resolve(spec: str, metadata: Mapping[str, Mapping[str, Any]], model: FusionM
             cutoff_hz: float = 0.0) -> FusionPlan:
     """What a fusion specification means given the loaded models and fusion model.
 
-    ``learned`` without a fusion model (or one without a learned part) falls back to ``ccc``, named in the
-    notes. ``cutoff_hz`` > 0 overrides the validated cut-off; else the fusion model's cut-off for the method,
-    else the paper's 0.01 Hz.
+    A method (:mod:`shared.fusion_methods`) that needs a fitted model (``learned``) falls back to its
+    ``fallback`` when the fusion model has none, named in the notes. ``cutoff_hz`` > 0 overrides the
+    validated cut-off; else the fusion model's cut-off for the method, else the paper's 0.01 Hz.
     """
     spec = spec.strip()
     notes: list[str] = []
-    method = spec if spec in METHODS else "weights"
+    entry = get_method(spec)
     learned = None
-    if method == "learned":
+    if entry is not None and entry.needs_model:
         learned = model.learned() if model is not None else None
         if learned is None:
-            notes.append("fusion 'learned' asked for but no learned fusion model exists under models/fusion "
-                         "(train one: empathy train fusion): fused with 'ccc' instead")
-            method = "ccc"
+            notes.append(f"fusion {entry.name!r} asked for but no learned fusion model exists under models/fusion "
+                         f"(train one: empathy train fusion): fused with {entry.fallback!r} instead")
+            entry = get_method(entry.fallback)
+            assert entry is not None  # register() checks every fallback exists
         else:
             ignored = sorted(set(metadata) - set(learned.modules))
             if ignored:
-                notes.append(f"fusion 'learned' was fit without {', '.join(ignored)}: not fused")
-    if method == "paper":
-        weights = dict(PAPER_FUSION_WEIGHTS)
-    elif method in ("ccc", "learned"):
-        weights, ccc_notes = ccc_weights(metadata) if metadata else (dict(PAPER_FUSION_WEIGHTS), [])
-        notes += ccc_notes if method == "ccc" else []
-        if not metadata:
-            notes.append("fusion 'ccc': no model metadata available: the paper's coefficients are used instead")
-        if learned is not None:
-            weights = dict(learned.consensus_weights)
+                notes.append(f"fusion {entry.name!r} was fit without {', '.join(ignored)}: not fused")
+    if entry is None:
+        method, weights = "weights", parse_weights(spec)
+    elif learned is not None:
+        method, weights = entry.name, dict(learned.consensus_weights)
     else:
-        weights = parse_weights(spec)
+        weights, rule_notes = entry.weights(metadata)
+        method = entry.name
+        notes += rule_notes
     calibrated = model.cutoff(method) if model is not None else None
     if cutoff_hz > 0:
         cutoff = float(cutoff_hz)

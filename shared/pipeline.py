@@ -13,9 +13,7 @@ read at its edge (``empathy analyze``, a Celery task, training) and hands the va
 as parameters (:meth:`Modality.runtime_params <shared.modalities.base.Modality.runtime_params>`,
 :func:`inference_params`).
 
-A modality that cannot see anything in a video (no audio stream, no face, no words) is ``unavailable``,
-not ``failed``: fusion weighs it out and the job still succeeds. ``failed`` means something broke
-(model server down, corrupt file) and carries the error text for the job status.
+Statuses of a modality's result: :mod:`shared.values`.
 """
 
 from __future__ import annotations
@@ -29,45 +27,32 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from shared.crops import AUTO
 from shared.fusion import FusionResult, fuse_with, load_fusion_model, resolve
 from shared.media import MediaError, NoAudioStreamError, NoVideoStreamError
 from shared.modalities.base import get_modality
 from shared.modalities.frame_stream import FrameConsumer, Prepared, feed_together
 from shared.postprocess import label_range, postprocess, stats_for_subject
-from shared.registry import vision_names
+from shared.registry import entry
 from shared.settings import MODALITIES, Settings
+from shared.values import (
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_UNAVAILABLE,
+    ModalityResult,
+    PipelineOptions,
+    empty_result,
+)
 
 log = logging.getLogger(__name__)
 
+DEFAULT_OPTIONS = PipelineOptions()  # every option as its setting says
 # progress(modality, stage, fraction of that modality done in [0, 1])
 ProgressCallback = Callable[[str, str, float], None]
 
-STATUS_OK = "ok"
-STATUS_UNAVAILABLE = "unavailable"
-STATUS_FAILED = "failed"
-
-# The registry's vision modalities: their windows can be anchored on every k-th frame at inference
-# (EMPATHY_PREDICT_EVERY), and they read the same grey frames: `analyze` decodes the video once for all of them.
-SPARSE_MODALITIES = SHARED_DECODE = frozenset(vision_names())
-
-
 class Predictor(Protocol):
-    """Structural type of ``shared.serving_client`` predictors: ``predict(inputs) -> (n_windows, ...)``."""
+    """Structural type of ``serving.client`` predictors: ``predict(inputs) -> (n_windows, ...)``."""
 
     def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray: ...
-
-
-@dataclass
-class ModalityResult:
-    name: str
-    values: np.ndarray  # (n_frames,) post-processed valence; NaN where the modality saw nothing
-    missing: np.ndarray  # (n_frames,) bool
-    status: str  # "ok" | "unavailable" | "failed"
-    detail: str = ""
-    seconds: float = 0.0
-    model_version: int | None = None
-    notes: list[str] = field(default_factory=list)  # for the job's notes: listener region searched, ambiguity
 
 
 @dataclass
@@ -82,36 +67,19 @@ class AnalysisResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _empty(name: str, status: str, detail: str, seconds: float, n_frames: int = 0) -> ModalityResult:
-    return ModalityResult(name=name, values=np.full(n_frames, np.nan), missing=np.ones(n_frames, dtype=bool),
-                          status=status, detail=detail, seconds=seconds)
-
-
 def inference_params(name: str, metadata: Mapping[str, Any], settings: Settings,
-                     listener: str | None = None) -> dict[str, Any]:
-    """The model's preprocessing parameters plus the modality's runtime ones and the inference-only ones.
-
-    ``listener``: the job's listener region spec (see :mod:`shared.crops`); without one,
-    ``EMPATHY_LISTENER_CROP``; ``auto`` lets the model's training layout or the frame size decide.
-    A non-empty ``EMPATHY_BODY_CROP`` overrides the body crop the body model recorded at training.
-
-    ``predict_every`` is never part of a model's metadata: training uses every window, and only inference
-    thins them out (the outputs are low-passed far below the anchor spacing; see
-    ``tests/integration/test_performance_equivalence.py`` for how little the fused curve moves).
-    """
-    params = {**(metadata.get("preprocessing") or {}), **get_modality(name).runtime_params(settings)}
-    if name in SPARSE_MODALITIES:
-        params["predict_every"] = int(settings.predict_every)
-        params["listener"] = listener or settings.listener_crop or AUTO
-    if name == "body" and settings.body_crop.strip():
-        params["body_crop"] = settings.body_crop
-    return params
+                     options: PipelineOptions = DEFAULT_OPTIONS) -> dict[str, Any]:
+    """The model's preprocessing parameters, then the modality's runtime ones and its inference-only ones
+    (:meth:`~shared.modalities.base.Modality.inference_params`: the job's listener region, every k-th frame...)."""
+    modality = get_modality(name)
+    return {**(metadata.get("preprocessing") or {}), **modality.runtime_params(settings),
+            **modality.inference_params(settings, options)}
 
 
 def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predictor, metadata: Mapping[str, Any],
                  settings: Settings, transcript: Path | str | None = None,
                  progress: ProgressCallback | None = None, prepared: Prepared | None = None,
-                 listener: str | None = None) -> ModalityResult:
+                 options: PipelineOptions = DEFAULT_OPTIONS) -> ModalityResult:
     """Preprocess -> predict -> back onto the 25 fps grid -> post-process; never raises for bad input.
 
     Every failure becomes a result with a status and a readable detail, because one broken modality
@@ -127,14 +95,14 @@ def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predi
             report(name, "preparing", 0.05)
             windows = modality.prepare(Path(video), subject=subject,
                                        transcript=Path(transcript) if transcript else None,
-                                       params=inference_params(name, metadata, settings, listener))
+                                       params=inference_params(name, metadata, settings, options))
         elif prepared.error is not None:
             raise prepared.error
         else:
             windows = prepared.windows
         notes = list(windows.info.get("notes") or [])
         if len(windows) == 0 or windows.missing.all():
-            result = _empty(name, STATUS_UNAVAILABLE,
+            result = empty_result(name, STATUS_UNAVAILABLE,
                             windows.info.get("unavailable") or f"{name}: nothing usable in this video",
                             time.monotonic() - started, windows.n_frames)
             result.model_version, result.notes = version, notes
@@ -147,13 +115,13 @@ def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predi
         values = postprocess(frames, metadata, subject, fps=settings.fps)
     except (NoAudioStreamError, NoVideoStreamError) as exc:
         log.info("modality unavailable", extra={"modality": name, "video": str(video), "reason": str(exc)})
-        return _empty(name, STATUS_UNAVAILABLE, str(exc), time.monotonic() - started)
+        return empty_result(name, STATUS_UNAVAILABLE, str(exc), time.monotonic() - started)
     except MediaError as exc:
         log.warning("modality failed on media", extra={"modality": name, "video": str(video), "error": str(exc)})
-        return _empty(name, STATUS_FAILED, str(exc), time.monotonic() - started)
+        return empty_result(name, STATUS_FAILED, str(exc), time.monotonic() - started)
     except Exception as exc:  # noqa: BLE001 - reported per modality, never fatal to the job
         log.exception("modality failed", extra={"modality": name, "video": str(video)})
-        return _empty(name, STATUS_FAILED, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
+        return empty_result(name, STATUS_FAILED, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
     missing = ~np.isfinite(values)
     status = STATUS_UNAVAILABLE if missing.all() else STATUS_OK
     seconds = time.monotonic() - started
@@ -166,7 +134,7 @@ def run_modality(name: str, video: Path | str, *, subject: int, predictor: Predi
 
 def prepare_vision_together(video: Path | str, names: Sequence[str], *, subject: int,
                             metadata: Mapping[str, Mapping[str, Any]], settings: Settings,
-                            listener: str | None = None) -> dict[str, Prepared]:
+                            options: PipelineOptions = DEFAULT_OPTIONS) -> dict[str, Prepared]:
     """Windows of several vision modalities from one decode of ``video`` (see :mod:`shared.modalities.frame_stream`).
 
     Modalities searching the same listener region share a decode (normally all of them: their models were
@@ -179,7 +147,7 @@ def prepare_vision_together(video: Path | str, names: Sequence[str], *, subject:
         try:
             consumer = get_modality(name).frame_consumer(Path(video), subject=subject,
                                                          params=inference_params(name, metadata[name], settings,
-                                                                                 listener))
+                                                                                 options))
             groups.setdefault(consumer.region.box, {})[name] = consumer
         except Exception as exc:  # noqa: BLE001 - e.g. not a video: reported by run_modality like its own error
             failed[name] = Prepared(windows=None, error=exc, seconds=time.monotonic() - started)
@@ -200,9 +168,9 @@ def align_results(results: Mapping[str, ModalityResult], names: Sequence[str]) -
     for name in names:
         result = results.get(name)
         if result is None:
-            result = _empty(name, STATUS_FAILED, "no result was stored for this modality", 0.0)
+            result = empty_result(name, STATUS_FAILED, "no result was stored for this modality", 0.0)
         if result.values.size != n_frames:
-            padded = _empty(name, result.status, result.detail, result.seconds, n_frames)
+            padded = empty_result(name, result.status, result.detail, result.seconds, n_frames)
             padded.model_version, padded.notes = result.model_version, result.notes
             result = padded
         aligned[name] = result
@@ -270,15 +238,14 @@ def fusion_label_range(metadata: Mapping[str, Mapping[str, Any]]) -> tuple[float
 
 
 def analyze_video(video: Path | str, *, subject: int | None = None, modalities: Sequence[str] | None = None,
-                  models_dir: Path | str | None = None, predictors: Mapping[str, Predictor] | None = None,
-                  metadata: Mapping[str, Mapping[str, Any]] | None = None, transcript: Path | str | None = None,
-                  weights_spec: str | None = None, cutoff_hz: float | None = None,
-                  progress: ProgressCallback | None = None, settings: Settings,
-                  listener: str | None = None) -> AnalysisResult:
+                  predictors: Mapping[str, Predictor], metadata: Mapping[str, Mapping[str, Any]],
+                  models_dir: Path | str | None = None, transcript: Path | str | None = None,
+                  cutoff_hz: float | None = None, progress: ProgressCallback | None = None, settings: Settings,
+                  options: PipelineOptions = DEFAULT_OPTIONS) -> AnalysisResult:
     """Run every requested modality on ``video`` in this process, then fuse.
 
-    Give ``predictors`` + ``metadata`` (modality -> ...) to reuse loaded models, or ``models_dir`` to load
-    the latest version of each in this process (:func:`shared.serving_client.open_model`). ``settings``: what
+    ``predictors`` + ``metadata``: modality -> loaded model (``serving.client.open_models``); ``models_dir``:
+    where the fusion model is (default ``EMPATHY_MODELS_DIR``). ``settings``: what
     the caller read at its edge (``empathy analyze``: the environment). Raises :class:`shared.fusion.FusionError`
     when no modality produced anything.
     """
@@ -288,30 +255,24 @@ def analyze_video(video: Path | str, *, subject: int | None = None, modalities: 
             raise ValueError(f"unknown modality {name!r}; expected some of {', '.join(MODALITIES)}")
     subject = settings.default_subject if subject is None else int(subject)
     started = time.monotonic()
-    if predictors is None or metadata is None:
-        from shared.serving_client import open_model  # gRPC and TensorFlow only where models are opened here
-
-        models = {name: open_model(name, settings, models_dir=models_dir, local=True) for name in names}
-        predictors = {name: model.predictor for name, model in models.items()}
-        metadata = {name: model.metadata for name, model in models.items()}
     results: dict[str, ModalityResult] = {}
-    together = [name for name in names if name in SHARED_DECODE]
+    together = [name for name in names if entry(name).vision]
     prepared: dict[str, Prepared] = {}
     if len(together) > 1:  # one decode for all of them, instead of one each
         for name in together:
             if progress:
                 progress(name, "preparing", 0.05)
         prepared = prepare_vision_together(video, together, subject=subject, metadata=metadata, settings=settings,
-                                           listener=listener)
+                                           options=options)
     for name in names:
         results[name] = run_modality(name, video, subject=subject, predictor=predictors[name],
                                      metadata=metadata[name], settings=settings, transcript=transcript,
-                                     progress=progress, prepared=prepared.get(name), listener=listener)
+                                     progress=progress, prepared=prepared.get(name), options=options)
         if progress:
             progress(name, results[name].status, 1.0)
     results = align_results(results, names)
     n_frames = next(iter(results.values())).values.size
-    fusion = fuse_results(results, metadata, subject, settings=settings, weights_spec=weights_spec,
+    fusion = fuse_results(results, metadata, subject, settings=settings, weights_spec=options.fusion,
                           cutoff_hz=cutoff_hz, models_dir=models_dir)
     return AnalysisResult(video=str(video), subject=subject, fps=float(settings.fps), n_frames=n_frames,
                           modalities=results, fusion=fusion, seconds=time.monotonic() - started)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from shared.fusion import FusionResult
-from shared.pipeline import ModalityResult
+from shared.values import ModalityResult
 
 DECIMALS = 6
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 
+from shared.fusion_methods import describe as describe_fusion
 from shared.registry import modality_names, paper_weights
 
 PREFIX = "EMPATHY_"
@@ -46,6 +47,11 @@ class Settings:
     data_dir: Path = _doc(Path("data/synthetic"), "Root of an OMG-Empathy-layout data set (training/evaluation).")
     models_dir: Path = _doc(Path("models"), "Versioned model repository: models/<modality>/<version>/ (SavedModel + metadata.json).")
     storage_dir: Path = _doc(Path("var/storage"), "Shared volume for uploaded videos and per-job results (never served directly).")
+    storage_backend: str = _doc(
+        "local",
+        "Where a job's blobs (upload, series, result) live: 'local' = files under EMPATHY_STORAGE_DIR/jobs, a "
+        "volume every process mounts. Backends are modules of jobs/storage/ (jobs.storage.BACKENDS).",
+    )
     # --- signal / data -----------------------------------------------------------------------------
     fps: int = _doc(25, "Label and frame rate of the whole system (OMG-Empathy annotates every 40 ms).")
     sample_rate: int = _doc(16000, "Audio sample rate the audio and language modalities work at (Hz).")
@@ -131,10 +137,7 @@ class Settings:
     default_subject: int = _doc(0, "Subject id used when a request gives none (0 = unknown: global statistics).")
     # --- fusion ------------------------------------------------------------------------------------
     fusion_weights: str = _doc(
-        "ccc",
-        "Fusion: 'ccc' (weights = each model's validation CCC, the paper's rule), 'paper' (its coefficients "
-        "1,1,1,0.4,0.1), 'learned' (the ridge fusion of models/fusion, from `empathy train fusion`) or explicit "
-        "'audio=1,text=1,body=1,landmarks=0.4,face=0.1'. A job's 'fusion' field overrides it.",
+        "ccc", f"Fusion: {describe_fusion()} (shared/fusion_methods.py). A job's 'fusion' field overrides it.",
     )
     fusion_cutoff_hz: float = _doc(
         0.0,
@@ -214,11 +217,13 @@ class Settings:
     max_pixel_rate: float = _doc(
         3840 * 2160 * 60.0, "Largest accepted pixels per second of video (width x height x frame rate): 413 above."
     )
-    vision_worker: bool = _doc(
-        False,
+    vision_worker: str = _doc(
+        "auto",
         "Send face, landmarks and body of a job as one task to the 'vision' queue, whose worker "
-        "(python -m services.worker vision) decodes the video once for all three (one decode instead of three); "
-        "off = one task per modality queue. Set it for the gateway, and run a vision worker.",
+        "(python -m services.worker vision) decodes the video once for all three (one decode instead of three, "
+        "-16 % CPU on the benchmark job). 'auto': on under `empathy up` (every worker on one machine), off "
+        "elsewhere (compose and the multi-host stacks scale face, landmarks and body separately); 'on'/'off' "
+        "force it (set it for the gateway, and run a vision worker when on).",
     )
     modality_plugins: str = _doc(
         "",
@@ -241,9 +246,26 @@ class Settings:
     )
     auth_failure_window_s: float = _doc(60.0, "Window of EMPATHY_AUTH_FAILURE_LIMIT (seconds).")
 
+    def vision_worker_on(self, *, one_machine: bool = False) -> bool:
+        """Whether jobs send their vision modalities to the decode-once worker (``EMPATHY_VISION_WORKER``).
+
+        ``one_machine``: the caller runs every worker of the ensemble itself (``empathy up``), where 'auto'
+        means on; everywhere else 'auto' means off.
+        """
+        value = self.vision_worker.strip().lower()
+        if value == "auto":
+            return one_machine
+        if value in _ON | _OFF:
+            return value in _ON
+        raise ValueError(f"{PREFIX}VISION_WORKER={self.vision_worker!r}: expected auto, on or off")
+
     def model_server_for(self, modality: str) -> str:
         """Per-modality gRPC address: EMPATHY_<MODALITY>_MODEL_SERVER, else :attr:`model_server`."""
         return os.environ.get(f"{PREFIX}{modality.upper()}_MODEL_SERVER", self.model_server)
+
+
+_ON = frozenset({"1", "true", "yes", "on"})
+_OFF = frozenset({"0", "false", "no", "off"})
 
 
 def _convert(raw: str, target: object) -> object:
@@ -251,9 +273,9 @@ def _convert(raw: str, target: object) -> object:
         return Path(raw)
     if target is bool or target == "bool":  # strict: a typo must not silently turn EMPATHY_AUTH off
         value = raw.strip().lower()
-        if value not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        if value not in _ON | _OFF:
             raise ValueError("expected on/off, true/false, yes/no or 1/0")
-        return value in {"1", "true", "yes", "on"}
+        return value in _ON
     if target is int or target == "int":
         return int(raw)
     if target is float or target == "float":

@@ -13,14 +13,10 @@ from pathlib import Path
 import pytest
 
 import shared  # noqa: F401  (sets TensorFlow's oneDNN switch before any test module imports it)
+from shared.ports import free_port
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +56,7 @@ def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     existing = os.environ.get("EMPATHY_TEST_DATASET")
     if existing:
         return Path(existing)
-    from shared.synthetic import generate_dataset
+    from synthetic import generate_dataset
 
     out = tmp_path_factory.mktemp("synthetic")
     generate_dataset(out, subjects=(1, 2), stories=(1, 2, 3), duration_s=20.0, width=640, height=360, seed=0)
@@ -86,12 +82,22 @@ TINY_TRAINING = {
 
 @pytest.fixture(scope="session")
 def ensemble_models(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
-    """Tiny trained models of the five modalities (once per session; EMPATHY_TEST_MODELS reuses a directory,
-    and then no synthetic data set is generated either)."""
+    """Trained models of the five modalities and the fusion, once per session.
+
+    EMPATHY_TEST_MODELS names a directory to reuse; else the bundled models when ``make models`` built them
+    (``make test`` does: CI builds them once for the suite and ``make test-compose``); else tiny ones trained
+    here on the session's synthetic set.
+    """
     existing = os.environ.get("EMPATHY_TEST_MODELS")
     if existing:
         return Path(existing)
-    from training.bootstrap import build_default_models
+    from shared.settings import Settings
+    from training.bootstrap import build_default_models, bundled_models_ready
+
+    defaults = Settings()  # the bundled models' folders (make models), never a user's EMPATHY_MODELS_DIR
+    bundled, bundled_data = REPO / defaults.models_dir, REPO / defaults.data_dir
+    if bundled_models_ready(bundled, bundled_data):
+        return bundled
 
     models_dir = tmp_path_factory.mktemp("ensemble") / "models"
     build_default_models(models_dir, data_dir=request.getfixturevalue("synthetic_dataset"), overrides=TINY_TRAINING)

@@ -243,8 +243,8 @@ def export_tiny_model(models_dir: Path, modality: str, sample_video: Path, *, tr
     preprocessing feeds it unchanged); ``rename_inputs`` builds a deliberately *wrong* model whose
     signature the workers' inputs do not match.
     """
+    from serving.model_store import publish_version, staging_dir
     from shared.modalities.base import get_modality
-    from shared.model_store import publish_version, staging_dir
 
     module = get_modality(modality)
     preprocessing = {**module.default_params(), **(params or {}), "known_subjects": [1, 2]}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -38,12 +37,6 @@ def sample_inputs(n: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def keras_predict(model, inputs: dict[str, np.ndarray]) -> np.ndarray:
     return np.asarray(model.predict([inputs["x"], inputs["subject"]], verbose=0, batch_size=len(inputs["x"])))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(condition, timeout_s: float = 15.0, interval_s: float = 0.05):

@@ -4,7 +4,7 @@ Evaluation runs the inference pipeline itself (:func:`shared.pipeline.run_modali
 -> frames -> low-pass + per-subject re-scaling from the model's metadata), so the numbers are those a user
 of the service would get, not those of a training-time shortcut. ``fusion:<method>`` scores the fused curve
 of the modalities asked for (:func:`shared.pipeline.fuse_results`), which is what Table I reports, for every
-fusion method (``paper`` preset, ``ccc`` validation-CCC weights, ``learned`` when a fusion model has one);
+fusion method of :mod:`shared.fusion_methods` (``learned`` when a fusion model has one);
 :func:`render_side_by_side` puts every module and fusion next to each other, per subject and per story.
 """
 
@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from shared.data import Clip, check_labels, discover
+from shared.fusion import FusionModel
+from shared.fusion_methods import get_method, method_names
 from shared.postprocess import fill_gaps
 from shared.scoring import ScoreGrid, official_ccc
 from shared.settings import Settings, get_settings
@@ -26,7 +28,6 @@ from shared.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 FUSION = "fusion"
-FUSIONS: tuple[str, ...] = ("paper", "ccc", "learned")
 
 
 def fusion_table_name(method: str) -> str:
@@ -83,21 +84,21 @@ def default_stories(clips: Sequence[Clip], metadata: dict[str, dict]) -> list[in
 
 def evaluate(data_dir: Path | str, models_dir: Path | str, modalities: Sequence[str], *,
              stories: Sequence[int] | None = None, fusion: bool = True,
-             fusions: Sequence[str] = FUSIONS, settings: Settings | None = None) -> dict[str, Table]:
+             fusions: Sequence[str] | None = None, settings: Settings | None = None) -> dict[str, Table]:
     """One :class:`Table` per modality, and one per fusion method when ``fusion`` and several modalities.
 
-    ``learned`` is left out when ``models_dir`` has no learned fusion model (it would be ``ccc`` relabelled).
+    ``fusions``: method names (default: every method of :mod:`shared.fusion_methods`). A method that needs
+    a fitted model (``learned``) is left out when ``models_dir`` has none (it would be its fallback relabelled).
     ``settings``: the pipeline's (default: the environment's, read here, the evaluation's entry).
     """
+    from serving.client import open_models
     from shared.fusion import FusionError, load_fusion_model
-    from shared.pipeline import STATUS_OK, fuse_results, run_modality
-    from shared.serving_client import open_model
+    from shared.pipeline import fuse_results, run_modality
+    from shared.values import STATUS_OK
 
     settings = settings or get_settings()
     clips = [c for c in discover(data_dir) if c.labels is not None]
-    models = {name: open_model(name, settings, models_dir=models_dir, local=True) for name in modalities}
-    predictors = {name: model.predictor for name, model in models.items()}
-    metadata = {name: model.metadata for name, model in models.items()}
+    predictors, metadata = open_models(modalities, settings, models_dir=models_dir, local=True)
     chosen = set(stories) if stories else set(default_stories(clips, metadata))
     clips = [c for c in clips if c.story in chosen]
     if not clips:
@@ -105,7 +106,7 @@ def evaluate(data_dir: Path | str, models_dir: Path | str, modalities: Sequence[
     tables = {name: Table(name=name) for name in modalities}
     with_fusion = fusion and len(modalities) > 1
     model = load_fusion_model(models_dir)
-    methods = [m for m in fusions if m != "learned" or (model is not None and model.learned() is not None)]
+    methods = fusions_to_evaluate(fusions, model)
     if with_fusion:
         for method in methods:
             tables[fusion_table_name(method)] = Table(name=fusion_table_name(method))
@@ -132,6 +133,13 @@ def evaluate(data_dir: Path | str, models_dir: Path | str, modalities: Sequence[
         logger.info("clip evaluated", extra={"clip": clip.name, "ccc": {n: round(t.scores[(clip.subject, clip.story)], 3)
                                                                        for n, t in tables.items()}})
     return tables
+
+
+def fusions_to_evaluate(fusions: Sequence[str] | None, model: FusionModel | None) -> list[str]:
+    """``fusions`` (default: every method of :mod:`shared.fusion_methods`), less those that need a fitted
+    fusion model when ``model`` has none (they would be their fallback relabelled)."""
+    fitted = model is not None and model.learned() is not None
+    return [m for m in (fusions or method_names()) if fitted or not getattr(get_method(m), "needs_model", False)]
 
 
 MISSING_FRAMES = ("frames a module did not see are scored, as the official protocol scores every annotated "

@@ -34,21 +34,23 @@ from typing import Any
 
 import numpy as np
 
+from serving.client import open_model
+from serving.model_store import publish_version, staging_dir
 from shared.ccc import ccc
 from shared.data import Clip, check_labels, discover, split_by_story
 from shared.fusion import (
     FUSION_MODEL_DIR,
     LearnedFusion,
     calibrate_band,
-    ccc_weights,
     fuse,
     fusion_versions,
     learned_features,
 )
-from shared.model_store import publish_version, staging_dir
-from shared.pipeline import ModalityResult, fusion_stats, run_modality
-from shared.serving_client import open_model
-from shared.settings import MODALITIES, PAPER_FUSION_WEIGHTS, Settings, get_settings
+from shared.fusion_methods import ccc_weights
+from shared.fusion_methods import methods as fusion_methods
+from shared.pipeline import fusion_stats, run_modality
+from shared.settings import MODALITIES, Settings, get_settings
+from shared.values import ModalityResult
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +299,7 @@ def train_fusion(data_dir: Path | str | None = None, *, models_dir: Path | str =
     settings = settings or get_settings()
     coverage = settings.fusion_band_coverage if coverage is None else coverage
     grid = tuple(grid or (NO_FILTER, *CUTOFF_GRID_HZ))
-    from shared.model_store import list_versions
+    from serving.model_store import list_versions
 
     names = [m for m in (modalities or MODALITIES) if list_versions(Path(models_dir) / m)]
     if not names:
@@ -311,7 +313,11 @@ def train_fusion(data_dir: Path | str | None = None, *, models_dir: Path | str =
     fps, min_cycles = float(settings.fps), float(settings.fusion_min_cycles)
     methods: dict[str, dict[str, Any]] = {}
     weights_ccc, notes = ccc_weights(metadata)
-    for method, weights in (("paper", {n: PAPER_FUSION_WEIGHTS[n] for n in names}), ("ccc", weights_ccc)):
+    for entry in fusion_methods():  # every weighted method (shared.fusion_methods); the fitted one below
+        if entry.needs_model:
+            continue
+        method, rule = entry.name, entry.weights(metadata)[0]
+        weights = {n: rule.get(n, 0.0) for n in names}
         cutoff, scores = choose_cutoff(curves, weights, grid, min_cycles=min_cycles, fps=fps)
         fused = [_fused(c, weights, cutoff, min_cycles=min_cycles, fps=fps) for c in curves]
         methods[method] = {"weights": weights, "cutoff_hz": cutoff, "cutoff_scores": scores,
@@ -353,6 +359,6 @@ def train_fusion(data_dir: Path | str | None = None, *, models_dir: Path | str =
                              version=(versions[-1] + 1) if versions else 1)
     logger.info("fusion model exported", extra={"path": str(target), **{f"val_ccc_{m}": round(v["val_ccc"], 4)
                                                                          for m, v in methods.items()}})
-    from shared.model_store import read_metadata
+    from serving.model_store import read_metadata
 
     return FusionTrainResult(version_dir=target, metadata=read_metadata(target))

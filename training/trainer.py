@@ -14,7 +14,7 @@ Steps (paper Sec. II, with the authors' post-processing):
    cut-off with the best mean CCC. The re-scaling here uses statistics of the *training* labels only, so the
    reported ``val_ccc_filtered`` is honest; the statistics exported for inference pool training and
    validation labels per subject, as the authors did (the validation labels are then training data too).
-4. Export ``models/<modality>/<version>/`` through :mod:`shared.model_store` (staging + atomic rename),
+4. Export ``models/<modality>/<version>/`` through :mod:`serving.model_store` (staging + atomic rename),
    after checking that the SavedModel gives the Keras model's numbers.
 """
 
@@ -33,13 +33,13 @@ from typing import Any
 
 import numpy as np
 
+from serving.model_store import publish_version, staging_dir
 from shared.ccc import ccc
 from shared.crops import check_listener_spec
 from shared.data import Clip, check_labels, discover, split_by_story
 from shared.modalities.base import Modality, Windows, get_modality, window_labels
-from shared.model_store import publish_version, staging_dir
 from shared.postprocess import GLOBAL_STATS_KEY, labels_range, smooth_and_rescale, stats_for_subject
-from shared.registry import vision_names
+from shared.registry import entry
 from shared.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -256,9 +256,6 @@ def export_model(model: Any, models_dir: Path | str, modality: str, metadata: di
     return publish_version(staging, models_dir, modality, metadata)
 
 
-LISTENER_MODALITIES = frozenset(vision_names())  # modalities that search the listener region
-
-
 def listener_params(clips: Sequence[Clip], listener_crop: str) -> dict[str, Any]:
     """The listener region of the training data, recorded in a vision model's preprocessing parameters.
 
@@ -307,7 +304,7 @@ def train(modality_name: str, data_dir: Path | str | None = None, *, models_dir:
     runtime = modality.runtime_params(settings)
     p = {**modality.default_params(), **modality.settings_params(settings), **(params or {}),
          "known_subjects": known_subjects, **runtime}
-    if modality_name in LISTENER_MODALITIES:
+    if entry(modality_name).vision:  # it searches the listener region: record the data set's
         p = {**listener_params(all_clips, settings.listener_crop), **p}
     p, train_data, val_data = prepare_data(modality, train_clips, val_clips, p)
     x_train, y_train = stack_inputs(train_data)

@@ -1,7 +1,7 @@
 """TF Serving's gRPC API (PredictionService + ModelService) over a :class:`ModelRepository`.
 
 Uses the real ``tensorflow_serving.apis`` messages and servicer bases, so any TF Serving client (the
-stock ``PredictionServiceStub``, ours in ``shared.serving_client``) talks to this server unchanged.
+stock ``PredictionServiceStub``, ours in ``serving.client``) talks to this server unchanged.
 Predict responses carry outputs in the typed fields (``float_val``...), as TF Serving's default
 ``AsProtoField`` serialisation does; requests are accepted in either encoding.
 """
@@ -25,8 +25,8 @@ from tensorflow_serving.apis import (
 )
 
 from services.model_server.repository import ModelRepository, parse_model_config_text
-from shared.servable import ServableError
-from shared.serving_protos import ndarray_to_tensor_proto, tensor_proto_to_ndarray
+from serving.protos import ndarray_to_tensor_proto, tensor_proto_to_ndarray
+from serving.servable import ServableError
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.model_store import list_versions
-from shared.servable import Servable, ServableError
+from serving.model_store import list_versions
+from serving.servable import Servable, ServableError
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 
 from services.model_server.grpc_service import metadata_response, status_response
 from services.model_server.repository import ModelRepository
-from shared.servable import ServableError
-from shared.serving_protos import ModelSignature, TensorSpecInfo
+from serving.protos import ModelSignature, TensorSpecInfo
+from serving.servable import ServableError
 
 log = logging.getLogger(__name__)
 

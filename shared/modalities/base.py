@@ -19,6 +19,7 @@ from shared.registry import entry, load_object
 if TYPE_CHECKING:
     from shared.modalities.frame_stream import FrameConsumer
     from shared.settings import Settings
+    from shared.values import PipelineOptions
 
 
 @dataclass
@@ -112,6 +113,11 @@ class Modality(ABC):
     def runtime_params(self, settings: Settings) -> dict[str, Any]:
         """Parameters of this process, not of the model (how to decode, where words come from), from the
         settings its caller read: passed to :meth:`prepare` at inference and training alike, never recorded."""
+        return {}
+
+    def inference_params(self, settings: Settings, options: PipelineOptions) -> dict[str, Any]:
+        """Parameters only inference uses, from the settings and the job's options (the listener region, every
+        k-th frame), applied over the model's recorded ones; never recorded at training. Default: none."""
         return {}
 
     def fit_params(self, windows: list[Windows], params: dict[str, Any]) -> dict[str, Any]:

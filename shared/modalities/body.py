@@ -43,6 +43,7 @@ from shared.modalities.vision import VisionModality
 
 if TYPE_CHECKING:
     from shared.settings import Settings
+    from shared.values import PipelineOptions
 
 logger = logging.getLogger(__name__)
 
@@ -253,6 +254,11 @@ class BodyModality(VisionModality):
     def settings_params(self, settings: Settings) -> dict[str, Any]:
         """The body crop (``EMPATHY_BODY_CROP``; empty = automatic per video), recorded by training."""
         return {"body_crop": settings.body_crop}
+
+    def inference_params(self, settings: Settings, options: PipelineOptions) -> dict[str, Any]:
+        """The vision ones; a non-empty ``EMPATHY_BODY_CROP`` overrides the crop the model recorded at training."""
+        params = super().inference_params(settings, options)
+        return {**params, "body_crop": settings.body_crop} if settings.body_crop.strip() else params
 
     def frame_consumer(self, video: Path, *, subject: int, params: dict[str, Any] | None = None) -> BodyFrames:
         """The per-frame part, for a decode shared with other modalities (frames: grey, listener crop)."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from shared.crops import ListenerRegion, region_for_video
+from shared.crops import AUTO, ListenerRegion, region_for_video
 from shared.face_tracking import FaceObservation, FaceTracker, TrackerConfig
 from shared.media import VideoInfo, probe
 from shared.modalities.base import Modality, Windows
@@ -39,6 +39,7 @@ from shared.windows import anchors_to_grid
 
 if TYPE_CHECKING:
     from shared.settings import Settings
+    from shared.values import PipelineOptions
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,18 @@ class VisionModality(Modality):
     def runtime_params(self, settings: Settings) -> dict[str, Any]:
         """FFmpeg's decoding threads (``EMPATHY_DECODE_THREADS``; :func:`decode_threads` reads it back)."""
         return {"decode_threads": int(settings.decode_threads)}
+
+    def inference_params(self, settings: Settings, options: PipelineOptions) -> dict[str, Any]:
+        """Windows anchored on every k-th frame (``EMPATHY_PREDICT_EVERY``) and the job's listener region
+        (:mod:`shared.crops`; without one ``EMPATHY_LISTENER_CROP``; ``auto`` lets the model's training layout
+        or the frame size decide).
+
+        ``predict_every`` is never part of a model's metadata: training uses every window, and only inference
+        thins them out (the outputs are low-passed far below the anchor spacing; see
+        ``tests/integration/test_performance_equivalence.py`` for how little the fused curve moves).
+        """
+        return {"predict_every": int(settings.predict_every),
+                "listener": options.listener or settings.listener_crop or AUTO}
 
     @abstractmethod
     def frame_consumer(self, video: Path, *, subject: int, params: dict[str, Any] | None = None) -> FrameConsumer:

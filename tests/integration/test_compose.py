@@ -318,7 +318,7 @@ def test_published_models_are_readable_by_the_images_user(tmp_path: Path) -> Non
     """The images run as uid 10001 and mount ./models read-only: a version must not stay mkdtemp's 0700."""
     import os
 
-    from shared.model_store import publish_version, staging_dir
+    from serving.model_store import publish_version, staging_dir
 
     previous = os.umask(0o022)
     try:

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import redis
 
-from jobs.files import job_dir, read_json, save_series
+from jobs.files import JobFiles
+from jobs.request import JobRequest
+from jobs.storage.local import LocalStorage
 from jobs.store import DONE, JobStore
 from services.celery_app import FUSE_TASK, create_app
-from shared.pipeline import ModalityResult
+from shared.values import ModalityResult
 from tests.ensemble_support import ensemble_env, environment, redis_db, start_worker, stop, wait_for
 
 N_JOBS = 10
@@ -23,13 +25,14 @@ N_JOBS = 10
 
 def _stored_job(store: JobStore, storage: Path, job_id: str, n_frames: int) -> list[dict[str, str]]:
     """A job whose three modality series are already on the storage volume (as modality workers leave it)."""
-    store.create(job_id, subject=0, filename="clip.mp4", video="", modalities=["audio", "text", "body"])
+    store.create(job_id, JobRequest(subject=0, modalities=("audio", "text", "body")), filename="clip.mp4", video="")
+    files = JobFiles(LocalStorage(storage), job_id)
     rng = np.random.default_rng(int(job_id[:6], 16))
     outcomes = []
     for name in ("audio", "text", "body"):
         values = np.sin(np.arange(n_frames) / 200.0) + 0.3 * rng.standard_normal(n_frames)
-        path = save_series(job_dir(storage, job_id), ModalityResult(name, values, np.zeros(n_frames, bool), "ok"))
-        outcomes.append({"modality": name, "status": "ok", "series": str(path)})
+        series = files.save_series(ModalityResult(name, values, np.zeros(n_frames, bool), "ok"))
+        outcomes.append({"modality": name, "status": "ok", "series": series})
     return outcomes
 
 
@@ -58,10 +61,10 @@ def test_two_workers_on_one_queue_both_take_tasks(redis_url: str, tmp_path: Path
                      what="every job fused")
             hosts = {store.raw(j)["fusion.worker"] for j in jobs}
             assert {h.split("@")[0] for h in hosts} == {"fusion-1", "fusion-2"}, hosts
-            for result in jobs.values():
+            for job_id, result in jobs.items():
                 outcome = result.get(timeout=10, interval=0.05)
                 assert outcome["state"] == "done"
-                document = read_json(Path(outcome["result"]))
+                document = JobFiles(LocalStorage(settings.storage_dir), job_id).read_result()
                 assert document["n_frames"] == 25 * 120 and document["fusion"]["used"] == ["audio", "text", "body"]
         finally:
             for worker in workers:

@@ -26,7 +26,6 @@ Faults and what must happen:
 from __future__ import annotations
 
 import io
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,13 +36,15 @@ import numpy as np
 import pytest
 import redis
 
-from jobs.files import job_dir, save_series
+from jobs.files import JobFiles
+from jobs.request import JobRequest
+from jobs.storage.local import LocalStorage
 from jobs.store import JobStore
 from services.celery_app import FUSE_TASK
 from services.celery_app import create_app as create_celery
-from shared.pipeline import ModalityResult
+from shared.ports import free_port
 from shared.settings import Settings
-from tests.conftest import free_port
+from shared.values import ModalityResult
 from tests.ensemble_support import (
     REPO,
     RedisServer,
@@ -349,10 +350,11 @@ def test_workers_refuse_pickle_messages(redis_url: str, tmp_path: Path) -> None:
     pickled, sentinel = "a" * 32, "b" * 32
     outcomes = []
     for job_id in (pickled, sentinel):
-        store.create(job_id, subject=0, filename="clip.mp4", video="", modalities=["audio"])
+        store.create(job_id, JobRequest(subject=0, modalities=("audio",)), filename="clip.mp4", video="")
         values = np.sin(np.arange(100) / 10.0)
-        path = save_series(job_dir(tmp_path / "storage", job_id), ModalityResult("audio", values, np.isnan(values), "ok"))
-        outcomes.append([{"modality": "audio", "status": "ok", "series": str(path)}])
+        series = JobFiles(LocalStorage(tmp_path / "storage"), job_id).save_series(
+            ModalityResult("audio", values, np.isnan(values), "ok"))
+        outcomes.append([{"modality": "audio", "status": "ok", "series": series}])
     with environment(env) as settings:
         app = create_celery(settings)
     with running_workers(tmp_path, env, [("fusion", "fusion", {})]):
@@ -362,7 +364,7 @@ def test_workers_refuse_pickle_messages(redis_url: str, tmp_path: Path) -> None:
     assert store.raw(pickled)["state"] == "queued"  # the pickle message never ran
     log = worker_log(tmp_path, "fusion")
     assert "untrusted content of type pickle" in log, log[-2000:]
-    assert os.path.isfile(job_dir(tmp_path / "storage", sentinel) / "result.json")
+    assert JobFiles(LocalStorage(tmp_path / "storage"), sentinel).has_result()
 
 
 @pytest.mark.slow
@@ -438,10 +440,12 @@ def test_the_watchdog_resends_lost_tasks_and_fuses_jobs_whose_chord_never_fired(
     env = ensemble_env(url, tmp_path / "storage", tmp_path / "models")
     store = JobStore.from_url(url, ttl_s=600)
     lost, unfused = "d" * 32, "e" * 32
-    store.create(lost, subject=0, filename="a.mp4", video="", modalities=["audio"])  # its message never sent
-    store.create(unfused, subject=0, filename="b.mp4", video="", modalities=["audio"])
+    audio = JobRequest(subject=0, modalities=("audio",))
+    store.create(lost, audio, filename="a.mp4", video="")  # its message never sent
+    store.create(unfused, audio, filename="b.mp4", video="")
     values = np.sin(np.arange(100) / 10.0)
-    save_series(job_dir(tmp_path / "storage", unfused), ModalityResult("audio", values, np.isnan(values), "ok"))
+    JobFiles(LocalStorage(tmp_path / "storage"), unfused).save_series(
+        ModalityResult("audio", values, np.isnan(values), "ok"))
     store.update_modality(unfused, "audio", status="ok", progress=1.0)
     with environment(env) as settings:
         app = create_celery(settings)

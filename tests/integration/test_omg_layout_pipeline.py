@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 
 from cli.main import main as empathy
+from serving.client import open_models
 from shared.data import discover, read_labels
 from shared.pipeline import analyze_video, listener_notes
 from shared.results import build_document, to_csv
 from shared.scoring import official_ccc, score_dirs
 from shared.settings import Settings
-from shared.synthetic.dataset import generate_dataset
+from synthetic.dataset import generate_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -76,8 +77,9 @@ def test_trained_on_the_omg_layout_the_fused_curve_matches_the_listener_alone(
         predictions.mkdir()
         truth.mkdir()
         for clip in [c for c in discover(root) if c.story == 2]:
-            result = analyze_video(clip.video, subject=clip.subject, modalities=VISION, models_dir=models,
-                                   settings=Settings())
+            predictors, metadata = open_models(VISION, Settings(), models_dir=models, local=True)
+            result = analyze_video(clip.video, subject=clip.subject, modalities=VISION, predictors=predictors,
+                                   metadata=metadata, models_dir=models, settings=Settings())
             for name, module in result.modalities.items():
                 assert module.status == "ok", (layout, name, module.detail)
                 seen = module.values[np.isfinite(module.values)]

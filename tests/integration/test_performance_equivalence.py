@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serving.client import LocalPredictor, _batch_slices
+from serving.model_store import read_metadata, version_dir
 from shared.data import discover
 from shared.modalities.base import get_modality
-from shared.model_store import read_metadata, version_dir
 from shared.pipeline import analyze_video, inference_params, prepare_vision_together
-from shared.serving_client import LocalPredictor, _batch_slices
 from shared.settings import MODALITIES, Settings, load_settings
 from tests.ensemble_support import TINY_SUBJECT_STATS, export_tiny_model
 

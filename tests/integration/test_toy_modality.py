@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.model_store import read_metadata, version_dir
-from tests.conftest import free_port
+from serving.model_store import read_metadata, version_dir
+from shared.ports import free_port
 from tests.ensemble_support import (
     API_TOKENS,
     REPO,

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 
 from cli.main import main as empathy
-from shared.model_store import list_versions, load_metadata
+from serving.model_store import list_versions, load_metadata
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def training_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from shared.synthetic import generate_dataset
+    from synthetic import generate_dataset
 
     out = tmp_path_factory.mktemp("training-data")
     generate_dataset(out, subjects=(1, 2), stories=tuple(range(1, 9)), duration_s=40.0, width=214, height=120,

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serving.client import LocalPredictor
+from serving.model_store import read_metadata, version_dir
 from shared.ccc import ccc
 from shared.data import discover
-from shared.model_store import read_metadata, version_dir
 from shared.pipeline import run_modality
-from shared.serving_client import LocalPredictor
 from shared.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import redis
 
-from jobs.files import job_dir
-from jobs.store import JobStore, job_subject
+from jobs.request import JobRequest
+from jobs.storage.local import LocalStorage
+from jobs.store import JobStore
 from tests.ensemble_support import bearer, write_tiny_video
 from tests.unit.gateway.conftest import MAX_UPLOAD_MB
 
@@ -119,7 +120,7 @@ def test_file_names_never_become_paths(client, env, media, tmp_path: Path, filen
     response = submit(client, media["video"], filename=filename)
     assert response.status_code == 202, response.get_json()
     job = response.get_json()
-    directory = job_dir(storage, job["id"])
+    directory = LocalStorage(storage).job_dir(job["id"])
     assert [p.relative_to(storage) for p in leftovers(storage)] == [directory.relative_to(storage) / p.name
                                                                     for p in sorted(directory.iterdir())]
     assert sorted(p.name for p in directory.iterdir()) in (["video.mp4"], ["video.bin"])
@@ -134,7 +135,7 @@ def test_subject_field(client, env, media) -> None:  # noqa: ANN001
     assert response.status_code == 202 and response.get_json()["subject"] == 99
     # validated once here; the tasks read the stored int back with the same parser
     raw = JobStore.from_url(env["EMPATHY_REDIS_URL"], ttl_s=60).raw(response.get_json()["id"])
-    assert job_subject(raw) == 99
+    assert JobRequest.from_hash(raw).subject == 99
     for bad in ("-1", "1.5", "abc", "1e3", "99999999999", "\u0663"):  # the last one: an Arabic-Indic digit
         response = submit(client, media["video"], subject=bad)
         assert response.status_code == 400, bad

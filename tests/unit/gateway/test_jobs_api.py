@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import redis
 
-from jobs.files import job_dir, save_series
-from shared.pipeline import ModalityResult
+from jobs.files import JobFiles
+from jobs.storage.local import LocalStorage
 from shared.settings import MODALITIES
+from shared.values import ModalityResult
 from tests.ensemble_support import (
     write_tiny_video,
 )
@@ -66,7 +67,7 @@ def test_submit_creates_a_job_and_routes_one_task_per_modality_queue(client, env
     assert message["content-type"] == "application/json"
     status = client.get(f"/v1/jobs/{job['id']}").get_json()
     assert status["state"] == "queued" and status["modalities"]["audio"] == {"status": "queued", "progress": 0.0}
-    assert (job_dir(env["EMPATHY_STORAGE_DIR"], job["id"]) / "video.mp4").read_bytes() == video
+    assert LocalStorage(env["EMPATHY_STORAGE_DIR"]).path(job["id"], "video.mp4").read_bytes() == video
     response = client.get(f"/v1/jobs/{job['id']}/result")
     assert response.status_code == 409 and response.get_json()["state"] == "queued"
     all_five = submit(client, video).get_json()
@@ -86,13 +87,13 @@ def test_result_json_csv_plot_and_delete(client, env, video) -> None:  # noqa: A
     from services.tasks import fuse
 
     job = submit(client, video, subject="1", modalities="audio,text,face", fusion="paper").get_json()
-    directory = job_dir(env["EMPATHY_STORAGE_DIR"], job["id"])
+    files = JobFiles(LocalStorage(env["EMPATHY_STORAGE_DIR"]), job["id"])
     t = np.arange(50) / 25.0
     outcomes = []
     for name, shift, status in (("audio", 0.0, "ok"), ("text", 0.1, "ok"), ("face", 0.0, "unavailable")):
         values = np.sin(t) + shift if status == "ok" else np.full(50, np.nan)
-        path = save_series(directory, ModalityResult(name, values, ~np.isfinite(values), status, seconds=0.5))
-        outcomes.append({"modality": name, "status": status, "series": str(path)})
+        series = files.save_series(ModalityResult(name, values, ~np.isfinite(values), status, seconds=0.5))
+        outcomes.append({"modality": name, "status": status, "series": series})
     done = fuse(outcomes, job_id=job["id"])
     assert done["state"] == "done"
 
@@ -125,7 +126,7 @@ def test_result_json_csv_plot_and_delete(client, env, video) -> None:  # noqa: A
 
     assert client.delete(f"/v1/jobs/{job['id']}").status_code == 204
     assert client.get(f"/v1/jobs/{job['id']}").status_code == 404
-    assert not directory.exists()
+    assert not files.exists() and not LocalStorage(env["EMPATHY_STORAGE_DIR"]).job_dir(job["id"]).exists()
 
 
 def test_openapi_documents_exactly_the_routes(client) -> None:  # noqa: ANN001

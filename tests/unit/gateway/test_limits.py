@@ -14,8 +14,8 @@ import numpy as np
 
 from gateway.app import create_app
 from jobs.store import JobStore
+from shared.ports import free_port
 from shared.settings import get_settings
-from tests.conftest import free_port
 from tests.ensemble_support import (
     RedisServer,
     api_keys_env,
@@ -64,15 +64,15 @@ def test_a_pixel_rate_above_the_limit_is_413(client, tmp_path: Path) -> None:  #
 
 def test_workers_refuse_the_same_media(env, tmp_path: Path) -> None:  # noqa: ANN001
     """A video that reached the storage volume another way is refused by the worker from its headers."""
-    from jobs.files import job_dir
+    from jobs.request import JobRequest
+    from jobs.storage.local import LocalStorage
     from services.tasks import analyze_modality
 
     store = JobStore.from_url(env["EMPATHY_REDIS_URL"], ttl_s=600)
     job_id = "c" * 32
-    directory = job_dir(env["EMPATHY_STORAGE_DIR"], job_id)
-    directory.mkdir(parents=True)
-    write_video(directory / "video.mp4", 4096, 2304)
-    store.create(job_id, subject=0, filename="big.mp4", video=str(directory / "video.mp4"), modalities=["body"])
+    write_video(tmp_path / "big.mp4", 4096, 2304)
+    LocalStorage(env["EMPATHY_STORAGE_DIR"]).put_file(job_id, "video.mp4", tmp_path / "big.mp4")
+    store.create(job_id, JobRequest(subject=0, modalities=("body",)), filename="big.mp4", video="video.mp4")
     outcome = analyze_modality(job_id, "body")
     job = store.status(job_id)
     assert outcome["status"] == "failed" and job["modalities"]["body"]["status"] == "failed"

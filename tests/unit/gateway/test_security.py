@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 from gateway.app import create_app
 from gateway.auth import AuthConfigError
 from jobs.store import new_job_id, valid_job_id
-from tests.conftest import free_port
+from shared.ports import free_port
 from tests.ensemble_support import (
     API_TOKENS,
     bearer,

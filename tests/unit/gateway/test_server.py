@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from cli.up import Launcher, build_parser
-from tests.conftest import free_port
+from shared.ports import free_port
 from tests.ensemble_support import API_TOKENS, api_keys_env, redis_db, wait_for, write_tiny_video
 
 KEYED, KEYLESS, HEADERS = 25, 13, 12  # 50 slow clients: bodies with and without a key, headers

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from jobs.request import JobRequest
 from jobs.store import ACTIVE_KEY, IdempotencyConflict, JobStore, new_job_id
-from tests.conftest import free_port
+from shared.ports import free_port
 from tests.ensemble_support import RedisServer, redis_db
 
 TTL_S = 600
@@ -32,8 +33,8 @@ def store(client: redis.Redis) -> JobStore:
 
 
 def _create(store: JobStore, job_id: str = JOB, modalities: tuple[str, ...] = ("audio", "body")) -> None:
-    store.create(job_id, subject=4, filename="clip.mp4", video=f"/storage/jobs/{job_id}/video.mp4",
-                 modalities=list(modalities), owner="f" * 64, listener="full")
+    store.create(job_id, JobRequest(subject=4, modalities=modalities, listener="full"), filename="clip.mp4",
+                 video="video.mp4", owner="f" * 64)
 
 
 def test_a_new_job_is_queued_active_and_expires(store: JobStore, client: redis.Redis) -> None:

@@ -32,8 +32,9 @@ from services.model_server.repository import (
 )
 from services.model_server.rest_app import create_app
 from services.model_server.server import ModelServer
+from shared.ports import free_port
 from tests import REPO
-from tests.serving_helpers import export_tiny_model, free_port, keras_predict, sample_inputs, wait_for
+from tests.serving_helpers import export_tiny_model, keras_predict, sample_inputs, wait_for
 
 ATOL = 1e-5
 
@@ -242,7 +243,7 @@ def test_new_version_is_served_without_restart_and_removed_one_unloaded(server: 
 
     staging = base_path / ".staging"
     shutil.copytree(exported["v2"], staging)
-    staging.rename(base_path / "2")  # atomic publish, as shared.model_store does
+    staging.rename(base_path / "2")  # atomic publish, as serving.model_store does
     assert wait_for(lambda: _status(base_url) == {"2": "AVAILABLE", "1": "END"})
     served = requests.post(base_url + ":predict", json=body, timeout=10).json()["outputs"]
     np.testing.assert_allclose(np.array(served), keras_predict(exported["model2"], inputs), atol=ATOL)

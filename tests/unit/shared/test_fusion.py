@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.fusion import FusionError, fuse, parse_weights
-from shared.pipeline import ModalityResult
+from shared.fusion import FusionError, fuse
+from shared.fusion_methods import parse_weights
 from shared.postprocess import smooth_and_rescale
-from shared.settings import MODALITIES
+from shared.settings import MODALITIES, PAPER_FUSION_WEIGHTS
+from shared.values import ModalityResult
 
 N = 1500  # 60 s at 25 fps
 
@@ -114,8 +115,7 @@ def test_parse_weights_ccc_and_explicit() -> None:
     for bad in ("audio", "voice=1", "audio=-1", "audio=x"):
         with pytest.raises(ValueError):
             parse_weights(bad)
-    with pytest.raises(ValueError):
-        parse_weights("ccc", {})
+    assert parse_weights("ccc", {}) == PAPER_FUSION_WEIGHTS  # no metadata: the paper's (resolve notes it)
     fused = fuse(constant_results({"audio": 1.0, "text": 0.0, "face": 5.0}), parse_weights("ccc", metadata),
                  cutoff_hz=0, subject_stats=None)
     assert fused.used == ["audio", "text"]  # face has weight 0

@@ -15,17 +15,16 @@ from shared.fusion import (
     FUSION_MODEL_DIR,
     band_for_duration,
     calibrate_band,
-    ccc_weights,
     effective_cutoff,
     fuse,
     load_fusion_model,
-    parse_weights,
     resolve,
-    weight_from_ccc,
 )
-from shared.pipeline import ModalityResult, fuse_results
+from shared.fusion_methods import ccc_weights, parse_weights, weight_from_ccc
+from shared.pipeline import fuse_results
 from shared.results import build_document, to_csv
 from shared.settings import MODALITIES, Settings
+from shared.values import ModalityResult
 from training.fusion import (
     ClipCurves,
     band_calibration,

@@ -18,7 +18,7 @@ from shared.face_tracking import FaceTracker, TrackerConfig, detect_faces
 from shared.media import iter_frames
 from shared.modalities.base import get_modality
 from shared.modalities.frame_stream import listener_frames
-from shared.synthetic.dataset import generate_clip
+from synthetic.dataset import generate_clip
 
 FRAMES = 50  # 2 s
 

@@ -16,7 +16,7 @@ from tests.ensemble_support import environment
 
 def _record(msg: str = "model loaded", level: int = logging.INFO, exc_info: object = None,
             **extra: object) -> logging.LogRecord:
-    record = logging.getLogger("shared.servable").makeRecord("shared.servable", level, __file__, 1, msg, (),
+    record = logging.getLogger("serving.servable").makeRecord("serving.servable", level, __file__, 1, msg, (),
                                                              exc_info, extra=extra)
     return record
 
@@ -40,7 +40,7 @@ def test_text_lines_carry_the_traceback_of_an_exception() -> None:
 
 def test_json_lines_hold_the_fields_as_values() -> None:
     payload = json.loads(JsonFormatter().format(_record(model="audio", version=3, path=None)))
-    assert payload["msg"] == "model loaded" and payload["level"] == "INFO" and payload["logger"] == "shared.servable"
+    assert payload["msg"] == "model loaded" and payload["level"] == "INFO" and payload["logger"] == "serving.servable"
     assert payload["model"] == "audio" and payload["version"] == 3 and payload["path"] is None
     assert isinstance(payload["ts"], float) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", payload["time"])
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serving.client import GrpcPredictor
 from shared.pipeline import align_results, run_modality
-from shared.serving_client import GrpcPredictor
 from shared.settings import Settings
 from tests.ensemble_support import write_tiny_video
 

@@ -74,9 +74,10 @@ def test_fill_gaps_interpolates_inside_and_extends_at_the_ends() -> None:
 
 
 def test_every_module_and_the_fused_curve_stay_in_the_label_range() -> None:
-    from shared.pipeline import ModalityResult, fuse_results
+    from shared.pipeline import fuse_results
     from shared.postprocess import bound, label_range, labels_range, postprocess
     from shared.settings import Settings
+    from shared.values import ModalityResult
 
     t = np.arange(2000)
     spiky = np.sin(t / 50.0) + np.where(t < 30, 8.0, 0.0)  # a start-of-clip spike, as seen on the demo clip

@@ -45,15 +45,16 @@ def test_everything_that_lists_modalities_follows_a_plugin() -> None:
         "import json\n"
         "from shared.settings import MODALITIES, PAPER_FUSION_WEIGHTS\n"
         "from shared.modalities.base import get_modality\n"
-        "from services.celery_app import QUEUES, VISION_MODALITIES, route_task\n"
+        "from services.celery_app import QUEUES, route_task\n"
+        "from shared.registry import vision_names\n"
         "from cli.up import WORKER_QUEUES\n"
         "from training.models import get_spec\n"
-        "from gateway.jobs_api import _parse_modalities\n"
+        "from jobs.request import JobRequest\n"
         "print(json.dumps({'modalities': MODALITIES, 'weight': PAPER_FUSION_WEIGHTS['brightness'],\n"
-        "    'queues': QUEUES, 'vision': VISION_MODALITIES, 'workers': WORKER_QUEUES,\n"
+        "    'queues': QUEUES, 'vision': vision_names(), 'workers': WORKER_QUEUES,\n"
         "    'route': route_task('empathy.analyze_modality', (), {'modality': 'brightness'}, {}),\n"
         "    'class': type(get_modality('brightness')).__name__, 'builder': get_spec('brightness').module,\n"
-        "    'job': _parse_modalities(['brightness,audio'])}))\n"
+        "    'job': JobRequest.from_form({'modalities': 'brightness,audio'}).modalities}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "EMPATHY_MODALITY_PLUGINS": "tests.toy_modality"}
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True,

@@ -11,8 +11,8 @@ import numpy as np
 
 from shared.data import read_labels
 from shared.fusion import FusionResult
-from shared.pipeline import ModalityResult
 from shared.results import build_document, csv_columns, to_csv
+from shared.values import ModalityResult
 
 N = 5
 FPS = 25.0

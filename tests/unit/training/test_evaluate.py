@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serving.client import open_model
 from shared.data import discover, read_labels
 from shared.pipeline import run_modality
 from shared.postprocess import fill_gaps
 from shared.scoring import official_ccc
-from shared.serving_client import open_model
 from shared.settings import get_settings
 from tests.ensemble_support import export_tiny_model
 from training.evaluate import (

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serving.client import LocalPredictor
 from shared.modalities.frame_windows import LazyWindows, window_index
-from shared.serving_client import LocalPredictor
 from training.batches import predict_in_batches
 from training.models import get_spec
 from training.trainer import export_model

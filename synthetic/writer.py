@@ -13,7 +13,7 @@ import av
 import cv2
 import numpy as np
 
-from shared.synthetic.curves import FPS
+from synthetic.curves import FPS
 
 
 class ClipWriter:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from shared.synthetic.body import Idle, draw_body, pose_for
-from shared.synthetic.curves import FPS, rng_for
-from shared.synthetic.face import head_sprite
+from synthetic.body import Idle, draw_body, pose_for
+from synthetic.curves import FPS, rng_for
+from synthetic.face import head_sprite
 
 # Face box width in pixels at 360 lines: large enough for dlib's HOG detector (80 px window) at 640x360.
 FACE_PX_AT_360 = 110

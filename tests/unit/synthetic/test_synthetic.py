@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from shared.data import Clip, discover, read_labels, read_transcript
-from shared.synthetic import expressed_valence, generate_clip, generate_dataset, valence_curve
-from shared.synthetic.speech import NEGATIVE_WORDS, NEUTRAL_WORDS, POSITIVE_WORDS, SpeechError
+from synthetic import expressed_valence, generate_clip, generate_dataset, valence_curve
+from synthetic.speech import NEGATIVE_WORDS, NEUTRAL_WORDS, POSITIVE_WORDS, SpeechError
 
 DURATION_S = 20.0  # the conftest synthetic_dataset
 N_FRAMES = 25 * 20
@@ -223,7 +223,7 @@ def test_same_story_same_words_for_every_listener(synthetic_dataset: Path) -> No
 
 def test_generator_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     from shared import media
-    from shared.synthetic.render import FrameRenderer
+    from synthetic.render import FrameRenderer
 
     kwargs = {"duration_s": 1.0, "width": 640, "height": 360}
     a = generate_clip(tmp_path / "a", 3, 2, seed=5, **kwargs)

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from shared.data import Word
-from shared.synthetic.curves import rng_for, story_curve_at
+from synthetic.curves import rng_for, story_curve_at
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ SAMPLE_RATE = 16000
 VOICE = "en-us"
 _SPEECH = 6  # rng stream tag
 
-# In VADER with valence >= 1.5 and tagged 'positive' (not 'negative') in NRC; checked by tests/unit/shared/test_synthetic.py.
+# In VADER with valence >= 1.5 and tagged 'positive' (not 'negative') in NRC; checked by tests/unit/synthetic/test_synthetic.py.
 POSITIVE_WORDS: tuple[str, ...] = (
     "happy", "wonderful", "love", "beautiful", "joy", "smile", "laugh", "delight", "good", "friendly",
     "kind", "lovely", "sweet", "hope", "excellent", "fun", "glad", "proud", "gift", "peace", "success",

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.serving_protos import ModelSignature, TensorSpecInfo, signature_from_def
+from serving.protos import ModelSignature, TensorSpecInfo, signature_from_def
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ meaning is lost (float64 -> float32, int64 -> int32 when the values fit), ranks 
 agree; anything else raises :class:`SignatureMismatchError` naming the inputs the model expects.
 
 :class:`GrpcPredictor` speaks TF Serving's PredictionService through the TensorFlow-free messages of
-:mod:`shared.serving_protos` (worker processes never import TensorFlow): per-call deadlines, retries with
+:mod:`serving.protos` (worker processes never import TensorFlow): per-call deadlines, retries with
 exponential backoff on UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED only, and the version of the
 first batch pinned for the rest of a call, so one video is never scored by two model versions.
 :class:`LocalPredictor` loads the SavedModel with TensorFlow for ``empathy analyze``. :func:`open_model` is
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import grpc
 import numpy as np
 
-from shared import serving_protos as wire
-from shared.serving_protos import ModelSignature, TensorSpecInfo
+from serving import protos as wire
+from serving.protos import ModelSignature, TensorSpecInfo
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -425,7 +425,7 @@ class LocalPredictor(_BatchedPredictor):
 
     def __init__(self, saved_model_dir: Path | str, *, batch_size: int = 64, signature: str = DEFAULT_SIGNATURE,
                  output: str | None = None, max_batch_mb: float | None = None) -> None:
-        from shared.servable import Servable, ServableError
+        from serving.servable import Servable, ServableError
 
         self._servable_error = ServableError
         self.path = Path(saved_model_dir)
@@ -482,9 +482,9 @@ def open_model(modality: str, settings: Settings, *, models_dir: Path | str | No
     (model name = modality name) pinned to that version, so the preprocessing parameters in the metadata
     and the served weights belong together also while a newer version is rolled out; it waits for a
     restarting model server up to ``EMPATHY_MODEL_LOAD_TIMEOUT_S``. Raises
-    :class:`shared.model_store.ModelNotFoundError` when the volume holds no such version.
+    :class:`serving.model_store.ModelNotFoundError` when the volume holds no such version.
     """
-    from shared.model_store import read_metadata, version_dir
+    from serving.model_store import read_metadata, version_dir
 
     path = version_dir(settings.models_dir if models_dir is None else models_dir, modality, version)
     metadata = read_metadata(path)
@@ -496,3 +496,12 @@ def open_model(modality: str, settings: Settings, *, models_dir: Path | str | No
                                   batch_size=settings.batch_size, backoff_s=settings.model_server_backoff_s,
                                   load_timeout_s=settings.model_load_timeout_s, max_batch_mb=settings.max_batch_mb)
     return Model(version=int(path.name), metadata=metadata, predictor=predictor)
+
+
+def open_models(names: Sequence[str], settings: Settings, *, models_dir: Path | str | None = None,
+                local: bool = False) -> tuple[dict[str, Predictor], dict[str, dict[str, Any]]]:
+    """:func:`open_model` (latest version) for each of ``names``: ``(predictors, metadata)``, both by modality,
+    what :func:`shared.pipeline.analyze_video` and evaluation take."""
+    models = {name: open_model(name, settings, models_dir=models_dir, local=local) for name in names}
+    return ({name: model.predictor for name, model in models.items()},
+            {name: model.metadata for name, model in models.items()})

@@ -15,11 +15,11 @@ import numpy as np
 
 from shared.data import Clip, clip_name, write_labels, write_transcript
 from shared.settings import Settings
-from shared.synthetic.curves import FPS, expressed_valence, listener, rng_for, valence_curve
-from shared.synthetic.render import FrameRenderer
-from shared.synthetic.speech import SAMPLE_RATE, espeak_binary, story_speech
-from shared.synthetic.storyteller import STORYTELLER_FACE_SCALE, StorytellerRenderer, loudness_per_frame
-from shared.synthetic.writer import ClipWriter
+from synthetic.curves import FPS, expressed_valence, listener, rng_for, valence_curve
+from synthetic.render import FrameRenderer
+from synthetic.speech import SAMPLE_RATE, espeak_binary, story_speech
+from synthetic.storyteller import STORYTELLER_FACE_SCALE, StorytellerRenderer, loudness_per_frame
+from synthetic.writer import ClipWriter
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def _write_manifest(root: Path, subjects: Sequence[int], stories: Sequence[int],
                     height: int, seed: int, layout: str = SINGLE) -> None:
     """Record how the set was made (and each listener's hidden reaction) for provenance and debugging."""
     manifest = {
-        "generator": "shared.synthetic",
+        "generator": "synthetic",
         "seed": seed,
         "subjects": list(subjects),
         "stories": list(stories),

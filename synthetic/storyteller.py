@@ -16,7 +16,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from shared.synthetic.curves import rng_for
+from synthetic.curves import rng_for
 
 STORYTELLER_FACE_SCALE = 1.4  # storyteller's face box / listener's face box (OMG-Empathy: the storyteller is nearer)
 JAW_DROP = 0.09  # lower lip and chin move down by this fraction of the face width at full loudness

@@ -7,7 +7,7 @@ wasteful. gRPC routes by method path and protobuf encodes by field number and ty
 name, so the few messages declared below (same field numbers and types as ``tensorflow/core/framework``
 and ``tensorflow_serving/apis``) are byte-compatible with the real ones. They live in a private
 ``DescriptorPool`` under the package ``empathy.tfs_wire`` and therefore never clash with TensorFlow's
-own descriptors when both are loaded in one process. ``tests/unit/shared/test_serving_client.py`` checks every
+own descriptors when both are loaded in one process. ``tests/unit/serving/test_client.py`` checks every
 message against the real classes in both directions.
 
 The codec functions only touch field names shared by our messages and TensorFlow's, so the model server

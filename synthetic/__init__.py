@@ -3,7 +3,7 @@
 See docs/architecture.md (Synthetic data) and ``empathy synth --help``.
 """
 
-from shared.synthetic.curves import expressed_valence, valence_curve
-from shared.synthetic.dataset import generate_clip, generate_dataset
+from synthetic.curves import expressed_valence, valence_curve
+from synthetic.dataset import generate_clip, generate_dataset
 
 __all__ = ["expressed_valence", "generate_clip", "generate_dataset", "valence_curve"]

@@ -1,4 +1,4 @@
-"""shared.serving_client and its TensorFlow-free wire messages, against our model server and TF itself."""
+"""serving.client and its TensorFlow-free wire messages, against our model server and TF itself."""
 
 from __future__ import annotations
 
@@ -19,18 +19,19 @@ from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from services.model_server.repository import ModelConfig, ModelRepository
 from services.model_server.server import ModelServer
-from shared import serving_protos as wire
-from shared.model_store import ModelNotFoundError
-from shared.serving_client import (
+from serving import protos as wire
+from serving.client import (
     GrpcPredictor,
     LocalPredictor,
     ModelUnavailableError,
     SignatureMismatchError,
     open_model,
 )
+from serving.model_store import ModelNotFoundError
+from shared.ports import free_port
 from shared.settings import Settings
 from tests import REPO
-from tests.serving_helpers import export_tiny_model, free_port, keras_predict, sample_inputs, wait_for
+from tests.serving_helpers import export_tiny_model, keras_predict, sample_inputs, wait_for
 
 ATOL = 1e-5
 
@@ -140,7 +141,7 @@ def test_wire_messages_are_byte_compatible_with_tensorflow_serving() -> None:
 
 
 def test_importing_the_client_does_not_import_tensorflow() -> None:
-    code = "import sys, shared.serving_client; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    code = "import sys, serving.client; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -216,7 +217,7 @@ def test_client_retries_until_a_late_server_starts(models_dir: Path, exported: d
         except Exception as exc:  # surfaced by the assertion below
             outcome["error"] = exc
 
-    with caplog.at_level(logging.WARNING, logger="shared.serving_client"):
+    with caplog.at_level(logging.WARNING, logger="serving.client"):
         thread = threading.Thread(target=call)
         thread.start()
         wait_for(lambda: any("retrying" in r.getMessage() for r in caplog.records), timeout_s=10)
@@ -231,7 +232,7 @@ def test_client_retries_until_a_late_server_starts(models_dir: Path, exported: d
 def test_client_gives_up_after_the_configured_retries_when_nothing_listens(caplog: pytest.LogCaptureFixture) -> None:
     address = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="shared.serving_client"):
+    with caplog.at_level(logging.WARNING, logger="serving.client"):
         with GrpcPredictor(address, "tiny", timeout_s=2.0, retries=2, backoff_s=0.05) as predictor:
             with pytest.raises(ModelUnavailableError, match=f"no model server answered at {address} after 3 attempts"):
                 predictor.predict(sample_inputs(3))

@@ -1,0 +1,188 @@
+"""What a client asks of one analysis: the job request, a value type with one parser and one stored form.
+
+:class:`JobRequest` is built from a form or any mapping of text (the gateway's multipart form, the
+``empathy analyze`` and ``empathy submit`` options) by :meth:`JobRequest.from_form`, the one validation,
+which raises ``ValueError`` with a message naming the field (the gateway answers 400 with it, the commands a
+usage error). The job store keeps it as text fields of the job's hash (:meth:`to_hash`) and the tasks read it
+back typed (:meth:`from_hash`); the pipeline receives its options (:meth:`pipeline_options`); the OpenAPI
+form (:func:`form_schema`) and the commands' options (:func:`add_arguments`) are generated from it.
+
+Adding a field: one :func:`_field` entry in :class:`JobRequest` (type, default, parser, help, schema); then
+the code that uses it (e.g. a task, or :class:`shared.pipeline.PipelineOptions` for a pipeline option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import IO, Any
+
+from shared.crops import check_listener_spec
+from shared.fusion_methods import check_spec, choices, method_names
+from shared.settings import MODALITIES, Settings
+from shared.values import PipelineOptions
+
+MAX_FIELD_CHARS = 200  # longer values are cut before parsing (and never echoed in full)
+MAX_SUBJECT = 2**31 - 1  # subjects reach the models as int32
+
+
+def parse_subject(text: str) -> int:
+    """A listener id from text: decimal digits, 0 to :data:`MAX_SUBJECT` (0 = unknown listener)."""
+    value = text.strip()
+    if not value.isascii() or not value.isdigit() or int(value) > MAX_SUBJECT:
+        raise ValueError(f"subject must be an integer from 0 to {MAX_SUBJECT}, got {text[:50]!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """How one request field is read and shown. ``parse``: text (non-empty, stripped) -> value, ValueError
+    when malformed; ``text``: value -> the text ``parse`` reads back. ``repeatable``: the form may give the
+    field several times (values joined by commas). ``schema``: its OpenAPI schema (``description`` = ``help``)."""
+
+    help: str | Callable[[], str]  # a callable where it names what is registered later (fusion methods)
+    parse: Callable[[str], Any]
+    text: Callable[[Any], str] = str
+    schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "string"})
+    repeatable: bool = False
+    aliases: tuple[str, ...] = ()  # more command-line spellings of --<name>
+
+
+def _field(default: Any = None, *, spec: FieldSpec, factory: Callable[[], Any] | None = None) -> Any:
+    if factory is not None:
+        return field(default_factory=factory, metadata={"spec": spec})
+    return field(default=default, metadata={"spec": spec})
+
+
+def parse_modalities(text: str) -> tuple[str, ...]:
+    """A comma list of modality names, in the registry's order without duplicates; unknown names refused."""
+    requested = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = sorted(set(requested) - set(MODALITIES))
+    if unknown:
+        raise ValueError(f"unknown modalities {[u[:30] for u in unknown[:5]]}; choose among {list(MODALITIES)}")
+    return tuple(name for name in MODALITIES if name in requested) or tuple(MODALITIES)
+
+
+LISTENER_HELP = ("listener region: auto (2560x720 input: the official split x >= 1080; else the whole frame), "
+                 "full, x0,y0,x1,y1 fractions or per subject '1=...;*=auto' (absent: EMPATHY_LISTENER_CROP)")
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One analysis as a client asked for it. Empty text and None mean "the service's setting"."""
+
+    subject: int | None = _field(spec=FieldSpec(
+        "listener id for per-subject re-scaling (0: unknown, global statistics; absent: EMPATHY_DEFAULT_SUBJECT)",
+        parse=parse_subject, schema={"type": "integer", "minimum": 0}))
+    modalities: tuple[str, ...] = _field(factory=lambda: tuple(MODALITIES), spec=FieldSpec(
+        f"comma list, subset of {list(MODALITIES)} (absent: every modality)",
+        parse=parse_modalities, text=",".join, repeatable=True))
+    fusion: str = _field("", spec=FieldSpec(
+        lambda: f"fusion of this job: {choices()} (absent: EMPATHY_FUSION_WEIGHTS)",
+        parse=check_spec, schema={"type": "string"}, aliases=("--weights",)))
+    listener: str = _field("", spec=FieldSpec(LISTENER_HELP, parse=check_listener_spec))
+
+    # --- reading ----------------------------------------------------------------------------------------
+    @classmethod
+    def from_form(cls, form: Mapping[str, str | Sequence[str] | None]) -> JobRequest:
+        """The request a form asks for (values: text, a list of texts, or None = absent); ValueError otherwise.
+
+        Unknown fields are mistakes (``subjet=3`` must not silently become subject 0), and so is a field given
+        twice unless it is repeatable. Absent or blank fields keep their defaults.
+        """
+        specs = field_specs()
+        unknown = sorted(set(form) - set(specs))
+        if unknown:
+            shown = [name[:40] for name in unknown[:10]]  # echo a bounded amount of what the client sent
+            raise ValueError(f"unknown form fields {shown}; expected {sorted(specs)}")
+        values: dict[str, Any] = {}
+        for name, spec in specs.items():
+            raw = form.get(name)
+            texts = [] if raw is None else [raw] if isinstance(raw, str) else list(raw)
+            if len(texts) > 1 and not spec.repeatable:
+                raise ValueError(f"form field {name!r} given more than once")
+            text = ",".join(texts).strip()
+            text = text if spec.repeatable else text[:MAX_FIELD_CHARS]
+            if text:
+                try:
+                    values[name] = spec.parse(text)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+        return cls(**values)
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[str, str]) -> JobRequest:
+        """The request of a stored job (:meth:`jobs.store.JobStore.raw`), typed as the gateway validated it."""
+        return cls.from_form({name: raw.get(name) for name in field_specs()})
+
+    def resolve(self, settings: Settings) -> JobRequest:
+        """The same request with the service's default subject filled in (what a job keeps)."""
+        return self if self.subject is not None else replace(self, subject=settings.default_subject)
+
+    # --- writing ----------------------------------------------------------------------------------------
+    def to_hash(self) -> dict[str, str]:
+        """Every field as text, for the job's hash ("" = absent); :meth:`from_hash` reads it back."""
+        specs = field_specs()
+        return {name: "" if getattr(self, name) in (None, "") else specs[name].text(getattr(self, name))
+                for name in specs}
+
+    def to_form(self) -> dict[str, str]:
+        """The form fields to send (``empathy submit``): those given, as text."""
+        return {name: text for name, text in self.to_hash().items() if text}
+
+    def pipeline_options(self) -> PipelineOptions:
+        """What the analysis of each modality and the fusion need of the request."""
+        return PipelineOptions(listener=self.listener or None, fusion=self.fusion or None)
+
+    def fingerprint(self, video: IO[bytes], transcript: IO[bytes] | None = None) -> str:
+        """What makes two submissions "the same upload" (idempotency): the video's bytes, every field, the
+        transcript's bytes. Streams are read from where they are to their end."""
+        digest = hashlib.sha256()
+        while chunk := video.read(1 << 20):
+            digest.update(chunk)
+        digest.update(("|" + "|".join(f"{k}={v}" for k, v in self.to_hash().items()) + "|").encode())
+        if transcript is not None:
+            while chunk := transcript.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+
+def field_specs() -> dict[str, FieldSpec]:
+    """Every request field, in declaration order: name -> :class:`FieldSpec`."""
+    return {f.name: f.metadata["spec"] for f in fields(JobRequest)}
+
+
+def _help(spec: FieldSpec) -> str:
+    return spec.help() if callable(spec.help) else spec.help
+
+
+def form_schema() -> dict[str, dict[str, Any]]:
+    """The OpenAPI schema of every request field (the multipart form's properties besides the files).
+
+    The fusion field lists the registered methods as an enum, or explicit weights.
+    """
+    schema = {name: {**spec.schema, "description": _help(spec)} for name, spec in field_specs().items()}
+    schema["fusion"] = {"anyOf": [{"type": "string", "enum": list(method_names())},
+                                  {"type": "string", "pattern": r"^\s*[a-z][a-z0-9]*\s*=.*$"}],
+                        "description": schema["fusion"]["description"]}
+    return schema
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, skip: Iterable[str] = ()) -> None:
+    """``--<field>`` options for every request field (text, checked by :func:`request_from_args`)."""
+    for name, spec in field_specs().items():
+        if name not in skip:
+            parser.add_argument(f"--{name}", *spec.aliases, dest=name, default=None,
+                                help=_help(spec).replace("%", "%%"))
+
+
+def request_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> JobRequest:
+    """The request the options of :func:`add_arguments` ask for; a usage error (exit 2) when one is malformed."""
+    try:
+        return JobRequest.from_form({name: getattr(args, name, None) for name in field_specs()})
+    except ValueError as exc:
+        name = str(exc).partition(":")[0]
+        parser.error(f"argument --{name}: {exc}" if name in field_specs() else str(exc))
+    raise AssertionError("unreachable: parser.error exits")

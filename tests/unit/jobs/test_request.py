@@ -1,0 +1,74 @@
+"""The job request (jobs.request): one parser from a form, the job hash and back, the fingerprint, and what
+is generated from it (the gateway's OpenAPI form, the commands' options)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+
+import pytest
+
+from jobs.request import JobRequest, add_arguments, field_specs, form_schema, request_from_args
+from shared.settings import MODALITIES, Settings
+from shared.values import PipelineOptions
+
+
+def test_a_form_parses_into_a_typed_request_and_back() -> None:
+    job = JobRequest.from_form({"subject": " 7 ", "modalities": ["body,audio", "face"], "fusion": "paper",
+                                "listener": "0.5,0,1,1"})
+    assert job == JobRequest(subject=7, modalities=("audio", "face", "body"), fusion="paper", listener="0.5,0,1,1")
+    assert job.to_hash() == {"subject": "7", "modalities": "audio,face,body", "fusion": "paper",
+                             "listener": "0.5,0,1,1"}
+    assert JobRequest.from_hash({**job.to_hash(), "state": "queued", "audio.status": "ok"}) == job
+    assert JobRequest.from_form(job.to_form()) == job
+    assert job.pipeline_options() == PipelineOptions(listener="0.5,0,1,1", fusion="paper")
+
+
+def test_absent_fields_are_the_services_settings() -> None:
+    job = JobRequest.from_form({"subject": "", "fusion": "  ", "modalities": None})
+    assert job == JobRequest() and job.modalities == tuple(MODALITIES) and job.subject is None
+    assert job.to_form() == {"modalities": ",".join(MODALITIES)}  # the service's subject, fusion and listener
+    assert job.pipeline_options() == PipelineOptions()
+    assert job.resolve(Settings(default_subject=3)).subject == 3
+    assert JobRequest(subject=0).resolve(Settings(default_subject=3)).subject == 0
+
+
+@pytest.mark.parametrize(("form", "message"), [
+    ({"subjet": "3"}, "unknown form fields ['subjet']"),
+    ({"subject": ["1", "2"]}, "form field 'subject' given more than once"),
+    ({"subject": "-1"}, "subject: subject must be an integer"),
+    ({"subject": "\u0663"}, "subject: subject must be an integer"),
+    ({"modalities": "audio,smell"}, "modalities: unknown modalities ['smell']"),
+    ({"fusion": "best"}, "fusion: bad fusion weight 'best'"),
+    ({"fusion": "audio=-1"}, "fusion: fusion weight of 'audio' is negative"),
+    ({"listener": "0.6,0,0.5,1"}, "listener: "),
+])
+def test_a_malformed_form_is_refused_with_the_field_named(form: dict, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        JobRequest.from_form(form)
+    assert message in str(caught.value)
+
+
+def test_the_fingerprint_covers_the_upload_and_every_field() -> None:
+    def fingerprint(job: JobRequest, video: bytes = b"video", transcript: bytes | None = None) -> str:
+        return job.fingerprint(io.BytesIO(video), None if transcript is None else io.BytesIO(transcript))
+
+    base = JobRequest(subject=1)
+    assert fingerprint(base) == fingerprint(JobRequest.from_form({"subject": "1"}))
+    others = {fingerprint(base, b"other"), fingerprint(base, transcript=b"{}"), fingerprint(JobRequest(subject=2)),
+              fingerprint(JobRequest(subject=1, fusion="paper")), fingerprint(JobRequest(subject=1, listener="full")),
+              fingerprint(JobRequest(subject=1, modalities=("audio",)))}
+    assert fingerprint(base) not in others and len(others) == 6
+
+
+def test_the_openapi_form_and_the_command_options_follow_the_fields() -> None:
+    schema = form_schema()
+    assert list(schema) == list(field_specs()) == ["subject", "modalities", "fusion", "listener"]
+    assert schema["subject"]["type"] == "integer" and all(s.get("description") for s in schema.values())
+    parser = argparse.ArgumentParser(prog="empathy test")
+    add_arguments(parser)
+    args = parser.parse_args(["--subject", "2", "--weights", "ccc", "--modalities", "text"])
+    assert request_from_args(parser, args) == JobRequest(subject=2, modalities=("text",), fusion="ccc")
+    with pytest.raises(SystemExit) as usage:
+        request_from_args(parser, parser.parse_args(["--listener", "left"]))
+    assert usage.value.code == 2

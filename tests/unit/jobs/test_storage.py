@@ -1,0 +1,88 @@
+"""The job storage seam (jobs.storage): the backend a setting picks, names that cannot escape a job, atomic
+writes, streams and private copies. Run against every backend that needs no outside service (today: local)."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import pytest
+
+from jobs.storage import BACKENDS, BlobNotFound, JobStorage, open_storage
+from jobs.storage.local import LocalStorage
+from shared.settings import Settings
+
+JOB = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture(params=["local"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> JobStorage:
+    return open_storage(Settings(storage_dir=tmp_path / "storage", storage_backend=request.param))
+
+
+def test_the_setting_picks_the_backend(tmp_path: Path) -> None:
+    assert isinstance(open_storage(Settings(storage_dir=tmp_path)), LocalStorage)
+    assert set(BACKENDS) >= {"local"}
+    with pytest.raises(ValueError, match="EMPATHY_STORAGE_BACKEND='ftp' is not a storage backend; expected one of"):
+        open_storage(Settings(storage_backend="ftp"))
+
+
+def test_blobs_round_trip_and_are_listed(storage: JobStorage, tmp_path: Path) -> None:
+    assert not storage.job_exists(JOB) and storage.names(JOB) == []
+    storage.put_bytes(JOB, "result.json", b"{}")
+    storage.put_stream(JOB, "series/audio.npy", io.BytesIO(b"\x93NUMPY" * 1000))
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"video")
+    storage.put_file(JOB, "video.mp4", source)
+    assert source.read_bytes() == b"video"  # not moved unless asked
+    assert storage.job_exists(JOB) and storage.names(JOB) == ["result.json", "series/audio.npy", "video.mp4"]
+    assert storage.get_bytes(JOB, "series/audio.npy") == b"\x93NUMPY" * 1000
+    with storage.open(JOB, "video.mp4") as handle:
+        assert handle.read(3) == b"vid"
+    copy = storage.fetch(JOB, "video.mp4", tmp_path / "private.mp4")
+    assert copy.read_bytes() == b"video"
+    storage.put_bytes(JOB, "video.mp4", b"replaced")  # a blob is replaced, never changed in place:
+    assert copy.read_bytes() == b"video"  # the private copy keeps what it was
+    assert storage.exists(JOB, "video.mp4") and not storage.exists(JOB, "video.mkv")
+    with pytest.raises(BlobNotFound):
+        storage.get_bytes(JOB, "video.mkv")
+    assert storage.delete(JOB) and not storage.job_exists(JOB) and storage.delete(JOB) is False
+
+
+def test_names_cannot_leave_the_job(storage: JobStorage) -> None:
+    for job_id, name in ((JOB, "../other/video.mp4"), (JOB, "/etc/passwd"), (JOB, ".hidden"), (JOB, "a//b"),
+                         (JOB, "series/../../x"), ("../" + JOB, "video.mp4"), (JOB.upper(), "video.mp4")):
+        with pytest.raises(ValueError):
+            storage.put_bytes(job_id, name, b"x")
+
+
+def test_a_reader_never_sees_half_a_blob(storage: JobStorage) -> None:
+    big, small = b"a" * (4 << 20), b"b" * 10
+    storage.put_bytes(JOB, "result.json", small)
+    seen: set[int] = set()
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            seen.add(len(storage.get_bytes(JOB, "result.json")))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for _ in range(20):
+        storage.put_bytes(JOB, "result.json", big)
+        storage.put_bytes(JOB, "result.json", small)
+    done.set()
+    reader.join()
+    assert seen <= {len(big), len(small)} and len(small) in seen
+    assert storage.names(JOB) == ["result.json"]  # no temporary file left behind
+
+
+def test_local_moves_an_upload_on_the_same_volume(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "storage")
+    upload = tmp_path / "storage" / "uploads" / ".upload-1"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"v" * 100)
+    inode = upload.stat().st_ino
+    storage.put_file(JOB, "video.mp4", upload, move=True)
+    assert not upload.exists() and storage.path(JOB, "video.mp4").stat().st_ino == inode  # a rename, no copy
