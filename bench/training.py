@@ -17,7 +17,7 @@ machine's load does not fall on one of them only) measures, on real windows:
   bundled one; a warm-up epoch of two batches (tracing), then a timed epoch stopped after
   ``--train-seconds`` (windows counted batch by batch). Targets are random: speed does not depend on them.
 * **prediction windows/s**: the model exported as the trainer exports it and run as ``empathy analyze`` runs
-  it (:class:`shared.serving_client.LocalPredictor`, ``EMPATHY_BATCH_SIZE`` capped by ``EMPATHY_MAX_BATCH_MB``),
+  it (:class:`serving.client.LocalPredictor`, ``EMPATHY_BATCH_SIZE`` capped by ``EMPATHY_MAX_BATCH_MB``),
   one warm-up batch, then batches until ``--predict-seconds``.
 
 Then it projects one training epoch on OMG-Empathy's training split (:class:`Corpus`: every assumption is
@@ -247,7 +247,7 @@ def measure(modality: str, size: str, *, clip: Path, transcript: Path, train_sec
     """Everything one child measures (TensorFlow imported here, with the environment's oneDNN setting)."""
     import keras
 
-    from shared.serving_client import LocalPredictor
+    from serving.client import LocalPredictor
     from training.batches import WindowBatches, is_lazy
     from training.models import get_spec
     from training.models.common import ccc_loss
