@@ -514,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md",
                         help="Markdown file whose training-throughput block is replaced ('-' = print only)")
     parser.add_argument("--json", type=Path, default=None, help="also write every measurement to this JSON file")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="measure nothing: render the tables of a run saved with --json (after a change of "
+                             "the report) and write them as that run would have")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     add_log_format_argument(parser)
     return parser
@@ -527,24 +530,9 @@ def _choices(parser: argparse.ArgumentParser, option: str, text: str, allowed: t
     return list(dict.fromkeys(values))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    configure_logging(log_format=args.log_format, default_format="text")
-    if args.child is not None:
-        request = json.loads(args.child)
-        result = measure(request["modality"], request["size"], clip=Path(request["clip"]),
-                         transcript=Path(request["transcript"]), train_seconds=request["train_seconds"],
-                         predict_seconds=request["predict_seconds"])
-        print(json.dumps(result))
-        return 0
-    modalities = _choices(parser, "--modalities", args.modalities, MODALITIES)
-    sizes = _choices(parser, "--sizes", args.sizes, SIZES)
-    onednn = _choices(parser, "--onednn", args.onednn, ONEDNN)
-    if args.quick:
-        args.train_seconds, args.predict_seconds = 2.0, 1.0
-    from training.models import get_spec
-
+def measure_all(args: argparse.Namespace, argv: list[str] | None, modalities: list[str], sizes: list[str],
+                onednn: list[str]) -> TrainingReport:
+    """Every child of the plan, in order, on the cached clip; the machine described around them."""
     machine = describe(REPO)
     clip, transcript = ensure_clip(args.clips_dir)
     measurements = []
@@ -558,16 +546,49 @@ def main(argv: list[str] | None = None) -> int:
         measurements.append(m)
     machine.load_after = os.getloadavg()
     command = " ".join(["python -m bench.training", shlex.join(argv if argv is not None else sys.argv[1:])]).strip()
-    report = TrainingReport(machine=machine, command=command, measurements=measurements)
-    if any((m.modality, m.size) in TIMING_BATCH for m in measurements):
-        report.notes += [f"{m} ({s}): training batch {b} instead of the registry's {get_spec(m).batch_size} (one "
-                         "step of the registry's batch takes minutes and GiBs on 2 cores); not measured at the "
-                         "registry's batch" for (m, s), b in TIMING_BATCH.items() if m in modalities and s in sizes]
+    return TrainingReport(machine=machine, command=command, measurements=measurements)
+
+
+def load_report(path: Path) -> TrainingReport:
+    """A run saved with ``--json``."""
+    saved = json.loads(path.read_text())
+    machine = Machine(**{**saved["machine"], "load_before": tuple(saved["machine"]["load_before"]),
+                         "load_after": tuple(saved["machine"]["load_after"])})
+    return TrainingReport(machine=machine, command=saved["command"],
+                          measurements=[Measurement(**m) for m in saved["measurements"]])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(log_format=args.log_format, default_format="text")
+    if args.child is not None:
+        request = json.loads(args.child)
+        result = measure(request["modality"], request["size"], clip=Path(request["clip"]),
+                         transcript=Path(request["transcript"]), train_seconds=request["train_seconds"],
+                         predict_seconds=request["predict_seconds"])
+        print(json.dumps(result))
+        return 0
+    if args.from_json is not None:
+        report = load_report(args.from_json)
+    else:
+        modalities = _choices(parser, "--modalities", args.modalities, MODALITIES)
+        sizes = _choices(parser, "--sizes", args.sizes, SIZES)
+        onednn = _choices(parser, "--onednn", args.onednn, ONEDNN)
+        if args.quick:
+            args.train_seconds, args.predict_seconds = 2.0, 1.0
+        report = measure_all(args, argv, modalities, sizes, onednn)
+        if args.json is not None:
+            args.json.write_text(json.dumps({"command": report.command, "machine": asdict(report.machine),
+                                             "measurements": [asdict(m) for m in report.measurements]}, indent=1))
+    from training.models import get_spec
+
+    measured = {(m.modality, m.size) for m in report.measurements}
+    report.notes += [f"{m} ({s}): training batch {b} instead of the registry's {get_spec(m).batch_size} (one "
+                     "step of the registry's batch takes minutes and GiBs on 2 cores); not measured at the "
+                     "registry's batch" for (m, s), b in TIMING_BATCH.items() if (m, s) in measured]
     block = render(report)
     print(block)
-    if args.json is not None:
-        args.json.write_text(json.dumps({"command": command, "machine": asdict(machine),
-                                         "measurements": [asdict(m) for m in measurements]}, indent=1))
     if str(args.out) != "-":
         write_block(args.out, block, PREAMBLE, key=BLOCK_KEY, writer="python -m bench.training")
         print(f"written to {args.out}", file=sys.stderr)

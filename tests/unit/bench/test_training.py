@@ -63,6 +63,11 @@ def test_landmarks_bundled_measured_with_onednn_on_and_off(tmp_path: Path) -> No
         assert m["train_windows"] >= 512 and m["train_s"] > 0 and m["predict_windows"] > 0 and m["predict_s"] > 0
         assert m["inputs"] == "landmarks 25x136" and m["clip_windows"] > 0
 
+    again = tmp_path / "again.md"  # a saved run renders the very same block without measuring
+    assert main(["--from-json", str(raw), "--out", str(again)]) == 0
+    block = text[text.index("## Training throughput"):text.index("<!-- bench:end training throughput")]
+    assert block in again.read_text()
+
 
 def test_onednn_settings_alternate_which_goes_first() -> None:
     order = plan(["face", "body"], ["bundled", "paper"], ["on", "off"])
