@@ -176,14 +176,13 @@ def size_options(modality: str, size: str) -> tuple[dict[str, Any], dict[str, An
 def repeat_rows(value: Any, n: int) -> Any:
     """``n`` windows cycling through ``value``'s: lazy windows stay lazy (their index repeated), arrays are copied."""
     from shared.modalities.frame_windows import LazyWindows
-    from training.batches import ConcatenatedWindows
 
     rows = np.arange(n) % len(value)
     if isinstance(value, LazyWindows):
         return LazyWindows(value.features, value.index[rows], mean=value.mean, std=value.std)
     if isinstance(value, np.ndarray):
         return value[rows]
-    return ConcatenatedWindows([value] * -(-n // len(value)))[np.arange(n)]
+    raise TypeError(f"cannot repeat windows of type {type(value).__name__} (arrays and LazyWindows only)")
 
 
 def prepared_windows(modality_name: str, params: dict[str, Any], clip: Path, transcript: Path
@@ -299,6 +298,7 @@ def measure(modality: str, size: str, *, clip: Path, transcript: Path, train_sec
         model.export(tmp, format="tf_saved_model", verbose=False)
         stage("export")
         predictor = LocalPredictor(tmp, batch_size=settings.batch_size, max_batch_mb=settings.max_batch_mb)
+        # what predict_batched's slices come to: EMPATHY_BATCH_SIZE windows, fewer under EMPATHY_MAX_BATCH_MB
         predict_batch = max(1, min(settings.batch_size, int(settings.max_batch_mb * 2**20) // per_window))
         chunk = {name: repeat_rows(value, predict_batch) for name, value in inputs.items()}
         predictor.predict(chunk)  # warm-up
