@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.arguments import default_out, existing_file
-from jobs.request import add_arguments, request_from_args
+from jobs.request import add_arguments, check_args_video, request_from_args
 from shared.logs import add_log_format_argument, configure_logging
 from shared.settings import get_settings
 
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(log_format=args.log_format, default_format="text")
     settings = get_settings()
     job = request_from_args(parser, args).resolve(settings)
+    check_args_video(parser, job, args.video)  # e.g. a listener box too small for this video: before any work
     names = list(job.modalities)
     models_dir = args.models_dir or settings.models_dir
     missing = missing_models(models_dir, names)

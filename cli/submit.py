@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.arguments import default_out, existing_file
-from jobs.request import add_arguments, request_from_args
+from jobs.request import add_arguments, check_args_video, request_from_args
 from shared.logs import add_log_format_argument, configure_logging
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(log_format=args.log_format, default_format="text")
     job = request_from_args(parser, args)  # checked here, before the upload starts
+    check_args_video(parser, job, args.video)  # and against the video's headers (listener boxes)
     if args.transcript is not None and not args.transcript.is_file():
         parser.error(f"no such transcript: {args.transcript}")
     base = args.gateway.rstrip("/")
