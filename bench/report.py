@@ -17,7 +17,7 @@ from bench.analyze_mode import AnalyzeRun
 from bench.ensemble_mode import EnsembleRun, EnsembleSession
 from bench.machine import Machine
 
-BLOCK_START = "<!-- bench:start {key} (written by `empathy bench`; edit outside this block) -->"
+BLOCK_START = "<!-- bench:start {key} (written by `{writer}`; edit outside this block) -->"
 BLOCK_END = "<!-- bench:end {key} -->"
 MODALITY_ORDER = ("audio", "text", "face", "landmarks", "body")
 # Targets of issue 14 (5-minute 1280x720 video with speech recognition, 2 cores): benchmark, not timed tests.
@@ -291,13 +291,14 @@ def render(report: Report) -> str:
     return "\n".join(lines)
 
 
-def write_block(path: Path, block: str, preamble: Sequence[str], *, key: str) -> None:
+def write_block(path: Path, block: str, preamble: Sequence[str], *, key: str, writer: str = "empathy bench") -> None:
     """Replace the generated block ``key`` of ``path`` (appended when absent; the file made with ``preamble``).
 
     One block per kind of run (``models``: the models directory; ``paper-size models``), so a run of one
-    kind never erases the latest table of the other, nor the hand-written text around them.
+    kind never erases the latest table of the other, nor the hand-written text around them. ``writer``: the
+    command named in the start marker (the one that rewrites the block).
     """
-    start, end = BLOCK_START.format(key=key), BLOCK_END.format(key=key)
+    start, end = BLOCK_START.format(key=key, writer=writer), BLOCK_END.format(key=key)
     text = path.read_text() if path.is_file() else "\n".join(preamble) + "\n"
     if start in text and end in text:
         head, rest = text.split(start, 1)
