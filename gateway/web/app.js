@@ -206,7 +206,7 @@ function draw(result) {
     svg.append(node("path", { class: "module", "data-modality": name, d, fill: "none",
                               stroke: COLOURS[name] || "#888", "stroke-width": 1, "stroke-opacity": 0.8 }));
     const weight = result.fusion && result.fusion.weights ? result.fusion.weights[name] : undefined;
-    addLegend(name, name + (weight !== undefined ? " (weight " + weight.toFixed(2) + ")" : ""));
+    addLegend(name, name + (weight !== undefined ? " (weight " + weight.toFixed(2) + ")" : " (not fused)"));
   }
   const fused = pathData(result.valence, x, y);
   svg.append(node("path", { id: "curve-fused", d: fused, fill: "none", stroke: "#000", "stroke-width": 2.5 }));
@@ -309,18 +309,19 @@ function jobRow(job) {
 }
 
 async function deleteJob(id) {
+  let message = ["deleted job " + id, "ok"];
   try {
     await api("/v1/jobs/" + id, { method: "DELETE" });
-    say("jobs-status", "deleted job " + id, "ok");
     if (state.job === id) {
       clearTimeout(state.timer);
       state.job = null;
       $("job-section").hidden = true;
     }
   } catch (error) {
-    say("jobs-status", "delete failed: " + error.message, "error");
+    message = ["delete failed: " + error.message, "error"];
   }
-  loadJobs();
+  await loadJobs();
+  say("jobs-status", message[0], message[1]);
 }
 
 function useKey() {
