@@ -15,7 +15,7 @@ demo: setup        ## analyse a sample video (or VIDEO=...) in one process; buil
 	@mkdir -p out
 	@$(PY) -m cli analyze $(if $(VIDEO),$(VIDEO),$(SAMPLE) --subject 1 --annotation $(SAMPLE_LABELS)) --out out/valence.csv --plot out/valence.png --json out/valence.json
 
-test: setup        ## the whole test suite (what CI runs)
+test: setup models ## the whole test suite (what CI runs); the ensemble tests serve the bundled models, built once
 	@$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: setup   ## everything except the slow (training / ensemble) tests

@@ -61,7 +61,7 @@ from shared.settings import PREFIX, get_settings
 
 log = logging.getLogger(__name__)
 
-WORKER_QUEUES = worker_queues()  # every modality's, fusion and vision (vision: only with EMPATHY_VISION_WORKER on)
+WORKER_QUEUES = worker_queues()  # every modality's, fusion and vision (vision: EMPATHY_VISION_WORKER, on by default here)
 WORKER_GROUP = 1
 BACKOFF_FIRST_S = 1.0  # first restart delay of a child that exited; doubles while it keeps exiting
 BACKOFF_MAX_S = 30.0
@@ -86,7 +86,8 @@ class Child:
 def parse_workers(spec: str) -> dict[str, int]:
     """``landmarks=3,face=2`` -> {"landmarks": 3, "face": 2}; every other queue gets 1 worker."""
     counts = dict.fromkeys(WORKER_QUEUES, 1)
-    counts[VISION_QUEUE] = 1 if get_settings().vision_worker else 0  # the decode-once worker is an option
+    # the decode-once worker: on by default here, where every worker shares one machine (EMPATHY_VISION_WORKER)
+    counts[VISION_QUEUE] = 1 if get_settings().vision_worker_on(one_machine=True) else 0
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, sep, value = part.partition("=")
         if not sep or name not in counts or not value.isdigit() or int(value) < 1:
@@ -123,8 +124,10 @@ class Launcher:
         self.stopping = False
         self.kill_now = False  # a second Ctrl-C: no grace period
         self.env = {k: v for k, v in os.environ.items() if k not in KEY_VARIABLES}
+        vision = get_settings().vision_worker_on(one_machine=True)  # 'auto' resolved once, for every child
         self.env.update({f"{PREFIX}MODELS_DIR": str(args.models_dir.resolve()),
                          f"{PREFIX}STORAGE_DIR": str(args.storage_dir.resolve()),
+                         f"{PREFIX}VISION_WORKER": "on" if vision else "off",
                          "PYTHONUNBUFFERED": "1"})
         self.key_env = {k: os.environ[k] for k in KEY_VARIABLES if os.environ.get(k)}
         if not os.environ.get(f"{PREFIX}WEBHOOK_SIGNING_KEY"):

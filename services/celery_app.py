@@ -167,8 +167,9 @@ def dispatch_job(celery_app: Celery, job_id: str, modalities: list[str]) -> list
 
 def vision_together(modalities: list[str], settings: Settings | None = None) -> list[str]:
     """The vision modalities a job sends as one decode-once task: none unless EMPATHY_VISION_WORKER is on
-    and the job asks for at least two of face, landmarks and body."""
-    if not (settings or get_settings()).vision_worker:
+    (``empathy up`` turns 'auto' on for its children) and the job asks for at least two of face, landmarks
+    and body."""
+    if not (settings or get_settings()).vision_worker_on():
         return []
     together = [name for name in modalities if entry(name).vision]
     return together if len(together) > 1 else []

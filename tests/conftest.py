@@ -16,6 +16,7 @@ import shared  # noqa: F401  (sets TensorFlow's oneDNN switch before any test mo
 from shared.ports import free_port
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -81,12 +82,22 @@ TINY_TRAINING = {
 
 @pytest.fixture(scope="session")
 def ensemble_models(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
-    """Tiny trained models of the five modalities (once per session; EMPATHY_TEST_MODELS reuses a directory,
-    and then no synthetic data set is generated either)."""
+    """Trained models of the five modalities and the fusion, once per session.
+
+    EMPATHY_TEST_MODELS names a directory to reuse; else the bundled models when ``make models`` built them
+    (``make test`` does: CI builds them once for the suite and ``make test-compose``); else tiny ones trained
+    here on the session's synthetic set.
+    """
     existing = os.environ.get("EMPATHY_TEST_MODELS")
     if existing:
         return Path(existing)
-    from training.bootstrap import build_default_models
+    from shared.settings import Settings
+    from training.bootstrap import build_default_models, bundled_models_ready
+
+    defaults = Settings()  # the bundled models' folders (make models), never a user's EMPATHY_MODELS_DIR
+    bundled, bundled_data = REPO / defaults.models_dir, REPO / defaults.data_dir
+    if bundled_models_ready(bundled, bundled_data):
+        return bundled
 
     models_dir = tmp_path_factory.mktemp("ensemble") / "models"
     build_default_models(models_dir, data_dir=request.getfixturevalue("synthetic_dataset"), overrides=TINY_TRAINING)

@@ -26,7 +26,7 @@ from tests.integration.test_ensemble_faults import (  # noqa: F401 - fixtures
 
 
 def test_only_jobs_with_two_vision_modalities_use_the_vision_worker() -> None:
-    on, off = Settings(vision_worker=True), Settings()
+    on, off = Settings(vision_worker="on"), Settings()
     assert vision_together(["audio", "face", "landmarks", "body"], on) == ["face", "landmarks", "body"]
     assert vision_together(["audio", "landmarks", "body"], on) == ["landmarks", "body"]
     assert vision_together(["audio", "body"], on) == []  # one vision modality: its own queue

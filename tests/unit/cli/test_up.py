@@ -22,7 +22,7 @@ import redis
 
 from cli.up import Launcher, build_parser, model_config_text, parse_workers, wait_port
 from shared.logs import configure_logging
-from shared.settings import MODALITIES, get_settings
+from shared.settings import MODALITIES, Settings, get_settings
 from tests.ensemble_support import API_TOKENS, REPO, environment, wait_for
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
@@ -133,12 +133,21 @@ def test_workers_scaling_spec() -> None:
             parse_workers(bad)
 
 
-def test_the_vision_worker_runs_only_when_it_is_switched_on() -> None:
+def test_the_vision_worker_runs_by_default_and_not_when_it_is_switched_off() -> None:
     with environment({"EMPATHY_VISION_WORKER": "off"}):
         assert parse_workers("")["vision"] == 0
         assert parse_workers("vision=2")["vision"] == 2  # asked for explicitly
-    with environment({"EMPATHY_VISION_WORKER": "on"}):
-        assert parse_workers("")["vision"] == 1
+    for value in ("on", "auto"):  # auto: on here, where every worker shares one machine
+        with environment({"EMPATHY_VISION_WORKER": value}):
+            assert parse_workers("")["vision"] == 1
+
+
+def test_auto_means_the_vision_worker_only_on_one_machine() -> None:
+    assert Settings().vision_worker_on(one_machine=True) and not Settings().vision_worker_on()
+    assert Settings(vision_worker="on").vision_worker_on() and not Settings(vision_worker="0").vision_worker_on(
+        one_machine=True)
+    with pytest.raises(ValueError, match="auto, on or off"):
+        Settings(vision_worker="sometimes").vision_worker_on()
 
 
 def test_up_refuses_to_start_without_models(tmp_path: Path) -> None:
