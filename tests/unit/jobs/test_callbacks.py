@@ -22,7 +22,7 @@ from shared.settings import Settings
 from tests.webhook_receiver import Receiver
 
 LOCAL = CallbackPolicy(hosts=("127.0.0.1", "localhost"), allow_http=True,
-                       networks=(ipaddress.ip_network("127.0.0.1/32"),))
+                       networks=(ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128")))
 
 
 def test_the_policy_is_read_from_the_settings() -> None:
@@ -63,7 +63,7 @@ def test_public_addresses_pass() -> None:
 def test_a_name_resolving_to_loopback_is_refused_unless_its_network_is_allowed() -> None:
     """Real resolution of 'localhost' (the allow-list names it; the address it resolves to decides)."""
     refused = CallbackPolicy(hosts=("localhost",), allow_http=True)
-    with pytest.raises(CallbackRefused, match="resolves to 127.0.0.1, which is not a public address"):
+    with pytest.raises(CallbackRefused, match=r"resolves to (127\.0\.0\.1|::1), which is not a public address"):
         refused.resolve("http://localhost:9/hook")
     assert "127.0.0.1" in LOCAL.resolve("http://localhost:9/hook")
 
