@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -38,13 +39,18 @@ from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.slow
 
+class Ensemble(NamedTuple):
+    url: str
+    log: Path  # everything `empathy up` and its children wrote
+
+
 ARTIFACTS = REPO / "var" / "test-artifacts" / "web"
 CALLBACK_ENV = {"EMPATHY_CALLBACK_HOSTS": "127.0.0.1", "EMPATHY_CALLBACK_ALLOW_HTTP": "on",
                 "EMPATHY_CALLBACK_ALLOW_NETWORKS": "127.0.0.1/32"}
 
 
 @pytest.fixture(scope="module")
-def ensemble(ensemble_models: Path, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def ensemble(ensemble_models: Path, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ensemble]:
     """``empathy up`` with the test keys and callbacks allowed to this machine's loopback (explicitly)."""
     workdir = tmp_path_factory.mktemp("workflow")
     port = free_port()
@@ -64,7 +70,7 @@ def ensemble(ensemble_models: Path, redis_url: str, tmp_path_factory: pytest.Tem
 
     try:
         wait_for(ready, timeout=300, interval=1.0, what="the ensemble's /readyz")
-        yield url
+        yield Ensemble(url, log_path)
     finally:
         stop(launcher, timeout=120, sig=signal.SIGINT)
     assert launcher.returncode == 0, log_path.read_text()[-5000:]
@@ -79,18 +85,19 @@ def _submit_batch(url: str, videos: Path, out: Path, callback: str, log: Path) -
             start_new_session=True)
 
 
-def test_a_folder_with_a_kill_and_a_resume_then_scored(ensemble: str, synthetic_dataset: Path,
+def test_a_folder_with_a_kill_and_a_resume_then_scored(ensemble: Ensemble, synthetic_dataset: Path,
                                                         tmp_path: Path) -> None:
+    url = ensemble.url
     videos = sorted((synthetic_dataset / "Videos").glob("Subject_*_Story_*.mp4"))
     assert len(videos) >= 4
     out = tmp_path / "predictions"
-    client = Client(ensemble, API_TOKENS["alice"])
+    client = Client(url, API_TOKENS["alice"])
     secret = client.webhook_secret()
     with Receiver() as receiver:
         # run 1: killed (SIGKILL, no chance to clean up) once the first CSV is written
         log = tmp_path / "submit.log"
         started = time.monotonic()
-        first = _submit_batch(ensemble, synthetic_dataset / "Videos", out, receiver.url, log)
+        first = _submit_batch(url, synthetic_dataset / "Videos", out, receiver.url, log)
         try:
             wait_for(lambda: first.poll() is None and any(out.glob("*.csv")), timeout=900, interval=0.2,
                      what="the first CSV")
@@ -103,7 +110,7 @@ def test_a_folder_with_a_kill_and_a_resume_then_scored(ensemble: str, synthetic_
         assert done_before and len(done_before) < len(videos), log.read_text()
 
         # run 2: finishes the rest, re-attaching to what run 1 left running
-        second = _submit_batch(ensemble, synthetic_dataset / "Videos", out, receiver.url, log)
+        second = _submit_batch(url, synthetic_dataset / "Videos", out, receiver.url, log)
         assert second.wait(timeout=1800) == 0, log.read_text()[-5000:]
         batch_s = time.monotonic() - started
         output = log.read_text()
@@ -167,7 +174,7 @@ def _browser(download_dir: Path, profile: Path):  # noqa: ANN202
     return browser
 
 
-def test_the_web_page_in_a_real_browser(ensemble: str, synthetic_dataset: Path, tmp_path: Path) -> None:
+def test_the_web_page_in_a_real_browser(ensemble: Ensemble, synthetic_dataset: Path, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
@@ -178,7 +185,7 @@ def test_the_web_page_in_a_real_browser(ensemble: str, synthetic_dataset: Path, 
     downloads.mkdir()
     browser = _browser(downloads, tmp_path / "profile")
     try:
-        browser.get(ensemble + "/")
+        browser.get(ensemble.url + "/")
         assert browser.title == "Empathic valence"
         browser.find_element(By.ID, "api-key").send_keys(API_TOKENS["alice"])
         browser.find_element(By.ID, "key-use").click()
@@ -208,6 +215,11 @@ def test_the_web_page_in_a_real_browser(ensemble: str, synthetic_dataset: Path, 
         lines = csv.read_text().splitlines()
         assert csv.name == f"{video.stem}_valence.csv" and lines[0].startswith("valence,agreement,band_low")
         assert len(lines) == 501
+        browser.find_element(By.ID, "download-json").click()
+        wait_for(lambda: list(downloads.glob("*.json")), timeout=30, what="the downloaded JSON")
+        (document,) = downloads.glob("*.json")
+        result = json.loads(document.read_text())
+        assert result["job"] == job_id and result["n_frames"] == 500 and len(result["valence"]) == 500
 
         browser.find_element(By.ID, "refresh").click()
         row = f"#job-table tr[data-job='{job_id}']"
@@ -222,18 +234,19 @@ def test_the_web_page_in_a_real_browser(ensemble: str, synthetic_dataset: Path, 
         assert problems == []  # no CSP violation, no script error
     finally:
         browser.quit()
+    assert API_TOKENS["alice"] not in ensemble.log.read_text(), f"the key reached a log: {ensemble.log}"
     with pytest.raises(Exception) as gone:
-        Client(ensemble, API_TOKENS["alice"]).job(job_id)
+        Client(ensemble.url, API_TOKENS["alice"]).job(job_id)
     assert getattr(gone.value, "status", None) == 404
 
 
-def test_the_readme_python_example_runs(ensemble: str, synthetic_dataset: Path, tmp_path: Path) -> None:
+def test_the_readme_python_example_runs(ensemble: Ensemble, synthetic_dataset: Path, tmp_path: Path) -> None:
     """The README's client example, as written (only the gateway's port differs), on a real job."""
     text = (REPO / "README.md").read_text()
     block = text.split("```python\n", 1)[1].split("```", 1)[0]
     assert block.startswith("from empathy_client import Client")
     shutil.copy(sorted((synthetic_dataset / "Videos").glob("Subject_1_Story_*.mp4"))[-1], tmp_path / "video.mp4")
-    result = subprocess.run([sys.executable, "-c", block.replace("http://127.0.0.1:8080", ensemble)], cwd=tmp_path,
+    result = subprocess.run([sys.executable, "-c", block.replace("http://127.0.0.1:8080", ensemble.url)], cwd=tmp_path,
                             env={**os.environ, "PYTHONPATH": str(REPO), "EMPATHY_API_KEY": API_TOKENS["alice"]},
                             capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
