@@ -5,6 +5,7 @@ scripted HTTP server for the retries (503, 429 with ``Retry-After`` as seconds o
 from __future__ import annotations
 
 import email.utils
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -163,3 +164,23 @@ def test_batch_helpers(tmp_path: Path, video: Path) -> None:
     assert first == idempotency_key(folder / "Subject_1_Story_1.mp4", {"subject": "1"}, 1)
     assert first != idempotency_key(folder / "Subject_1_Story_1.mp4", {"subject": "2"}, 1)
     assert first != idempotency_key(folder / "Subject_1_Story_1.mp4", {"subject": "1"}, 2)
+
+
+def test_a_refused_file_fails_the_batch_with_its_reason_and_is_retried_next_run(gateway: str, tmp_path: Path) -> None:
+    from empathy_client.batch import MANIFEST, run_batch
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "Subject_1_Story_1.mp4").write_bytes(b"not a video at all" * 50)
+    out = tmp_path / "pred"
+    events: list[tuple[str, str]] = []
+    client = Client(gateway, API_TOKENS["alice"])
+    report = run_batch(client, find_videos([folder]), out, on_event=lambda kind, name, _: events.append((kind, name)))
+    (failed,) = report.failed
+    assert failed.video.name == "Subject_1_Story_1.mp4" and failed.error.startswith("415: not a usable video")
+    assert events == [("failed", "Subject_1_Story_1.mp4")] and not list(out.glob("*.csv"))
+    entry = json.loads((out / MANIFEST).read_text())["files"]["Subject_1_Story_1.mp4"]
+    assert entry["state"] == "failed" and entry["attempt"] == 1 and "415" in entry["error"]
+    run_batch(client, find_videos([folder]), out)
+    entry = json.loads((out / MANIFEST).read_text())["files"]["Subject_1_Story_1.mp4"]
+    assert entry["attempt"] == 2 and entry["key"].endswith("-2")  # a new attempt, a new idempotency key
