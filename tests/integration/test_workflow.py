@@ -1,8 +1,8 @@
 """A researcher's whole workflow through a real local ensemble (``empathy up``: Redis, the model server, a
 worker per modality, the fusion worker with its callback courier, the gateway under gunicorn):
 
-* a folder of OMG-Empathy-named synthetic recordings goes through ``empathy submit DIR --out PRED_DIR``; the
-  submitter is killed (SIGKILL, no clean-up) half way and run again: it skips what was done, re-attaches to
+* a folder of OMG-Empathy-named synthetic recordings goes through ``empathy submit DIR --out PRED_DIR`` (with
+  the key "bob", whose jobs are only these; the other tests use "alice"); the submitter is killed (SIGKILL, no clean-up) half way and run again: it skips what was done, re-attaches to
   what was running, and every video ends with exactly one job and one CSV; ``empathy score PRED_DIR GT_DIR``
   then gives Table I and says the official script would run on the folder unchanged;
 * every job of the batch names a callback URL (a real HTTP receiver in this process): each arrives once,
@@ -80,7 +80,7 @@ def _submit_batch(url: str, videos: Path, out: Path, callback: str, log: Path) -
     with log.open("ab") as handle:
         return subprocess.Popen(
             [sys.executable, "-m", "cli", "submit", str(videos), "--out", str(out), "--gateway", url,
-             "--api-key", API_TOKENS["alice"], "--parallel", "2", "--poll", "0.5", "--callback-url", callback],
+             "--api-key", API_TOKENS["bob"], "--parallel", "2", "--poll", "0.5", "--callback-url", callback],
             cwd=out.parent, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=handle, stderr=subprocess.STDOUT,
             start_new_session=True)
 
@@ -91,7 +91,7 @@ def test_a_folder_with_a_kill_and_a_resume_then_scored(ensemble: Ensemble, synth
     videos = sorted((synthetic_dataset / "Videos").glob("Subject_*_Story_*.mp4"))
     assert len(videos) >= 4
     out = tmp_path / "predictions"
-    client = Client(url, API_TOKENS["alice"])
+    client = Client(url, API_TOKENS["bob"])
     secret = client.webhook_secret()
     with Receiver() as receiver:
         # run 1: killed (SIGKILL, no chance to clean up) once the first CSV is written
