@@ -2,8 +2,9 @@
 worker per modality, the fusion worker with its callback courier, the gateway under gunicorn):
 
 * a folder of OMG-Empathy-named synthetic recordings goes through ``empathy submit DIR --out PRED_DIR`` (with
-  the key "bob", whose jobs are only these; the other tests use "alice"); the submitter is killed (SIGKILL, no clean-up) half way and run again: it skips what was done, re-attaches to
-  what was running, and every video ends with exactly one job and one CSV; ``empathy score PRED_DIR GT_DIR``
+  the key "bob", whose jobs are only these; the other tests use "alice"); the submitter is killed (SIGKILL,
+  no clean-up) half way and run again: it skips what was done, re-attaches to what was running, and every
+  video ends with exactly one job and one CSV; ``empathy score PRED_DIR GT_DIR``
   then gives Table I and says the official script would run on the folder unchanged;
 * every job of the batch names a callback URL (a real HTTP receiver in this process): each arrives once,
   signed with the key's webhook secret, and ``GET /v1/jobs/{id}`` records the delivery;
