@@ -59,6 +59,10 @@ def train_main(argv: list[str]) -> int:
                         help="preprocessing parameter, e.g. slice_overlap=0.5 (repeatable)")
     parser.add_argument("--subjects", help="only these subjects, e.g. 1,2,3")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-stride", type=int, default=1, metavar="K",
+                        help="each epoch fits every K-th training window, the offset moving each epoch (vision "
+                             "windows of neighbouring frames nearly repeat each other); validation uses all. "
+                             "Default 1: every window, as the paper")
     parser.add_argument("--coverage", type=float, default=settings.fusion_band_coverage,
                         help="fusion only: share of validation labels the confidence band must hold")
     add_log_format_argument(parser)
@@ -77,7 +81,7 @@ def train_main(argv: list[str]) -> int:
     result = train(args.modality, models_dir=args.models_dir, val_story=args.val_story, epochs=args.epochs,
                    batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
                    hparams=_key_values(args.hparam, "--hparam"), params=_key_values(args.param, "--param"),
-                   clips=clips, seed=args.seed, settings=settings)
+                   clips=clips, seed=args.seed, train_stride=args.train_stride, settings=settings)
     meta = result.metadata
     print(f"{args.modality}: exported {result.version_dir}")
     print(f"  validation CCC {meta['val_ccc']:.3f} raw, {meta['val_ccc_filtered']:.3f} after low-pass "
