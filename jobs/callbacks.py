@@ -24,6 +24,7 @@ import ipaddress
 import json
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 import uuid
@@ -171,7 +172,9 @@ def deliver(url: str, document: dict[str, Any], *, event: str, secret: str, poli
     """One signed POST of ``document`` to ``url``; the attempt as recorded (2xx = delivered).
 
     The policy is applied again here (allow-list, then the resolved addresses); the connection goes to the
-    first checked address. Raises :class:`CallbackRefused` when the policy refuses the URL (not worth a retry).
+    first checked address. The whole attempt (connect, send, the answer's head and up to 64 KiB of its body)
+    is cut off after ``timeout_s``, however the receiver trickles its bytes. Raises :class:`CallbackRefused`
+    when the policy refuses the URL (not worth a retry).
     """
     started, at = time.monotonic(), time.time()
     body = json.dumps(document, separators=(",", ":")).encode()
@@ -185,6 +188,18 @@ def deliver(url: str, document: dict[str, Any], *, event: str, secret: str, poli
     path = parts.path or "/"
     if parts.query:
         path += f"?{parts.query}"
+    expired = threading.Event()
+
+    def cut_off() -> None:  # the deadline of the whole attempt: unblock whatever read or write is waiting
+        expired.set()
+        if connection.sock is not None:
+            try:
+                connection.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    deadline = threading.Timer(timeout_s, cut_off)
+    deadline.start()
     try:
         connection.request("POST", path, body=body, headers=headers)
         answer = connection.getresponse()
@@ -194,5 +209,8 @@ def deliver(url: str, document: dict[str, Any], *, event: str, secret: str, poli
     except (OSError, http.client.HTTPException) as exc:
         status, error = 0, f"{type(exc).__name__}: {exc}"[:200]
     finally:
+        deadline.cancel()
         connection.close()
+    if expired.is_set() and status == 0:
+        error = f"no complete answer within {timeout_s:g} s (EMPATHY_CALLBACK_TIMEOUT_S)"
     return Attempt(at=at, status=status, seconds=time.monotonic() - started, error=error)

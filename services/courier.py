@@ -5,8 +5,8 @@ sorted set ``empathy:callbacks``, scored by when its next attempt is due). Each 
 courier: a thread that claims due callbacks (atomically, with a lease, so two workers never deliver one at
 once and a worker that dies mid-delivery leaves it due again) and hands each to a pool of
 ``EMPATHY_CALLBACK_THREADS`` delivery threads. Fusion tasks never wait for a receiver; a slow receiver holds
-one delivery thread for at most ``EMPATHY_CALLBACK_TIMEOUT_S`` per socket operation, never a job, and
-never the callbacks of other jobs while other threads are free.
+one delivery thread for at most ``EMPATHY_CALLBACK_TIMEOUT_S`` an attempt, never a job, and never the
+callbacks of other jobs while other threads are free.
 
 Each attempt (:func:`jobs.callbacks.deliver`: policy checked again, DNS resolved and checked, connection
 pinned to the checked address, body signed with the owner's webhook secret) is recorded on the job

@@ -6,6 +6,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import socketserver
+import threading
 import time
 
 import pytest
@@ -119,7 +121,31 @@ def test_an_error_answer_or_no_answer_is_a_failed_attempt() -> None:
     assert attempt.status == 0 and "ConnectionRefused" in attempt.error
     with Receiver(delay_s=3) as slow:
         attempt = deliver(slow.url, {}, event="job.done", secret="s", policy=LOCAL, timeout_s=0.5)
-    assert attempt.status == 0 and "timed out" in attempt.error and attempt.seconds < 2
+    assert attempt.status == 0 and "no complete answer within 0.5 s" in attempt.error and attempt.seconds < 2
+
+
+def test_a_receiver_trickling_its_answer_is_cut_off_at_the_attempts_deadline() -> None:
+    """One byte of header every 0.3 s never trips a per-read timeout; the attempt's deadline cuts it."""
+    class Trickle(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.recv(65536)
+            try:
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 100:
+                    self.request.sendall(bytes([byte]))
+                    time.sleep(0.3)
+            except OSError:
+                pass
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        attempt = deliver(f"http://127.0.0.1:{server.server_address[1]}/", {}, event="job.done", secret="s",
+                          policy=LOCAL, timeout_s=1.5)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert attempt.status == 0 and "no complete answer within 1.5 s" in attempt.error and attempt.seconds < 3
 
 
 def test_a_refused_url_is_never_connected_to() -> None:
