@@ -176,6 +176,7 @@ def _browser(download_dir: Path, profile: Path):  # noqa: ANN202
 
 
 def test_the_web_page_in_a_real_browser(ensemble: Ensemble, synthetic_dataset: Path, tmp_path: Path) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
@@ -226,7 +227,12 @@ def test_the_web_page_in_a_real_browser(ensemble: Ensemble, synthetic_dataset: P
         row = f"#job-table tr[data-job='{job_id}']"
         WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, row))
         browser.save_screenshot(str(ARTIFACTS / "3-jobs.png"))
-        browser.find_element(By.CSS_SELECTOR, f"{row} button.delete").click()
+
+        def delete(b) -> bool:  # noqa: ANN001 - the list re-renders when a refresh lands: find the row again
+            b.find_element(By.CSS_SELECTOR, f"{row} button.delete").click()
+            return True
+
+        WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(delete)
         WebDriverWait(browser, 30).until(ready.text_to_be_present_in_element((By.ID, "jobs-status"), "deleted"))
         assert not browser.find_elements(By.CSS_SELECTOR, row)
         browser.save_screenshot(str(ARTIFACTS / "4-deleted.png"))
