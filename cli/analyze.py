@@ -177,6 +177,8 @@ def _analyze_folder(videos: list[Path], out_dir: Path, job: Any, *, explicit_sub
     from shared.results import build_document, to_csv
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(".*.part"):  # a temporary file of a run killed while it wrote
+        stale.unlink(missing_ok=True)
     names = list(job.modalities)
     predictors, metadata = open_models(names, settings, models_dir=models_dir, local=True)
     failed: list[tuple[str, str]] = []

@@ -151,6 +151,8 @@ def run_batch(client: Client, videos: Sequence[Path], out_dir: Path, *, fields: 
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if clashes:
         raise ValueError(f"several videos would write the same CSV: {clashes[:5]}")
+    for stale in out_dir.glob(".*.part"):  # a temporary file of a run killed while it wrote
+        stale.unlink(missing_ok=True)
     manifest = Manifest(out_dir)
     notify = on_event or (lambda kind, name, detail: None)
 

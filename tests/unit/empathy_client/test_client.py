@@ -173,12 +173,15 @@ def test_a_refused_file_fails_the_batch_with_its_reason_and_is_retried_next_run(
     folder.mkdir()
     (folder / "Subject_1_Story_1.mp4").write_bytes(b"not a video at all" * 50)
     out = tmp_path / "pred"
+    out.mkdir()
+    (out / ".Subject_1_Story_1.csv.77.1.part").write_bytes(b"half a CSV")  # left by a killed run
     events: list[tuple[str, str]] = []
     client = Client(gateway, API_TOKENS["alice"])
     report = run_batch(client, find_videos([folder]), out, on_event=lambda kind, name, _: events.append((kind, name)))
     (failed,) = report.failed
     assert failed.video.name == "Subject_1_Story_1.mp4" and failed.error.startswith("415: not a usable video")
     assert events == [("failed", "Subject_1_Story_1.mp4")] and not list(out.glob("*.csv"))
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST]  # the stale temporary file is gone
     entry = json.loads((out / MANIFEST).read_text())["files"]["Subject_1_Story_1.mp4"]
     assert entry["state"] == "failed" and entry["attempt"] == 1 and "415" in entry["error"]
     run_batch(client, find_videos([folder]), out)
