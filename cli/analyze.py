@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.arguments import default_out
-from jobs.request import add_arguments, request_from_args
+from jobs.request import add_arguments, check_args_video, request_from_args
 from shared.logs import add_log_format_argument, configure_logging
 from shared.settings import get_settings
 
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return _analyze_folder(videos, args.out, job, explicit_subject=asked.subject is not None,
                                models_dir=models_dir, settings=settings)
     args.video = videos[0]
+    check_args_video(parser, job, args.video)  # e.g. a listener box too small for this video: before any work
     # log lines go above the bar (tqdm.write) instead of through it
     with logging_redirect_tqdm(), tqdm(total=len(names), desc="analyze", unit="modality", file=sys.stderr) as bar:
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from cli.arguments import default_out
 from empathy_client import ApiError, Client, Job, find_videos, run_batch
-from jobs.request import add_arguments, request_from_args
+from jobs.request import add_arguments, check_args_video, request_from_args
 from shared.logs import add_log_format_argument, configure_logging
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.parallel < 1:
             parser.error("--parallel must be at least 1")
         return _batch(Client(args.gateway, api_key), videos, args, job.to_form())
+    check_args_video(parser, job, Path(args.inputs[0]))  # and against the video's headers (listener boxes)
     return _single(Client(args.gateway, api_key, retries=SINGLE_RETRIES), Path(args.inputs[0]), args, job.to_form())
 
 

@@ -10,7 +10,7 @@ modality registry (:mod:`shared.registry`, plugins included):
 * one worker per modality queue and the fusion worker (``python -m services.worker <queue>``, Celery's
   ``threads`` pool: one process each, no second copy of the libraries in a pool child), with ``--workers
   landmarks=3,face=2`` to run several workers on a queue (as ``--scale`` does);
-* the gateway under gunicorn (``gateway.server``: threads with request-read deadlines, JSON errors).
+* the gateway under gunicorn (``gateway.server``: event-driven gevent worker with request-read deadlines, JSON errors).
 
 The launcher is a supervisor: any child that exits (a worker, the model server, Redis, the gateway) is
 logged with its exit status and started again after a back-off (1 s doubling to 30 s; reset once it has

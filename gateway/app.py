@@ -25,15 +25,16 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException
 from gateway import health, jobs_api, web, webhooks
 from gateway.auth import Authenticator, FailureLimiter
 from gateway.jobs_api import ApiError
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import GatewayMetrics, RefusalLog
 from gateway.openapi import spec as openapi_spec
 from gateway.server import ReadDeadlineError, begin_body
-from gateway.uploads import UploadRequest
+from gateway.uploads import FormLimitError, UploadRequest, form_limits
 from jobs.callbacks import CallbackPolicy
 from jobs.storage import open_storage
 from jobs.store import JobStore
 from services.celery_app import create_app as create_celery
 from shared.logs import configure_logging
+from shared.media import parse_frame_size
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["empathy_celery"] = create_celery(settings, dispatch_only=True)
     app.extensions["empathy_callbacks"] = CallbackPolicy.from_settings(settings)
     metrics = GatewayMetrics(client)
+    metrics.set_limits(limits(settings))
     app.extensions["empathy_metrics"] = metrics
+    refusal_log = RefusalLog()
     app.register_blueprint(jobs_api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
@@ -79,6 +82,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> tuple[Response, int, dict[str, str]]:
+        g.refusal = exc.reason
         return jsonify({"error": exc.message, **exc.extra}), exc.status, exc.headers
 
     @app.errorhandler(HTTPException)
@@ -88,15 +92,21 @@ def create_app(settings: Settings | None = None) -> Flask:
             return too_slow(cause)  # werkzeug reports the cut-off body as a disconnect
         status = exc.code or 500
         message = exc.description or exc.name
-        headers = {}
-        if status == 413:
+        # werkzeug's own headers (405: Allow) without its HTML content type
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        g.refusal = type(exc).__name__
+        if isinstance(exc, FormLimitError):
+            g.refusal = exc.reason
+        elif status == 413:
             message = f"upload larger than {settings.max_upload_mb} MiB (EMPATHY_MAX_UPLOAD_MB)"
+            g.refusal = "upload_too_large"
+        if status == 413:
             headers["Connection"] = "close"  # the rest of the body is not read
         return jsonify({"error": message}), status, headers
 
     @app.errorhandler(ReadDeadlineError)
     def too_slow(exc: ReadDeadlineError) -> tuple[Response, int, dict[str, str]]:
-        log.warning("request cut off: client too slow", extra={"error": str(exc), "remote": request.remote_addr})
+        g.refusal = "client_too_slow"
         return jsonify({"error": f"request timeout: {exc} (EMPATHY_UPLOAD_MIN_RATE_KIB_S, "
                                  "EMPATHY_UPLOAD_IDLE_TIMEOUT_S)"}), 408, {"Connection": "close"}
 
@@ -118,9 +128,35 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.after_request
     def record(response: Response) -> Response:
+        if response.status_code >= 400 and (request.content_length or request.headers.get("Transfer-Encoding")):
+            response.headers["Connection"] = "close"  # its body may be unread: close instead of reading it
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
         metrics.requests.labels(request.method, endpoint, str(response.status_code)).inc()
         metrics.latency.labels(endpoint).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+        if 400 <= response.status_code < 500:  # counted, and logged as a sample (never one line each)
+            reason = g.get("refusal") or str(response.status_code)
+            metrics.refusals.labels(reason, str(response.status_code)).inc()
+            refusal_log.refused(reason, response.status_code, path=request.path[:200], method=request.method,
+                                remote=request.remote_addr)
         return response
 
     return app
+
+
+def limits(settings: Settings) -> dict[str, float]:
+    """The limits in force, as exported in ``/metrics`` (``empathy_gateway_limit{limit=...}``)."""
+    return {
+        "max_upload_mb": settings.max_upload_mb,
+        "max_duration_s": settings.max_duration_s,
+        "max_frame_pixels": int.__mul__(*parse_frame_size(settings.max_frame_size)),
+        "max_pixel_rate": settings.max_pixel_rate,
+        "connections": settings.gateway_connections,
+        "request_header_timeout_s": settings.request_header_timeout_s,
+        "upload_idle_timeout_s": settings.upload_idle_timeout_s,
+        "upload_min_rate_kib_s": settings.upload_min_rate_kib_s,
+        "auth_failures_per_window": settings.auth_failure_limit,
+        "auth_failure_window_s": settings.auth_failure_window_s,
+        "key_jobs_per_minute": settings.key_jobs_per_minute,
+        "key_active_jobs": settings.key_active_jobs,
+        **form_limits(),
+    }

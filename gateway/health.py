@@ -9,13 +9,13 @@ imports TensorFlow (~600 MB) just to ask a status.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
 import redis
 from flask import Blueprint, Response, current_app, jsonify
 
+from gateway.server import native_thread_pool
 from serving import protos as wire
 from shared.settings import MODALITIES, Settings
 
@@ -47,7 +47,7 @@ def readiness(settings: Settings, client: redis.Redis) -> dict[str, Any]:
         checks["redis"] = {"ready": True}
     except redis.RedisError as exc:
         checks["redis"] = {"ready": False, "error": str(exc)}
-    with ThreadPoolExecutor(max_workers=len(MODALITIES)) as pool:
+    with native_thread_pool(len(MODALITIES)) as pool:  # gRPC blocks: never in the event loop
         futures = {name: pool.submit(model_server_status, settings.model_server_for(name), name)
                    for name in MODALITIES}
         for name, future in futures.items():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
 from gateway.auth import Authenticator, Caller, FailureLimiter, presented_key
-from gateway.uploads import sanitize_filename, stored_suffix, upload_path
+from gateway.server import offload
+from gateway.uploads import MAX_TRANSCRIPT_BYTES, sanitize_filename, stored_suffix, upload_path
 from jobs.callbacks import CallbackPolicy, CallbackRefused, webhook_secret
 from jobs.files import JobFiles
 from jobs.request import JobRequest, field_specs
@@ -59,13 +61,16 @@ FILE_FIELDS = frozenset({"video", "transcript"})
 
 
 class ApiError(Exception):
-    """An error answered as ``{"error": message}`` with an HTTP status (and optional headers)."""
+    """An error answered as ``{"error": message}`` with an HTTP status (and optional headers); ``reason``
+    names it in ``empathy_refused_requests_total`` (default: its ``kind``, else the status)."""
 
-    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None,
+                 reason: str | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.reason = reason or extra.get("kind") or str(status)
         self.extra = extra
 
 
@@ -90,34 +95,60 @@ def _limiter() -> FailureLimiter:
     return current_app.extensions["empathy_failures"]
 
 
-def _failure_subjects(caller: Caller | None = None) -> tuple[str, ...]:
-    """What a refused request counts against: the client's address, and the key it presented."""
-    key = f"key:{caller.owner[:32]}" if caller is not None else presented_key(request.headers.get("Authorization"))
-    return (f"addr:{request.remote_addr}", *([key] if key else []))
+def _address_subject() -> str:
+    return f"addr:{request.remote_addr}"
+
+
+def _key_subject(caller: Caller) -> str:
+    return f"key:{caller.owner[:32]}"
+
+
+def _too_many(retry_after: float, message: str, reason: str) -> ApiError:
+    return ApiError(429, message, reason=reason,
+                    headers={"Retry-After": str(max(1, int(retry_after + 0.999))), "Connection": "close"})
 
 
 @bp.before_request
 def authenticate() -> None:
     """Every ``/v1/jobs`` request names its key before anything is read (an upload included).
 
-    A client address or key that was refused too often lately gets 429 before its key is even checked.
+    Refusals (401, and 404 for unknown jobs) are counted per client address and per presented key
+    (:class:`FailureLimiter`). A request with a valid key is limited only by its own key's refusals, never
+    by its address's: one stranger behind the same NAT or proxy cannot lock honest keys out. A request
+    without a valid key is limited by both, so random keys from one address get nowhere.
     """
-    retry_after = _limiter().retry_after(*_failure_subjects())
-    if retry_after is not None:
-        log.warning("refused: too many failed requests", extra={"path": request.path, "remote": request.remote_addr})
-        raise ApiError(429, "too many refused requests (unknown key or job) from this client; retry later "
-                            "(EMPATHY_AUTH_FAILURE_LIMIT)",
-                       headers={"Retry-After": str(max(1, int(retry_after + 0.999))), "Connection": "close"})
     authenticator: Authenticator = current_app.extensions["empathy_auth"]
     caller = authenticator.identify(request.headers.get("Authorization"))
+    if caller is not None:
+        subjects: tuple[str, ...] = (_key_subject(caller),)
+    else:
+        key = presented_key(request.headers.get("Authorization"))
+        subjects = (_address_subject(), *([key] if key else []))
+    retry_after = _limiter().retry_after(*subjects)
+    if retry_after is not None:
+        raise _too_many(retry_after, "too many refused requests (unknown key or job) from this client; retry "
+                                     "later (EMPATHY_AUTH_FAILURE_LIMIT)", "too_many_failures")
     if caller is None:
-        _limiter().record(*_failure_subjects())
-        log.warning("refused: missing or invalid API key", extra={"path": request.path, "method": request.method,
-                                                                   "remote": request.remote_addr})
+        _limiter().record(*subjects)
         raise ApiError(401, "missing or invalid API key: send 'Authorization: Bearer <token>' "
-                            "(empathy submit --api-key / EMPATHY_API_KEY)",
+                            "(empathy submit --api-key / EMPATHY_API_KEY)", reason="no_valid_key",
                        headers={"WWW-Authenticate": 'Bearer realm="empathy"', "Connection": "close"})
     g.caller = caller
+
+
+def _check_key_limits(settings: Settings, caller: Caller) -> None:
+    """Per-key limits on accepted work, before the upload is read: jobs per minute, jobs unfinished at once."""
+    store = _store()
+    if settings.key_active_jobs > 0 and store.unfinished_jobs(caller.owner) >= settings.key_active_jobs:
+        raise _too_many(30, f"this key has {settings.key_active_jobs} jobs queued or running, its limit "
+                            "(EMPATHY_KEY_ACTIVE_JOBS); retry when one has finished", "key_active_jobs")
+    if settings.key_jobs_per_minute > 0:
+        now = time.time()
+        recent = store.accepted_since(caller.owner, now - 60.0)
+        if len(recent) >= settings.key_jobs_per_minute:
+            oldest = recent[len(recent) - settings.key_jobs_per_minute]
+            raise _too_many(oldest + 60.0 - now, f"this key submitted {len(recent)} jobs in the last minute, its "
+                                                 "limit (EMPATHY_KEY_JOBS_PER_MINUTE); retry later", "key_rate")
 
 
 def _job_or_404(job_id: str) -> dict[str, Any]:
@@ -127,8 +158,8 @@ def _job_or_404(job_id: str) -> dict[str, Any]:
     if valid_job_id(job_id) and Authenticator.owns(_caller(), store.owner(job_id)):
         status = store.status(job_id)
     if status is None:
-        _limiter().record(*_failure_subjects(_caller()))
-        raise ApiError(404, f"no job {job_id[:64]!r} (unknown, deleted or expired)")
+        _limiter().record(_key_subject(_caller()))  # a valid key: its own count, not its address's
+        raise ApiError(404, f"no job {job_id[:64]!r} (unknown, deleted or expired)", reason="unknown_job")
     return status
 
 
@@ -157,7 +188,7 @@ def _job_request() -> JobRequest:
     try:
         return JobRequest.from_form({name: request.form.getlist(name) for name in request.form})
     except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
+        raise ApiError(400, str(exc), reason="bad_field") from None
 
 
 def _check_callback(job: JobRequest, settings: Settings) -> None:
@@ -171,7 +202,7 @@ def _check_callback(job: JobRequest, settings: Settings) -> None:
         webhook_secret(settings, _caller().owner)
         policy.resolve(job.callback_url)
     except CallbackRefused as exc:
-        raise ApiError(400, f"callback_url: {exc}") from None
+        raise ApiError(400, f"callback_url: {exc}", reason="callback_refused") from None
     except ConnectionError:
         log.info("callback host does not resolve yet", extra={"client": _caller().name})
 
@@ -200,17 +231,17 @@ def _uploaded_video(upload: FileStorage | None) -> tuple[Path, str]:
 
 
 def _check_video(path: Path, label: str, settings: Settings) -> VideoInfo:
-    """PyAV's probe of the upload: 413 when its frames or pixel rate exceed the limits (headers only, before
-    anything decodes a frame), 415 unless it is a decodable video of some length, 413 when too long."""
+    """The upload's container and stream headers, never a decoded frame (:func:`shared.media.probe`): 415 for
+    a still image, anything that is not a video or whose headers do not give the frame size; 413 when its
+    frames or pixel rate exceed the limits; then 415 unless it lasts long enough, 413 when too long."""
     try:
         info = probe(path)
-    except MediaError as exc:
-        reason = str(exc).replace(str(path), label)  # the client's name, not the server's path
-        raise ApiError(415, f"not a usable video: {reason}", kind=type(exc).__name__) from None
-    try:
         check_limits(info, max_frame_size=settings.max_frame_size, max_pixel_rate=settings.max_pixel_rate)
     except MediaLimitError as exc:
         raise ApiError(413, str(exc).replace(path.name, label), kind="MediaLimitError") from None
+    except MediaError as exc:
+        reason = str(exc).replace(str(path), label).replace(path.name, label)  # the client's name, not ours
+        raise ApiError(415, f"not a usable video: {reason}", kind=type(exc).__name__) from None
     if info.n_frames == 0:
         raise ApiError(415, f"not a usable video: {label} has no frames", kind="NoFramesError")
     if info.duration_s < settings.min_duration_s:
@@ -223,12 +254,24 @@ def _check_video(path: Path, label: str, settings: Settings) -> VideoInfo:
     return info
 
 
+def _check_video_fields(job: JobRequest, info: VideoInfo) -> None:
+    """The fields that only make sense with the video (:meth:`JobRequest.check_video`): 400 now, not a
+    failed job later."""
+    try:
+        job.check_video(info)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), reason="bad_field") from None
+
+
 def _check_transcript(upload: FileStorage) -> Path:
     """The streamed temporary file of the ``transcript`` part, once it reads as word timings (else 400)."""
     path = upload_path(upload.stream)
     if path is None:  # UploadRequest streams every file part to a temporary file: this is a wiring error
         raise ApiError(500, "the transcript was not streamed to a temporary file")
     upload.stream.flush()
+    if path.stat().st_size > MAX_TRANSCRIPT_BYTES:  # parsed in memory: bounded first
+        raise ApiError(413, f"the transcript is larger than {MAX_TRANSCRIPT_BYTES >> 20} MiB",
+                       reason="transcript_too_large")
     try:
         read_word_file(path)
     except (TranscriptError, ASRError, ValueError) as exc:
@@ -259,19 +302,21 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     settings = _settings()
     caller = _caller()
     idempotency = _idempotency_key()
+    _check_key_limits(settings, caller)
     job = _job_request().resolve(settings)  # reads the body: 413 here when larger than EMPATHY_MAX_UPLOAD_MB
     _check_callback(job, settings)
     video_part = request.files.get("video")
     upload, filename = _uploaded_video(video_part)
-    info = _check_video(upload, filename, settings)
+    info = offload(_check_video, upload, filename, settings)  # a native thread: the event loop goes on
+    _check_video_fields(job, info)
     transcript_part = request.files.get("transcript")
-    transcript = _check_transcript(transcript_part) if transcript_part is not None and transcript_part.filename \
-        else None
+    transcript = offload(_check_transcript, transcript_part) \
+        if transcript_part is not None and transcript_part.filename else None
     job_id = new_job_id()
     if idempotency is not None:
         try:
-            existing = _store().claim_idempotency_key(caller.owner, idempotency, job_id,
-                                                      _fingerprint(job, upload, transcript))
+            fingerprint = offload(_fingerprint, job, upload, transcript)
+            existing = _store().claim_idempotency_key(caller.owner, idempotency, job_id, fingerprint)
         except IdempotencyConflict as exc:
             raise ApiError(422, f"{IDEMPOTENCY_HEADER} reused: {exc}") from None
         if existing is not None:
@@ -309,6 +354,7 @@ def _accept(job_id: str, job: JobRequest, upload: Path, filename: str, info: Vid
         store.delete(job_id)
         raise ApiError(503, f"the job queue is unavailable, nothing was kept; retry later ({exc})") from None
     store.set_task_ids(job_id, task_ids)
+    store.record_accepted(_caller().owner, job_id)
     metrics = current_app.extensions["empathy_metrics"]
     metrics.jobs.inc()
     metrics.upload_bytes.inc(size)
@@ -325,13 +371,13 @@ def list_jobs() -> Response:
     """The caller's jobs, newest first, a page at a time (``limit``, ``cursor``), optionally by ``state``."""
     raw_limit = request.args.get("limit", "20")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
-        raise ApiError(400, f"limit must be an integer from 1 to {MAX_PAGE}")
+        raise ApiError(400, f"limit must be an integer from 1 to {MAX_PAGE}", reason="bad_parameter")
     states = [s for s in request.args.get("state", "").split(",") if s]
     if any(s not in STATES for s in states):
-        raise ApiError(400, f"state must be a comma list of {', '.join(STATES)}")
+        raise ApiError(400, f"state must be a comma list of {', '.join(STATES)}", reason="bad_parameter")
     cursor = request.args.get("cursor") or None
     if cursor is not None and not CURSOR_RE.match(cursor):
-        raise ApiError(400, "cursor must be a next_cursor value of an earlier page")
+        raise ApiError(400, "cursor must be a next_cursor value of an earlier page", reason="bad_parameter")
     views, next_cursor = _store().list_jobs(_caller().owner, states=states, limit=int(raw_limit), cursor=cursor)
     return jsonify({"jobs": [{**view, "links": _links(view["id"])} for view in views], "next_cursor": next_cursor})
 

@@ -1,16 +1,19 @@
 """The gateway's OpenAPI 3.0 description, served at ``/openapi.json``.
 
 Written by hand next to the code it describes, but for the job form's fields, which come from the job request
-(:func:`jobs.request.form_schema`); ``tests/unit/gateway/test_jobs_api.py`` checks that every Flask route is
-documented here and every documented operation exists, so the two cannot drift apart.
+(:func:`jobs.request.form_schema`: patterns and lengths never looser than its parser; no extra fields).
+``tests/unit/gateway/test_jobs_api.py`` checks that every Flask route is documented here and every documented
+operation exists, so the two cannot drift apart; ``tests/unit/gateway/test_fuzz.py`` fuzzes the API from it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from gateway.uploads import MAX_FIELD_BYTES, MAX_FILE_PARTS, MAX_FORM_PARTS, MAX_TRANSCRIPT_BYTES
 from jobs.request import form_schema
 from jobs.store import MAX_PAGE, STATES
+from shared.crops import MIN_LISTENER_PX
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
@@ -156,30 +159,43 @@ def spec() -> dict[str, Any]:
                 "post": {
                     "summary": "Submit a video for analysis",
                     "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                    "schema": {"type": "string", "maxLength": 200},
+                                    "schema": {"type": "string", "pattern": "^[!-~]{1,200}$"},
                                     "description": "the same key and upload again returns the first job (200)"}],
                     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                         "type": "object",
                         "properties": {
-                            "video": {"type": "string", "format": "binary"},
+                            "video": {"type": "string", "format": "binary",
+                                      "description": "a video (a still image is 415, from its header): frames, "
+                                                     "pixel rate and duration within the limits (413), read "
+                                                     "from its headers; nothing is decoded at upload"},
                             "transcript": {"type": "string", "format": "binary",
                                            "description": "optional word timings (JSON), used instead of ASR"},
                             **form_schema(),  # the job request's fields (jobs.request.JobRequest)
                         },
                         "required": ["video"],
-                    }}}},
+                        "additionalProperties": False,
+                    }, "encoding": {"video": {"contentType": "video/*, application/octet-stream"}}}}},
                     "responses": {
                         "202": _json({"$ref": "#/components/schemas/Job"}, "accepted; Location gives the job URL"),
                         "200": _json({"$ref": "#/components/schemas/Job"}, "idempotent replay: the job this key made"),
-                        "400": _error("bad or unknown form field, empty upload, bad transcript, a callback_url "
+                        "400": _error("bad or unknown form field, empty upload, bad transcript, fusion weights 0 "
+                                      "for every requested modality, listener box under "
+                                      f"{MIN_LISTENER_PX}x{MIN_LISTENER_PX} pixels of the video, a callback_url "
                                       "the service may not call"),
                         **_UNAUTHORIZED,
                         "409": _error("the same idempotency key is still being processed"),
                         "408": _error("the upload arrived slower than EMPATHY_UPLOAD_MIN_RATE_KIB_S"),
                         "413": _error("upload larger than EMPATHY_MAX_UPLOAD_MB, longer than EMPATHY_MAX_DURATION_S, "
                                       "frames larger than EMPATHY_MAX_FRAME_SIZE or pixel rate above "
-                                      "EMPATHY_MAX_PIXEL_RATE"),
-                        "415": _error("not a usable video (not media, truncated, no video stream, no frames)"),
+                                      "EMPATHY_MAX_PIXEL_RATE; a form with more than "
+                                      f"{MAX_FORM_PARTS} parts, {MAX_FILE_PARTS} files or a text field over "
+                                      f"{MAX_FIELD_BYTES // 1024} KiB; a transcript over "
+                                      f"{MAX_TRANSCRIPT_BYTES >> 20} MiB"),
+                        "415": _error("not a usable video (a still image, not media, truncated, no video stream, "
+                                      "no frames, headers without a frame size, shorter than "
+                                      "EMPATHY_MIN_DURATION_S)"),
+                        "429": _error("too many refused requests (EMPATHY_AUTH_FAILURE_LIMIT), or this key's "
+                                      "EMPATHY_KEY_ACTIVE_JOBS / EMPATHY_KEY_JOBS_PER_MINUTE"),
                         "422": _error("idempotency key reused for a different upload"),
                         **_UNAVAILABLE,
                     },
@@ -209,7 +225,8 @@ def spec() -> dict[str, Any]:
                 "parameters": [_JOB_ID],
                 "get": {"summary": "Modules, fusion and agreement over time (like the paper's Fig. 3)",
                         "responses": {"200": {"description": "PNG", "content": {"image/png": {}}},
-                                      **_UNAUTHORIZED, "404": _error("unknown job"), "409": _error("job not done")}},
+                                      **_UNAUTHORIZED, "404": _error("unknown job"), "409": _error("job not done"),
+                                      "410": _error("result files gone")}},
             },
             "/v1/webhooks/secret": {
                 "get": {"summary": "The caller's webhook secret: callbacks are signed with it (Empathy-Signature)",

@@ -1,34 +1,53 @@
 """How gunicorn serves the gateway: ``gunicorn --config python:gateway.server 'gateway.app:create_app()'``.
 
-Two things gunicorn does not do on its own, and why they matter for an API that takes 1 GiB uploads from
+Three things gunicorn's defaults do not do, and why they matter for an API that takes 1 GiB uploads from
 the network:
 
-* **Slow clients must not hold the threads.** A threaded worker gives a thread to each connection while
-  it reads the request; eight clients that declare a large body and trickle it held all eight threads and
-  ``/healthz`` stopped answering. Here every client socket is a :class:`DeadlineSocket`: the request line
-  and headers must arrive within ``EMPATHY_REQUEST_HEADER_TIMEOUT_S``, no read waits longer than
-  ``EMPATHY_UPLOAD_IDLE_TIMEOUT_S``, and once the application starts reading a body
-  (:func:`begin_body`) it must keep an average of ``EMPATHY_UPLOAD_MIN_RATE_KIB_S`` after the same idle
-  grace. A client that falls behind is cut off (the application answers 408), so a thread is never held
-  by one client for more than seconds, and ``EMPATHY_GATEWAY_THREADS`` threads (cheap: they wait on
-  sockets) leave room for probes and honest uploads while dozens of slow clients are being cut off.
+* **Waiting connections cost nothing.** The worker is event-driven (gevent, :class:`GatewayWorker`): a
+  connection waiting for its client (idle, trickling its headers or its body) is a parked greenlet and a
+  socket, not a thread. With one thread per connection, 150 slow or idle connections held every thread
+  and ``/healthz`` stopped answering; now 1000 idle connections leave it answering in milliseconds. Up to
+  ``EMPATHY_GATEWAY_CONNECTIONS`` connections are served at once (more wait in the listen backlog), and the
+  worker raises its open-file limit to fit them.
+* **Slow clients are still cut off**, so that connections and temporary files are released: the request
+  line and headers must arrive within ``EMPATHY_REQUEST_HEADER_TIMEOUT_S``, no read waits longer than
+  ``EMPATHY_UPLOAD_IDLE_TIMEOUT_S``, and once the application starts reading a body (:func:`begin_body`)
+  it must keep an average of ``EMPATHY_UPLOAD_MIN_RATE_KIB_S`` after the same idle grace. A client that
+  falls behind is cut off (the application answers 408). A refused request (401, 413, 429 ...) is answered
+  with ``Connection: close`` and closed at once, its body unread.
 * **Errors speak JSON.** Errors gunicorn answers itself before the application sees the request (414 URI
   too long, 431 header fields too large, 400 malformed request line) are written as ``{"error": ...}``
   like every answer of the API, not as gunicorn's HTML page.
+
+Work that would hold the event loop (probing a video, hashing an upload, parsing a transcript, asking the
+model servers over gRPC) runs in native threads through :func:`offload`, so one request never stalls the
+others.
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import logging
+import resource
 import socket
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import gevent
+from gevent import monkey
+from gevent import socket as gsocket
+from gevent.threadpool import ThreadPoolExecutor as NativeThreadPoolExecutor
 from gunicorn import util
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.ggevent import GeventWorker
 
 from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+FDS_PER_CONNECTION = 3  # the client socket and at most two uploaded files (video, transcript: gateway.uploads)
+FDS_SPARE = 128  # Redis and broker connections, logs, libraries
 
 
 class ReadDeadlineError(ConnectionResetError):
@@ -38,15 +57,14 @@ class ReadDeadlineError(ConnectionResetError):
         super().__init__(errno.ECONNRESET, message)
 
 
-class DeadlineSocket(socket.socket):
-    """A client connection whose blocking reads are bounded in time (see the module docstring).
+class DeadlineSocket(gsocket.socket):
+    """A client connection whose reads are bounded in time (see the module docstring).
 
-    gunicorn switches the socket between blocking (while a thread reads or writes) and non-blocking (while
-    the poller watches a kept-alive connection); "blocking" here means "with a timeout of ``idle_s``".
+    gunicorn makes the socket "blocking" while it serves it; "blocking" here means "with a timeout of
+    ``idle_s``" (gevent waits for the socket in its event loop, other connections go on meanwhile).
     """
 
     idle_s: float = 10.0
-    header_deadline: float | None = None
     body_started: float | None = None
     body_bytes: int = 0
     min_rate: float = 0.0  # bytes/s
@@ -57,25 +75,12 @@ class DeadlineSocket(socket.socket):
         else:
             super().setblocking(False)
 
-    def begin_request(self, header_timeout_s: float) -> None:
-        self.header_deadline = time.monotonic() + header_timeout_s
-        self.body_started = None
-
     def begin_body(self, min_rate_bytes_s: float) -> None:
-        self.header_deadline = None
         self.body_started, self.body_bytes, self.min_rate = time.monotonic(), 0, min_rate_bytes_s
 
     def recv(self, size: int, flags: int = 0) -> bytes:
-        now = time.monotonic()
-        if self.gettimeout():  # blocking use (a timeout, not 0.0 = non-blocking): bound this read
-            timeout = self.idle_s
-            if self.header_deadline is not None:
-                timeout = self.header_deadline - now
-                if timeout <= 0:
-                    raise ReadDeadlineError("request headers not received in time")
-            self.settimeout(min(self.idle_s, timeout))
         if self.body_started is not None and self.min_rate > 0:
-            late = now - self.body_started - self.idle_s  # the grace: one idle period
+            late = time.monotonic() - self.body_started - self.idle_s  # the grace: one idle period
             if late > 0 and self.body_bytes < self.min_rate * late:
                 raise ReadDeadlineError(f"request body arriving slower than {self.min_rate / 1024:g} KiB/s")
         try:
@@ -101,39 +106,97 @@ def _write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: s
     util.write_nonblock(sock, head + body)
 
 
-class GatewayWorker(ThreadWorker):
-    """gunicorn's threaded worker with deadline-bounded client sockets and JSON error pages."""
+def offload(function: Callable[..., T], *args: Any) -> T:
+    """Run a blocking call (CPU work, file reads, C libraries) in a native thread when serving under gevent,
+    so that the event loop goes on serving other connections; a plain call otherwise (tests, tools)."""
+    if not monkey.is_module_patched("socket"):
+        return function(*args)
+    ok, value = gevent.get_hub().threadpool.apply(_outcome, (function, args))
+    if not ok:
+        raise value  # here, in the request's greenlet (gevent's pool would print it as a crash)
+    return value
+
+
+def _outcome(function: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
+    try:
+        return True, function(*args)
+    except Exception as exc:  # handed back to the caller of offload(), which raises it
+        return False, exc
+
+
+def native_thread_pool(max_workers: int) -> Any:
+    """A ``concurrent.futures`` executor of native threads (gevent's under gevent, where ``threading`` is
+    patched and a blocking gRPC call in a greenlet would stall every connection)."""
+    if monkey.is_module_patched("threading"):
+        return NativeThreadPoolExecutor(max_workers=max_workers)
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=max_workers)
+
+
+def raise_open_file_limit(connections: int) -> int:
+    """Raise this process's soft open-file limit to fit ``connections``; the connections that fit."""
+    needed = connections * FDS_PER_CONNECTION + FDS_SPARE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        fitting = max(1, (soft - FDS_SPARE) // FDS_PER_CONNECTION)
+        log.warning("open-file limit too low for EMPATHY_GATEWAY_CONNECTIONS; serving fewer at once",
+                    extra={"limit": soft, "connections": connections, "serving": fitting})
+        return fitting
+    return connections
+
+
+class GatewayWorker(GeventWorker):
+    """gunicorn's gevent worker with deadline-bounded client sockets, a header deadline and JSON error pages."""
 
     def init_process(self) -> None:
         util.write_error = _write_json_error  # this process serves only the API: every error page is JSON
         settings = get_settings()
         self.header_timeout_s = settings.request_header_timeout_s
         self.idle_s = settings.upload_idle_timeout_s
+        self.worker_connections = raise_open_file_limit(settings.gateway_connections)
         super().init_process()
 
-    def accept(self, listener: socket.socket) -> None:
-        try:
-            client, address = listener.accept()
-        except OSError:
-            return  # another thread's or a reset connection: the poller calls again
+    def load_wsgi(self) -> None:
+        """The application, wrapped so that its ``Connection: close`` closes the connection at once.
+
+        gunicorn drops hop-by-hop headers an application sets and keeps the connection alive, reading (and
+        discarding) the rest of a refused upload first: a 401 to a client declaring 1 GB held its connection
+        until the read deadline cut it off. Answers that leave a body unread say ``Connection: close``
+        (``gateway.app``), and here that closes the connection once the answer is written.
+        """
+        super().load_wsgi()
+        application = self.wsgi
+
+        def closing(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                if any(k.lower() == "connection" and v.lower() == "close" for k, v in headers):
+                    start_response.__self__.force_close()  # gunicorn's Response behind its start_response
+                return start_response(status, headers, exc_info)
+
+            return application(environ, start)
+
+        self.wsgi = closing
+
+    def timeout_ctx(self) -> gevent.Timeout:
+        """Bounds the wait for each request's line and headers (the first and every kept-alive one): when it
+        passes, the connection is closed without an answer."""
+        return gevent.Timeout(self.header_timeout_s, False)
+
+    def handle(self, listener: socket.socket, client: socket.socket, addr: Any) -> None:
         sock = DeadlineSocket(client.family, client.type, client.proto, fileno=client.detach())
         sock.idle_s = self.idle_s
-        sock.setblocking(True)
-        self.nr_conns += 1
-        from gunicorn.workers.gthread import TConn
-
-        self.enqueue_req(TConn(self.cfg, sock, address, listener.getsockname()))
-
-    def handle(self, conn: Any) -> Any:
-        if isinstance(conn.sock, DeadlineSocket):
-            conn.sock.begin_request(self.header_timeout_s)
-        return super().handle(conn)
+        super().handle(listener, sock, addr)
 
 
 # --- gunicorn settings (read by `--config python:gateway.server`) -------------------------------------------
 worker_class = "gateway.server.GatewayWorker"
 workers = 1
-threads = get_settings().gateway_threads
+worker_connections = get_settings().gateway_connections
 timeout = 300  # the worker's heartbeat, not a request limit: request reads have the deadlines above
 graceful_timeout = 30
 keepalive = 5

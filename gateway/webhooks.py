@@ -22,6 +22,6 @@ def secret() -> Response:
     try:
         value = webhook_secret(current_app.config["EMPATHY_SETTINGS"], _caller().owner)
     except CallbackRefused as exc:
-        raise ApiError(409, str(exc)) from None
+        raise ApiError(409, str(exc), reason="callbacks_off") from None
     return jsonify({"secret": value, "signature_header": SIGNATURE_HEADER, "event_header": EVENT_HEADER,
                     "scheme": "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, '<t>.' + body)>"})

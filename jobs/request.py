@@ -18,14 +18,25 @@ import hashlib
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-from shared.crops import check_listener_spec
-from shared.fusion_methods import check_spec, choices, method_names
+from shared.crops import LISTENER_PATTERN, check_listener_pixels, check_listener_spec
+from shared.fusion_methods import (
+    check_spec,
+    choices,
+    get_method,
+    method_names,
+    parse_weights,
+    weights_pattern,
+)
 from shared.settings import MODALITIES, Settings
 from shared.values import PipelineOptions
 
-MAX_FIELD_CHARS = 200  # longer values are cut before parsing (and never echoed in full)
+if TYPE_CHECKING:
+    from shared.media import VideoInfo
+
+MAX_FIELD_CHARS = 200  # a longer value (but a repeatable field's) is refused, never cut, never echoed in full
 MAX_SUBJECT = 2**31 - 1  # subjects reach the models as int32
 
 
@@ -49,7 +60,7 @@ class FieldSpec:
     schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "string"})
     repeatable: bool = False
     aliases: tuple[str, ...] = ()  # more command-line spellings of --<name>
-    max_chars: int | None = None  # longer values are refused (None: cut at MAX_FIELD_CHARS before parsing)
+    max_chars: int | None = None  # the longest value accepted (None: MAX_FIELD_CHARS); longer ones are refused
 
 
 def _field(default: Any = None, *, spec: FieldSpec, factory: Callable[[], Any] | None = None) -> Any:
@@ -66,6 +77,9 @@ def parse_modalities(text: str) -> tuple[str, ...]:
         raise ValueError(f"unknown modalities {[u[:30] for u in unknown[:5]]}; choose among {list(MODALITIES)}")
     return tuple(name for name in MODALITIES if name in requested) or tuple(MODALITIES)
 
+
+_NAMES = "|".join(MODALITIES)
+MODALITIES_PATTERN = rf"^({_NAMES})(,({_NAMES}))*$"  # one form value; the field may be repeated
 
 MAX_CALLBACK_URL_CHARS = 2048
 
@@ -103,14 +117,16 @@ class JobRequest:
 
     subject: int | None = _field(spec=FieldSpec(
         "listener id for per-subject re-scaling (0: unknown, global statistics; absent: EMPATHY_DEFAULT_SUBJECT)",
-        parse=parse_subject, schema={"type": "integer", "minimum": 0}))
+        parse=parse_subject, schema={"type": "integer", "minimum": 0, "maximum": MAX_SUBJECT}))
     modalities: tuple[str, ...] = _field(factory=lambda: tuple(MODALITIES), spec=FieldSpec(
         f"comma list, subset of {list(MODALITIES)} (absent: every modality)",
-        parse=parse_modalities, text=",".join, repeatable=True))
+        parse=parse_modalities, text=",".join, repeatable=True,
+        schema={"type": "string", "pattern": MODALITIES_PATTERN}))
     fusion: str = _field("", spec=FieldSpec(
         lambda: f"fusion of this job: {choices()} (absent: EMPATHY_FUSION_WEIGHTS)",
         parse=check_spec, schema={"type": "string"}, aliases=("--weights",)))
-    listener: str = _field("", spec=FieldSpec(LISTENER_HELP, parse=check_listener_spec))
+    listener: str = _field("", spec=FieldSpec(LISTENER_HELP, parse=check_listener_spec,
+                                              schema={"type": "string", "pattern": LISTENER_PATTERN}))
     callback_url: str = _field("", spec=FieldSpec(
         "URL the service POSTs the signed job document to when the job is done or failed (absent: "
         "EMPATHY_CALLBACK_URL); https and hosts of EMPATHY_CALLBACK_HOSTS only",
@@ -123,7 +139,8 @@ class JobRequest:
         """The request a form asks for (values: text, a list of texts, or None = absent); ValueError otherwise.
 
         Unknown fields are mistakes (``subjet=3`` must not silently become subject 0), and so is a field given
-        twice unless it is repeatable. Absent or blank fields keep their defaults.
+        twice unless it is repeatable, a value over :data:`MAX_FIELD_CHARS` characters, and explicit fusion
+        weights that are 0 for every requested modality. Absent or blank fields keep their defaults.
         """
         specs = field_specs()
         unknown = sorted(set(form) - set(specs))
@@ -137,20 +154,37 @@ class JobRequest:
             if len(texts) > 1 and not spec.repeatable:
                 raise ValueError(f"form field {name!r} given more than once")
             text = ",".join(texts).strip()
-            if spec.max_chars is not None and len(text) > spec.max_chars:
-                raise ValueError(f"{name}: longer than {spec.max_chars} characters")
-            text = text if spec.repeatable or spec.max_chars is not None else text[:MAX_FIELD_CHARS]
+            limit = spec.max_chars or MAX_FIELD_CHARS
+            if not spec.repeatable and len(text) > limit:
+                raise ValueError(f"{name}: longer than {limit} characters")
             if text:
                 try:
                     values[name] = spec.parse(text)
                 except ValueError as exc:
                     raise ValueError(f"{name}: {exc}") from None
-        return cls(**values)
+        job = cls(**values)
+        if job.fusion and get_method(job.fusion) is None:
+            weights = parse_weights(job.fusion)
+            if not any(weights.get(name, 0.0) for name in job.modalities):
+                raise ValueError(f"fusion: {job.fusion!r} gives weight 0 to every requested modality "
+                                 f"{list(job.modalities)}: no module would be fused")
+        return job
 
     @classmethod
     def from_hash(cls, raw: Mapping[str, str]) -> JobRequest:
         """The request of a stored job (:meth:`jobs.store.JobStore.raw`), typed as the gateway validated it."""
         return cls.from_form({name: raw.get(name) for name in field_specs()})
+
+    def check_video(self, info: VideoInfo) -> None:
+        """The fields that only make sense with the video, against its header-probed frame size (ValueError
+        naming the field): each listener box at least :data:`shared.crops.MIN_LISTENER_PX` pixels each way.
+        The gateway calls it once the upload is probed, ``empathy analyze`` and ``submit`` before they start
+        (a 1x0-pixel box used to be accepted and fail three workers)."""
+        if self.listener and info.width > 0 and info.height > 0:
+            try:
+                check_listener_pixels(self.listener, info.width, info.height)
+            except ValueError as exc:
+                raise ValueError(f"listener: {exc}") from None
 
     def resolve(self, settings: Settings) -> JobRequest:
         """The same request with the service's default subject and callback filled in (what a job keeps)."""
@@ -197,12 +231,19 @@ def _help(spec: FieldSpec) -> str:
 def form_schema() -> dict[str, dict[str, Any]]:
     """The OpenAPI schema of every request field (the multipart form's properties besides the files).
 
-    The fusion field lists the registered methods as an enum, or explicit weights.
+    As strict as :meth:`JobRequest.from_form` where a schema can say it: text fields at most
+    :data:`MAX_FIELD_CHARS` characters (a repeatable field's each value is bounded by its pattern and the
+    form's field size); the fusion field lists the registered methods as an enum, or explicit weights.
     """
-    schema = {name: {**spec.schema, "description": _help(spec)} for name, spec in field_specs().items()}
+    schema: dict[str, dict[str, Any]] = {}
+    for name, spec in field_specs().items():
+        schema[name] = {**spec.schema, "description": _help(spec)}
+        if spec.schema.get("type") == "string" and not spec.repeatable:
+            schema[name]["maxLength"] = spec.max_chars or MAX_FIELD_CHARS
     schema["fusion"] = {"anyOf": [{"type": "string", "enum": list(method_names())},
-                                  {"type": "string", "pattern": r"^\s*[a-z][a-z0-9]*\s*=.*$"}],
-                        "description": schema["fusion"]["description"]}
+                                  {"type": "string", "pattern": weights_pattern(), "maxLength": MAX_FIELD_CHARS}],
+                        "description": schema["fusion"]["description"] + " (finite weights >= 0, not 0 for "
+                                       "every requested modality)"}
     return schema
 
 
@@ -219,6 +260,24 @@ def request_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace)
     try:
         return JobRequest.from_form({name: getattr(args, name, None) for name in field_specs()})
     except ValueError as exc:
-        name = str(exc).partition(":")[0]
-        parser.error(f"argument --{name}: {exc}" if name in field_specs() else str(exc))
-    raise AssertionError("unreachable: parser.error exits")
+        _usage_error(parser, exc)
+
+
+def check_args_video(parser: argparse.ArgumentParser, job: JobRequest, video: Path) -> None:
+    """A usage error (exit 2) when the request does not fit the video (:meth:`JobRequest.check_video`), from
+    its headers (nothing decoded). A file that does not probe is left to the command, which reports it."""
+    from shared.media import MediaError, probe
+
+    try:
+        info = probe(video)
+    except (MediaError, OSError):
+        return
+    try:
+        job.check_video(info)
+    except ValueError as exc:
+        _usage_error(parser, exc)
+
+
+def _usage_error(parser: argparse.ArgumentParser, exc: ValueError) -> NoReturn:
+    name = str(exc).partition(":")[0]
+    parser.error(f"argument --{name}: {exc}" if name in field_specs() else str(exc))

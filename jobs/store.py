@@ -53,6 +53,8 @@ from jobs.request import JobRequest
 KEY_PREFIX = "empathy:job:"
 ACTIVE_KEY = "empathy:active"
 IDEMPOTENCY_PREFIX = "empathy:idem:"
+OWNER_JOBS_PREFIX = "empathy:owner-jobs:"  # + owner: a key's jobs not yet seen finished (sorted set)
+OWNER_SUBMITS_PREFIX = "empathy:owner-submits:"  # + owner: when a key's recent jobs were accepted (sorted set)
 OWNER_INDEX_PREFIX = "empathy:jobs-of:"
 CALLBACKS_KEY = "empathy:callbacks"
 MAX_RECORDED_ATTEMPTS = 20
@@ -167,6 +169,40 @@ class JobStore:
         pipe.hincrby(self.key(job_id), f"{modality}.attempts", 1)
         pipe.expire(self.key(job_id), self.ttl_s)
         return int(pipe.execute()[0])
+
+    # --- per-key accounting (the gateway's per-key limits) ---------------------------------------------
+    def record_accepted(self, owner: str, job_id: str) -> None:
+        """Count a job the gateway accepted for ``owner``: once among its unfinished jobs, once in its rate."""
+        now = time.time()
+        pipe = self.client.pipeline()
+        pipe.zadd(OWNER_JOBS_PREFIX + owner, {job_id: now})
+        pipe.expire(OWNER_JOBS_PREFIX + owner, self.ttl_s)
+        pipe.zadd(OWNER_SUBMITS_PREFIX + owner, {job_id: now})
+        pipe.expire(OWNER_SUBMITS_PREFIX + owner, 3600)
+        pipe.execute()
+
+    def unfinished_jobs(self, owner: str) -> int:
+        """How many of ``owner``'s jobs are queued or running. Jobs finished, deleted or expired are dropped
+        from the count here, when it is read, so the workers need not know about it."""
+        name = OWNER_JOBS_PREFIX + owner
+        ids = self.client.zrange(name, 0, -1)
+        if not ids:
+            return 0
+        pipe = self.client.pipeline()
+        for job_id in ids:
+            pipe.hget(self.key(job_id), "state")
+        gone = [job_id for job_id, state in zip(ids, pipe.execute(), strict=True) if state not in (QUEUED, RUNNING)]
+        if gone:
+            self.client.zrem(name, *gone)
+        return len(ids) - len(gone)
+
+    def accepted_since(self, owner: str, since: float) -> list[float]:
+        """When ``owner``'s jobs accepted at or after ``since`` (epoch seconds) were accepted, oldest first."""
+        name = OWNER_SUBMITS_PREFIX + owner
+        pipe = self.client.pipeline()
+        pipe.zremrangebyscore(name, "-inf", f"({since}")
+        pipe.zrange(name, 0, -1, withscores=True)
+        return [score for _, score in pipe.execute()[1]]
 
     # --- idempotency ---------------------------------------------------------------------------------
     @staticmethod

@@ -125,6 +125,9 @@ services:
       - api_keys
     ports:
       - "${EMPATHY_GATEWAY_PORT:-8080}:8080"
+    # gevent serves EMPATHY_GATEWAY_CONNECTIONS connections at once, 3 open files each at most
+    ulimits:
+      nofile: {soft: 65536, hard: 65536}
     volumes:
       - storage:/data/storage
     depends_on:

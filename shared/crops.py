@@ -124,6 +124,31 @@ def parse_listener_spec(text: str) -> dict[str, str]:
     return specs
 
 
+_FRACTION = r"(0(\.[0-9]{1,6})?|1(\.0{1,6})?)"
+_REGION = rf"(auto|full|{_FRACTION},{_FRACTION},{_FRACTION},{_FRACTION})"
+# A listener spec as a regular expression (the OpenAPI form's): stricter than parse_listener_spec (no spaces,
+# lower case, at most 6 decimals), never looser. What it cannot say (x0 < x1, the box's size in pixels) is 400.
+LISTENER_PATTERN = rf"^({_REGION}|([0-9]{{1,9}}|\*)={_REGION}(;([0-9]{{1,9}}|\*)={_REGION})*)$"
+
+MIN_LISTENER_PX = 32  # a listener box smaller than this (either side) holds no detectable face
+
+
+def check_listener_pixels(spec: str, width: int, height: int) -> None:
+    """Every box of a listener spec covers at least :data:`MIN_LISTENER_PX` pixels each way of a ``width`` x
+    ``height`` video (raises ValueError naming the box otherwise): a 1x0-pixel box used to reach three workers
+    and fail each of them with an empty frame."""
+    from shared.media import crop_pixels
+
+    for key, value in parse_listener_spec(spec).items():
+        if value in (AUTO, FULL):
+            continue
+        x0, y0, x1, y1 = crop_pixels(parse_box(value), width, height)
+        if x1 - x0 < MIN_LISTENER_PX or y1 - y0 < MIN_LISTENER_PX:
+            who = "" if key == "*" else f" of subject {key}"
+            raise ValueError(f"the box {value}{who} is {x1 - x0}x{y1 - y0} pixels of the {width}x{height} video; "
+                             f"at least {MIN_LISTENER_PX}x{MIN_LISTENER_PX} are needed to find a face")
+
+
 def listener_region(spec: str, subject: int, width: int, height: int, *, origin: str = "") -> ListenerRegion:
     """The region a spec selects for ``subject`` in a ``width`` x ``height`` video, with a note for the job."""
     specs = parse_listener_spec(spec)

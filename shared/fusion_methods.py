@@ -167,10 +167,23 @@ def parse_weights(spec: str, metadata: Mapping[str, Mapping[str, Any]] | None = 
         name = name.strip()
         if not sep or name not in known:
             raise ValueError(f"bad fusion weight {part!r} in {spec!r}: expected {choices()}")
-        weights[name] = float(value)
-        if weights[name] < 0:
-            raise ValueError(f"fusion weight of {name!r} is negative: {value}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"fusion weight of {name!r} is not a number: {value.strip()[:20]!r}") from None
+        if not math.isfinite(weights[name]) or weights[name] < 0:  # inf/nan reached the result and broke its JSON
+            raise ValueError(f"fusion weight of {name!r} must be a finite number >= 0, got {value.strip()[:20]}")
+    if not any(weights.values()):
+        raise ValueError(f"fusion weights {spec!r} are all zero: no module would be fused")
     return weights
+
+
+def weights_pattern() -> str:
+    """Explicit weights as a regular expression (the OpenAPI form's): registered modality names, decimal
+    weights. Stricter than :func:`parse_weights` (no exponents, no spaces), never looser."""
+    names = "|".join(modality_names())
+    number = r"[0-9]{1,6}(\.[0-9]{1,6})?"
+    return rf"^({names})={number}(,({names})={number})*$"
 
 
 def check_spec(spec: str) -> str:

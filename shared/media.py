@@ -45,6 +45,15 @@ _TRUNCATION_TOLERANCE_S = 0.5
 _MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
 # FFmpeg demuxers that "play" plain text as a video (tty renders .txt files as ANSI art): not videos to us.
 _TEXT_FORMATS = frozenset({"tty"})
+# Demuxers of single pictures (FFmpeg's image2 family: png_pipe, jpeg_pipe, webp_pipe, ...): still images.
+_IMAGE_FORMATS = frozenset({"image2", "image2pipe"})
+# Opening a container for its headers only: no decoder may be opened, so FFmpeg's stream analysis
+# (avformat_find_stream_info) reads the container and bitstream headers but never decodes a frame. Without
+# it, a 750 KB H.264 file declaring 16000x16000 frames made the caller allocate ~600 MB, and a 250 KB PNG
+# of the same size was inflated to 256 MB, before anything could look at the size.
+_HEADERS_ONLY = {"codec_whitelist": "none"}
+# How much of a file the still-image sniffer reads (a JPEG's frame header can follow large EXIF data).
+_SNIFF_BYTES = 256 * 1024
 
 
 class MediaError(ValueError):
@@ -67,6 +76,14 @@ class TruncatedMediaError(MediaError):
     """The file starts like a valid container but is cut short or corrupt part-way."""
 
 
+class StillImageError(MediaError):
+    """The file is a picture (PNG, JPEG, ...), not a video: known from its header, nothing decoded."""
+
+
+class UnknownFrameSizeError(MediaError):
+    """The container and stream headers do not say how large the frames are (only decoding would tell)."""
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What a caller needs before decoding: how many 25 fps frames will come and at what size."""
@@ -85,14 +102,93 @@ def _round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
 
-def _open(path: Path) -> av.container.InputContainer:
-    """Open a container, mapping FFmpeg's failures to errors that say what is wrong with the file."""
+def _png_size(head: bytes) -> tuple[int, int] | None:
+    """Width and height from a PNG's IHDR chunk (always the first, right after the signature)."""
+    if len(head) >= 24 and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return None
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    """Width and height from the first start-of-frame marker (SOF0..SOF15 but DHT, JPG, DAC) within ``head``."""
+    at = 2
+    while at + 9 <= len(head):
+        if head[at] != 0xFF:
+            return None
+        marker = head[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
+            at += 2
+            continue
+        length = int.from_bytes(head[at + 2:at + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(head[at + 7:at + 9], "big"), int.from_bytes(head[at + 5:at + 7], "big")
+        at += 2 + length
+    return None
+
+
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    chunk = head[12:16]
+    if chunk == b"VP8X" and len(head) >= 30:
+        return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+    if chunk == b"VP8 " and len(head) >= 30:
+        return int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF
+    if chunk == b"VP8L" and len(head) >= 25:
+        bits = int.from_bytes(head[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+def _bmp_size(head: bytes) -> tuple[int, int] | None:
+    if len(head) >= 26:
+        return int.from_bytes(head[18:22], "little", signed=True), abs(int.from_bytes(head[22:26], "little", signed=True))
+    return None
+
+
+# Still-image formats recognised from their first bytes: (name, signature test, size from the header).
+_IMAGE_SIGNATURES = (
+    ("PNG", lambda h: h.startswith(b"\x89PNG\r\n\x1a\n"), _png_size),
+    ("JPEG", lambda h: h.startswith(b"\xff\xd8\xff"), _jpeg_size),
+    ("WebP", lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP", _webp_size),
+    ("BMP", lambda h: h[:2] == b"BM" and len(h) >= 26, _bmp_size),
+    ("TIFF", lambda h: h[:4] in (b"II*\0", b"MM\0*"), lambda h: None),
+    ("QOI", lambda h: h[:4] == b"qoif" and len(h) >= 12,
+     lambda h: (int.from_bytes(h[4:8], "big"), int.from_bytes(h[8:12], "big"))),
+)
+
+
+def still_image(path: str | Path) -> str | None:
+    """``"PNG 16000x16000"`` when the file is a still image by its first bytes (no decoder runs), else None.
+
+    Pictures must be refused from their header: FFmpeg's stream analysis decodes a picture to learn its
+    size, and a PNG "bomb" (a 16000x16000 picture of one colour compresses to a few hundred kilobytes)
+    inflates to hundreds of megabytes in whatever process looks at it. Formats not listed here are caught
+    after a headers-only open by their demuxer (:data:`_IMAGE_FORMATS`, ``*_pipe``).
+    """
+    with Path(path).open("rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    for name, matches, size_of in _IMAGE_SIGNATURES:
+        if matches(head):
+            size = size_of(head)
+            return f"{name} {size[0]}x{size[1]}" if size else name
+    return None
+
+
+def _open(path: Path, *, headers_only: bool = False) -> av.container.InputContainer:
+    """Open a container, mapping FFmpeg's failures to errors that say what is wrong with the file.
+
+    ``headers_only``: no decoder is opened while FFmpeg analyses the streams (:data:`_HEADERS_ONLY`), so
+    opening costs the same whatever the frames declare; the streams' codec contexts are not usable for
+    decoding then, only for their header values.
+    """
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise NotAVideoError(f"{path}: the file is empty (0 bytes), not a video")
     try:
-        container = av.open(str(path), mode="r")
+        container = av.open(str(path), mode="r", options=dict(_HEADERS_ONLY) if headers_only else None)
     except av.error.FFmpegError as exc:
         with path.open("rb") as fh:
             head = fh.read(12)
@@ -105,6 +201,10 @@ def _open(path: Path) -> av.container.InputContainer:
     if container.format.name in _TEXT_FORMATS:
         container.close()
         raise NotAVideoError(f"{path}: a text file ({container.format.long_name} demuxer), not a video")
+    if container.format.name in _IMAGE_FORMATS or container.format.name.endswith("_pipe"):
+        name = container.format.name
+        container.close()
+        raise StillImageError(f"{path}: a still image (FFmpeg's {name} demuxer), not a video")
     return container
 
 
@@ -136,7 +236,7 @@ def _scan_duration_s(path: Path, stream_index: int) -> float:
     Raw elementary streams (``.h264``) carry no timestamps at all; their packets are counted at the stream's
     guessed rate, which is all FFmpeg itself knows about their timing.
     """
-    with _open(path) as container:
+    with _open(path, headers_only=True) as container:
         stream = container.streams[stream_index]
         start = _stream_start_s(stream)
         end = start
@@ -168,14 +268,21 @@ def _video_duration_s(container: av.container.InputContainer, stream: av.stream.
 
 
 def probe(path: str | Path, *, fps: float = FPS) -> VideoInfo:
-    """Read the header only: size, duration and the number of ``fps`` frames :func:`iter_frames` will yield.
+    """Read the headers only: size, duration and the number of ``fps`` frames :func:`iter_frames` will yield.
 
-    ``fps`` has the default of :func:`iter_frames`, so the announced count and the decoded frames agree.
+    Nothing is decoded, so probing costs the same (milliseconds, a few MB) whatever the file declares: a
+    still image is refused by its first bytes (:func:`still_image`, :class:`StillImageError`) and a video is
+    opened with no decoder (:data:`_HEADERS_ONLY`). ``width``/``height`` are 0 when the headers do not give
+    the frame size (MPEG-4 Part 2 in MP4, H.263, FLV1: only their decoder knows it); :func:`check_limits`
+    refuses those. ``fps`` has the default of :func:`iter_frames`, so the announced count and the decoded
+    frames agree.
     """
     path = Path(path)
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    with _open(path) as container:
+    if path.is_file() and (image := still_image(path)) is not None:
+        raise StillImageError(f"{path}: a still image ({image}), not a video")
+    with _open(path, headers_only=True) as container:
         stream = _video_stream(container, path)
         duration = _video_duration_s(container, stream, path)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -212,6 +319,10 @@ def check_limits(info: VideoInfo, *, max_frame_size: str, max_pixel_rate: float,
     """
     limit_w, limit_h = parse_frame_size(max_frame_size)
     width, height = info.width, info.height
+    if width <= 0 or height <= 0:
+        raise UnknownFrameSizeError(f"{info.path.name}: its headers do not give the frame size (only decoding it "
+                                    "would tell, and nothing is decoded before the size is known); re-encode it, "
+                                    "e.g. as H.264 in MP4")
     if width * height > limit_w * limit_h or max(width, height) > max(limit_w, limit_h):
         raise MediaLimitError(f"{info.path.name}: frames of {width}x{height} are larger than the limit of "
                               f"{limit_w}x{limit_h} (EMPATHY_MAX_FRAME_SIZE)")

@@ -199,8 +199,10 @@ class Settings:
         "modality whose heartbeat is older than this (its worker died) and fuses jobs whose chord never fired.",
     )
     watchdog_interval_s: float = _doc(10.0, "How often the job watchdog (in the fusion workers) looks at running jobs (s).")
-    gateway_threads: int = _doc(
-        64, "Threads of the gateway's gunicorn worker (each waits on one client socket with read deadlines)."
+    gateway_connections: int = _doc(
+        2000,
+        "Client connections the gateway serves at once (gevent: a waiting connection costs a socket, not a "
+        "thread); more wait in the listen backlog. The worker raises its open-file limit to fit 3 per connection.",
     )
     request_header_timeout_s: float = _doc(10.0, "A client must send its request line and headers within this (s).")
     upload_idle_timeout_s: float = _doc(
@@ -276,9 +278,16 @@ class Settings:
     auth_failure_limit: int = _doc(
         30,
         "Refused requests (401, and 404 for unknown jobs) per client address and per presented key within "
-        "EMPATHY_AUTH_FAILURE_WINDOW_S; beyond it every request of that address/key gets 429 until the window passes.",
+        "EMPATHY_AUTH_FAILURE_WINDOW_S; beyond it requests without a valid key from that address, and requests "
+        "with that key, get 429 until the window passes. A valid key is never limited by others' failures.",
     )
     auth_failure_window_s: float = _doc(60.0, "Window of EMPATHY_AUTH_FAILURE_LIMIT (seconds).")
+    key_jobs_per_minute: int = _doc(
+        60, "Jobs one API key may submit per minute (all gateways together); beyond it 429 with Retry-After. 0: no limit."
+    )
+    key_active_jobs: int = _doc(
+        32, "Jobs of one API key that may be queued or running at once; a submission beyond it gets 429. 0: no limit."
+    )
 
     def vision_worker_on(self, *, one_machine: bool = False) -> bool:
         """Whether jobs send their vision modalities to the decode-once worker (``EMPATHY_VISION_WORKER``).

@@ -205,3 +205,78 @@ def test_the_same_upload_with_an_idempotency_key_gives_one_job(client, env, medi
     assert without_key.status_code == 202 and without_key.get_json()["id"] != first.get_json()["id"]
     assert broker.llen("audio") == 3
     assert json.loads(broker.lindex("audio", 0))["content-type"] == "application/json"
+
+
+def _multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "bound") -> bytes:
+    """A multipart body of (name, filename or None, content) parts."""
+    body = b""
+    for name, filename, content in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + content + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode()
+
+
+def test_the_form_is_bounded_in_parts_files_and_field_size(env, media) -> None:  # noqa: ANN001
+    """Before: a 50 MB text field was refused as "upload larger than 1024 MiB"; 999 one-byte file parts opened
+    999 temporary files each (24 such requests: 19 986 file descriptors, then 500s)."""
+    from gateway.app import create_app
+    from tests.ensemble_support import environment
+
+    storage = Path(env["EMPATHY_STORAGE_DIR"])
+    with environment({**env, "EMPATHY_MAX_UPLOAD_MB": "64"}):
+        client = create_app().test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = bearer("alice")["Authorization"]
+
+        def post(body: bytes):  # noqa: ANN202
+            return client.post("/v1/jobs", data=body, content_type="multipart/form-data; boundary=bound")
+
+        cases = {
+            "a 50 MB text field": ([("subject", None, b"1" * (50 << 20))],
+                                   "form field 'subject' is larger than 8 KiB"),
+            "999 one-byte files": ([("video", f"v{i}.mp4", b"x") for i in range(999)],
+                                   "more than 2 files in the form"),
+            "40 text fields": ([("modalities", None, b"audio")] * 40, "more than 16 parts in the form"),
+        }
+        for what, (parts, message) in cases.items():
+            response = post(_multipart(parts))
+            assert response.status_code == 413, (what, response.get_json())
+            assert message in response.get_json()["error"], what
+            assert response.headers["Connection"] == "close"
+            assert leftovers(storage) == [], what
+        urlencoded = client.post("/v1/jobs", data=b"subject=" + b"1" * 200_000,
+                                 content_type="application/x-www-form-urlencoded")
+        assert urlencoded.status_code == 413 and "URL-encoded form" in urlencoded.get_json()["error"]
+        # within the limits: accepted as before
+        ok = post(_multipart([("subject", None, b"3"), ("modalities", None, b"audio"),
+                              ("modalities", None, b"body"), ("video", "clip.mp4", media["video"])]))
+        assert ok.status_code == 202, ok.get_json()
+        metrics = client.get("/metrics").get_data(as_text=True)
+        for reason in ("form_field_too_large", "form_file_parts", "form_parts", "form_too_large"):
+            assert f'empathy_refused_requests_total{{reason="{reason}",status="413"}} 1.0' in metrics
+
+
+@pytest.mark.parametrize(("form", "message"), [
+    ({"fusion": "audio=inf"}, "finite number >= 0"),
+    ({"fusion": "audio=nan,text=1"}, "finite number >= 0"),
+    ({"fusion": "audio=-1"}, "finite number >= 0"),
+    ({"fusion": "audio=0,text=0"}, "all zero"),
+    ({"fusion": "audio=x"}, "not a number"),
+    ({"fusion": "text=1", "modalities": "audio,body"}, "weight 0 to every requested modality"),
+    ({"fusion": "audio=1," * 40}, "longer than 200"),
+    ({"listener": "0,0,0.02,0.5"}, "is 1x24 pixels of the 64x48 video; at least 32x32"),
+    ({"listener": "1=full;*=0.5,0.5,0.6,1"}, "is 6x24 pixels"),
+    ({"listener": "0,0,nan,1"}, "listener:"),
+])
+def test_values_that_would_fail_later_are_400_at_submit(client, env, media, form, message) -> None:  # noqa: ANN001
+    """Before: fusion weights inf, nan or all zero, and a 1x0-pixel listener box got 202; the job then failed
+    ("Out of range float values are not JSON compliant", "no module to fuse", "detect_faces needs a 2-D ...")."""
+    response = submit(client, media["video"], **form)
+    assert response.status_code == 400, response.get_json()
+    assert message in response.get_json()["error"]
+    assert leftovers(Path(env["EMPATHY_STORAGE_DIR"])) == []
+
+
+def test_values_within_the_checks_are_accepted(client, media) -> None:  # noqa: ANN001
+    for form in ({"fusion": "audio=1,text=0", "modalities": "audio,text"}, {"listener": "0,0,0.5,1"},
+                 {"listener": "3=0.5,0,1,1;*=full"}, {"fusion": "paper"}):
+        assert submit(client, media["video"], **form).status_code == 202, form

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 
 import numpy as np
@@ -150,3 +151,27 @@ def test_health_readiness_and_metrics(client) -> None:  # noqa: ANN001
     text = client.get("/metrics").get_data(as_text=True)
     assert 'empathy_queue_length{queue="landmarks"}' in text
     assert 'empathy_http_requests_total{endpoint="/readyz",method="GET",status="503"} 1.0' in text
+
+
+def test_wrong_methods_are_405_with_allow(client) -> None:  # noqa: ANN001
+    """Before: a 405 without ``Allow`` (the error handler dropped werkzeug's headers)."""
+    for method, path, allowed in (("put", "/v1/jobs", {"POST"}), ("post", "/healthz", {"GET"}),
+                                  ("patch", "/v1/jobs/" + "0" * 32, {"GET", "DELETE"})):
+        response = getattr(client, method)(path)
+        assert response.status_code == 405, (method, path)
+        assert allowed <= {m.strip() for m in response.headers["Allow"].split(",")}, response.headers
+        assert response.content_type == "application/json" and "error" in response.get_json()
+
+
+def test_refusals_are_counted_and_logged_as_samples(client, caplog) -> None:  # noqa: ANN001
+    """Before: one WARNING line per refused request (16 831 lines while fuzzing)."""
+    caplog.set_level(logging.WARNING)
+    for _ in range(20):  # under EMPATHY_AUTH_FAILURE_LIMIT
+        assert client.get("/v1/jobs/not-an-id", headers={"Authorization": ""}).status_code == 401
+    for _ in range(200):
+        assert client.post("/healthz").status_code == 405
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "gateway.metrics"]
+    assert [r.reason for r in warnings] == ["no_valid_key", "MethodNotAllowed"]  # one line per reason
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'empathy_refused_requests_total{reason="no_valid_key",status="401"} 20.0' in metrics
+    assert 'empathy_refused_requests_total{reason="MethodNotAllowed",status="405"} 200.0' in metrics

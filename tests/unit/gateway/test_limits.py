@@ -80,25 +80,57 @@ def test_workers_refuse_the_same_media(env, tmp_path: Path) -> None:  # noqa: AN
 
 
 # --- refused requests ---------------------------------------------------------------------------------------
-def test_refused_requests_are_limited_per_address_and_per_key(client, env) -> None:  # noqa: ANN001
+def test_refused_requests_are_limited_per_address_and_per_key_and_never_lock_a_valid_key_out(
+        client, env, tmp_path: Path) -> None:  # noqa: ANN001
+    """Before: 30 keyless requests from one address, then alice's request from it: 429, her uploads too."""
     limit = get_settings().auth_failure_limit
     unknown = "/v1/jobs/" + "0" * 32
-    for i in range(limit):  # one address, a different wrong key each time
-        assert client.get(unknown, headers={"Authorization": f"Bearer guess-{i:020d}"}).status_code == 401
+    for i in range(limit):  # one address, a different wrong key each time (or none)
+        headers = {"Authorization": f"Bearer guess-{i:020d}" if i % 2 else ""}
+        assert client.get(unknown, headers=headers).status_code == 401
     response = client.get(unknown, headers={"Authorization": "Bearer yet-another-guess-000"})
     assert response.status_code == 429 and int(response.headers["Retry-After"]) >= 1
-    assert "error" in response.get_json()
-    # the right key from that address waits too; the same key from another address is served
-    assert client.get("/v1/jobs/" + "1" * 32).status_code == 429
-    elsewhere = {"REMOTE_ADDR": "10.1.2.3"}
-    assert client.get("/v1/jobs/" + "1" * 32, environ_base={**client.environ_base, **elsewhere}).status_code == 404
+    assert response.headers["Connection"] == "close" and "error" in response.get_json()
+    assert client.get(unknown, headers={"Authorization": ""}).status_code == 429  # no key: the address's count
+    # valid keys from that same address are served: their own failures only count against them
+    assert client.get("/v1/jobs/" + "1" * 32).status_code == 404
+    assert upload(client, write_tiny_video(tmp_path / "clip.mp4")).status_code == 202
+    assert client.get(unknown, headers=bearer("bob")).status_code == 404
 
-    # one key guessing job ids from many addresses: limited by the key
-    for i in range(limit - 1):  # the 404 just above counted once already
+    # one key guessing job ids from many addresses: limited by the key, wherever it calls from
+    for i in range(limit - 1):  # alice's 404 above counted once already
         addr = {"REMOTE_ADDR": f"10.9.{i // 250}.{i % 250}"}
         assert client.get(f"/v1/jobs/{i:032x}", environ_base={**client.environ_base, **addr}).status_code == 404
     assert client.get(unknown, environ_base={**client.environ_base, "REMOTE_ADDR": "10.200.0.1"}).status_code == 429
+    assert client.get(unknown, headers=bearer("bob")).status_code == 404  # bob is not alice
     assert client.get("/healthz").status_code == 200  # probes are never limited
+
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'empathy_refused_requests_total{reason="too_many_failures",status="429"} 3.0' in metrics
+    assert f'empathy_refused_requests_total{{reason="no_valid_key",status="401"}} {float(limit)}' in metrics
+    assert f'empathy_gateway_limit{{limit="auth_failures_per_window"}} {float(limit)}' in metrics
+
+
+def test_per_key_limits_on_accepted_work(env, tmp_path: Path) -> None:  # noqa: ANN001
+    video = write_tiny_video(tmp_path / "clip.mp4")
+    with environment({**env, "EMPATHY_KEY_ACTIVE_JOBS": "2", "EMPATHY_KEY_JOBS_PER_MINUTE": "3"}):
+        client = create_app().test_client()
+        store = JobStore.from_url(env["EMPATHY_REDIS_URL"], ttl_s=600)
+        first = [upload(client, video, headers=bearer("alice")) for _ in range(2)]
+        assert [r.status_code for r in first] == [202, 202]
+        refused = upload(client, video, headers=bearer("alice"))  # two unfinished: the third waits
+        assert refused.status_code == 429 and "EMPATHY_KEY_ACTIVE_JOBS" in refused.get_json()["error"]
+        assert upload(client, video, headers=bearer("bob")).status_code == 202  # another key is not limited
+        store.finish(first[0].get_json()["id"], result="r.json")
+        assert upload(client, video, headers=bearer("alice")).status_code == 202  # one finished: room for one
+        store.finish(first[1].get_json()["id"], error="failed")
+        rate = upload(client, video, headers=bearer("alice"))  # 3 accepted within the minute
+        assert rate.status_code == 429 and "EMPATHY_KEY_JOBS_PER_MINUTE" in rate.get_json()["error"]
+        assert 1 <= int(rate.headers["Retry-After"]) <= 60
+        metrics = client.get("/metrics").get_data(as_text=True)
+        assert 'empathy_refused_requests_total{reason="key_active_jobs",status="429"} 1.0' in metrics
+        assert 'empathy_refused_requests_total{reason="key_rate",status="429"} 1.0' in metrics
+        assert 'empathy_gateway_limit{limit="key_active_jobs"} 2.0' in metrics
 
 
 # --- Redis outages ------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,15 +13,21 @@ import pytest
 
 from shared.media import (
     MediaError,
+    MediaLimitError,
     NoAudioStreamError,
     NotAVideoError,
     NoVideoStreamError,
+    StillImageError,
     TruncatedMediaError,
+    UnknownFrameSizeError,
+    check_limits,
     iter_audio,
     iter_frames,
     probe,
     read_audio,
+    still_image,
 )
+from tests.bombs import write_h264_bomb, write_png_bomb
 
 WIDTH, HEIGHT = 128, 64
 BITS = 8  # the frame index is drawn as 8 black/white vertical bars (MSB left), robust to lossy coding
@@ -265,6 +272,42 @@ def test_non_media_files_raise_not_a_video(tmp_path: Path, name: str, content: b
         next(iter_frames(path))
     with pytest.raises(MediaError):
         read_audio(path)
+
+
+def test_probe_reads_headers_only_and_refuses_still_images_by_their_first_bytes(tmp_path: Path) -> None:
+    """A 16000x16000 picture or video is sized from its headers in milliseconds: nothing is decoded."""
+    png, h264 = write_png_bomb(tmp_path / "bomb.mp4"), write_h264_bomb(tmp_path / "bomb_h264.mp4")
+    started = time.monotonic()  # the probes only: writing the bombs takes seconds on a busy machine
+    with pytest.raises(StillImageError, match=r"still image \(PNG 16000x16000\)"):
+        probe(png)  # the name says MP4: the bytes say PNG
+    info = probe(h264)
+    assert (info.width, info.height, info.n_frames) == (16000, 16000, 3)
+    assert time.monotonic() - started < 1.0  # decoding them took 8 s and 1.5 s (and ~700 MB each)
+    with pytest.raises(MediaLimitError, match="16000x16000"):
+        check_limits(info, max_frame_size="3840x2160", max_pixel_rate=1e12)
+    jpeg = tmp_path / "photo.jpg"
+    av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24").to_image().save(jpeg)
+    assert still_image(jpeg) == "JPEG 64x48"
+    with pytest.raises(StillImageError):
+        next(iter_frames(jpeg))  # decoding refuses pictures too (FFmpeg's image demuxers)
+
+
+def test_a_video_whose_headers_do_not_give_its_frame_size_is_refused(tmp_path: Path) -> None:
+    """MPEG-4 Part 2 in MP4: FFmpeg learns its frame size only by decoding; nothing decodes before the limits."""
+    path = tmp_path / "old.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(30):
+            for packet in stream.encode(av.VideoFrame(64, 48, "yuv420p")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    info = probe(path)
+    assert (info.width, info.height) == (0, 0) and info.n_frames == 30
+    with pytest.raises(UnknownFrameSizeError, match="do not give the frame size"):
+        check_limits(info, max_frame_size="3840x2160", max_pixel_rate=1e12)
+    assert len(list(iter_frames(path, gray=True))) == 30  # decoding it (a trusted caller) still works
 
 
 def test_missing_file_is_file_not_found(tmp_path: Path) -> None:
