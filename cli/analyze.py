@@ -4,6 +4,11 @@ It needs no server at all: it loads the models in-process (``LocalPredictor``) a
 :func:`shared.pipeline.analyze_video`, the very pipeline the workers run. When the models directory has
 no model for a requested modality it first builds the bundled default models
 (:mod:`training.bootstrap`; a few minutes, once).
+
+On a folder, a glob or several videos (``empathy analyze DIR --out PRED_DIR``) it analyses each in turn with
+the models loaded once and writes ``PRED_DIR/<video name>.csv`` (the scorer's layout; OMG-Empathy names
+give the subject unless ``--subject`` does); a video whose CSV exists is skipped, so a second run resumes,
+and the videos that failed are listed at the end with their reasons.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli.arguments import default_out, existing_file
+from cli.arguments import default_out
 from jobs.request import add_arguments, check_args_video, request_from_args
 from shared.logs import add_log_format_argument, configure_logging
 from shared.settings import get_settings
@@ -25,9 +30,12 @@ log = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="empathy analyze", description="Per-frame valence of one video, "
                                      "computed in this process (no servers).")
-    parser.add_argument("video", type=existing_file)
-    add_arguments(parser)  # the job request's fields: --subject, --modalities, --fusion (--weights), --listener
-    parser.add_argument("--out", type=Path, default=None, help="CSV to write (default: <video>_valence.csv)")
+    parser.add_argument("inputs", nargs="+", metavar="VIDEO|DIR|GLOB",
+                        help="a video; or a folder, glob pattern or several videos (needs --out PRED_DIR)")
+    # the job request's fields: --subject, --modalities, --fusion (--weights), --listener (no service: no callback)
+    add_arguments(parser, skip=("callback_url",))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="CSV to write (default: <video>_valence.csv); several videos: the folder PRED_DIR")
     parser.add_argument("--json", type=Path, default=None, help="also write the full result document here")
     parser.add_argument("--plot", type=Path, default=None, help="also draw modules, fusion and agreement (PNG)")
     parser.add_argument("--models-dir", type=Path, default=None, help="model repository (default EMPATHY_MODELS_DIR)")
@@ -44,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from empathy_client.batch import find_videos
     from jobs.files import write_json
     from serving.client import open_models
     from shared.fusion import FusionError
@@ -55,12 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(log_format=args.log_format, default_format="text")
     settings = get_settings()
-    refused = unusable_video(args.video, settings.min_duration_s)
-    if refused:
+    asked = request_from_args(parser, args)
+    job = asked.resolve(settings)
+    batch = len(args.inputs) > 1 or not Path(args.inputs[0]).is_file()
+    try:
+        videos = find_videos(args.inputs)
+    except FileNotFoundError as exc:
+        parser.error(str(exc) if batch else f"no such file: {args.inputs[0]}")
+    if batch and (args.out is None or args.out.is_file() or args.json or args.plot or args.annotation
+                  or args.transcript):
+        parser.error("several videos need --out PRED_DIR (a folder), without --json/--plot/--annotation/--transcript")
+    refused = "" if batch else unusable_video(videos[0], settings.min_duration_s)
+    if refused:  # the gateway's rule, before any model is built (a folder reports such a file as failed)
         print(f"empathy analyze: not a usable video: {refused}", file=sys.stderr)
         return 2
-    job = request_from_args(parser, args).resolve(settings)
-    check_args_video(parser, job, args.video)  # e.g. a listener box too small for this video: before any work
     names = list(job.modalities)
     models_dir = args.models_dir or settings.models_dir
     missing = missing_models(models_dir, names)
@@ -76,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         build_default_models(models_dir, data_dir=settings.data_dir, modalities=names,
                              settings=settings)  # fits only the fusion
 
+    if batch:
+        return _analyze_folder(videos, args.out, job, explicit_subject=asked.subject is not None,
+                               models_dir=models_dir, settings=settings)
+    args.video = videos[0]
+    check_args_video(parser, job, args.video)  # e.g. a listener box too small for this video: before any work
     # log lines go above the bar (tqdm.write) instead of through it
     with logging_redirect_tqdm(), tqdm(total=len(names), desc="analyze", unit="modality", file=sys.stderr) as bar:
 
@@ -155,3 +177,67 @@ def _print_summary(document: dict[str, Any], out: Path, seconds: float, truth: A
     for note in document.get("notes") or []:
         print(f"note: {note}")
     print(f"result: {out}")
+
+
+def _analyze_folder(videos: list[Path], out_dir: Path, job: Any, *, explicit_subject: bool, models_dir: Path,
+                    settings: Any) -> int:
+    """Each video in turn with the models loaded once -> ``out_dir/<name>.csv``; existing CSVs are skipped."""
+    import os
+    import time
+
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from empathy_client.batch import subject_of
+    from serving.client import open_models
+    from shared.pipeline import analyze_video, listener_notes
+    from shared.results import build_document, to_csv
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(".*.part"):  # a temporary file of a run killed while it wrote
+        stale.unlink(missing_ok=True)
+    names = list(job.modalities)
+    predictors, metadata = open_models(names, settings, models_dir=models_dir, local=True)
+    failed: list[tuple[str, str]] = []
+    started = time.monotonic()
+    counts = {"done": 0, "skipped": 0}
+    with logging_redirect_tqdm(), tqdm(total=len(videos), desc="analyze", unit="video", file=sys.stderr) as bar:
+        for video in videos:
+            out = out_dir / f"{video.stem}.csv"
+            if out.is_file():
+                bar.write(f"skipped    {video.name}: {out} exists", file=sys.stdout)
+                counts["skipped"] += 1
+                bar.update(1)
+                continue
+            subject = job.subject if explicit_subject else (subject_of(video) or job.subject)
+            refused = unusable_video(video, settings.min_duration_s)
+            if refused:
+                failed.append((video.name, f"not a usable video: {refused}"))
+                bar.write(f"FAILED     {video.name}: not a usable video: {refused}", file=sys.stdout)
+                bar.update(1)
+                continue
+            try:
+                result = analyze_video(video, subject=subject, modalities=names, predictors=predictors,
+                                       metadata=metadata, models_dir=models_dir, settings=settings,
+                                       options=job.pipeline_options())
+                document = build_document(fusion=result.fusion, modalities=result.modalities, subject=result.subject,
+                                          fps=result.fps, video=video.name, seconds=result.seconds,
+                                          notes=listener_notes(result.modalities))
+                partial = out.with_name(f".{out.name}.part")
+                partial.write_text(to_csv(document))
+                os.replace(partial, out)  # whole, or not at all: a rerun never takes half a CSV for done
+                counts["done"] += 1
+                bar.write(f"done       {video.name} -> {out} ({result.seconds:.1f} s)", file=sys.stdout)
+            except Exception as exc:  # noqa: BLE001 - one bad video must not stop the folder; reported below
+                failed.append((video.name, f"{type(exc).__name__}: {exc}"))
+                bar.write(f"FAILED     {video.name}: {type(exc).__name__}: {exc}", file=sys.stdout)
+            bar.update(1)
+    print(f"{len(videos)} videos in {time.monotonic() - started:.1f} s: {counts['done']} done, {counts['skipped']} "
+          f"skipped (CSV there already), {len(failed)} failed; predictions in {out_dir}/")
+    if failed:
+        print(f"empathy analyze: {len(failed)} of {len(videos)} videos failed (run again to retry them):",
+              file=sys.stderr)
+        for name, reason in failed:
+            print(f"  {name}: {reason}", file=sys.stderr)
+        return 1
+    return 0

@@ -21,7 +21,10 @@ workers, model server, Redis): SIGTERM first, SIGKILL after a grace period (a se
 so that nothing is left behind.
 
 API keys: unless ``EMPATHY_API_KEYS``/``EMPATHY_API_KEYS_FILE`` name some (or ``EMPATHY_AUTH=off``), a
-key is generated for this run and printed once with the ready line; only the gateway gets the keys.
+key is generated for this run and printed once with the ready line; only the gateway gets the keys. The
+webhook signing key (``EMPATHY_WEBHOOK_SIGNING_KEY``, from which each API key's callback secret is derived)
+is generated once into ``<storage>/webhook-signing.key`` (mode 600) unless set, and given to the gateway and
+the fusion workers, so callback secrets stay the same across restarts.
 
 What survives a restart of ``empathy up`` with the same ``--storage-dir``: its Redis appends every write to
 ``<storage>/redis/appendonly.aof`` (fsync every second), so accepted jobs, their queued tasks and their
@@ -127,6 +130,8 @@ class Launcher:
                          f"{PREFIX}VISION_WORKER": "on" if vision else "off",
                          "PYTHONUNBUFFERED": "1"})
         self.key_env = {k: os.environ[k] for k in KEY_VARIABLES if os.environ.get(k)}
+        if not os.environ.get(f"{PREFIX}WEBHOOK_SIGNING_KEY"):
+            self.env[f"{PREFIX}WEBHOOK_SIGNING_KEY"] = signing_key(args.storage_dir)
 
     def spawn(self, name: str, group: int, argv: list[str], env: dict[str, str] | None = None) -> Child:
         child = Child(name, group, _popen(argv, env or self.env), argv, env or self.env)
@@ -249,6 +254,17 @@ class Launcher:
                 _kill_group(child.process.pid, signal.SIGKILL)  # stragglers of the group, if any
                 child.process.wait(timeout=10)
         log.info("ensemble stopped")
+
+
+def signing_key(storage_dir: Path) -> str:
+    """The webhook signing key kept in ``<storage>/webhook-signing.key``, made (random, mode 600) on first use."""
+    path = storage_dir / "webhook-signing.key"
+    if not path.is_file():
+        storage_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def _popen(argv: list[str], env: dict[str, str]) -> subprocess.Popen:

@@ -22,13 +22,14 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from gateway import health, jobs_api
+from gateway import health, jobs_api, web, webhooks
 from gateway.auth import Authenticator, FailureLimiter
 from gateway.jobs_api import ApiError
 from gateway.metrics import GatewayMetrics, RefusalLog
 from gateway.openapi import spec as openapi_spec
 from gateway.server import ReadDeadlineError, begin_body
 from gateway.uploads import FormLimitError, UploadRequest, form_limits
+from jobs.callbacks import CallbackPolicy
 from jobs.storage import open_storage
 from jobs.store import JobStore
 from services.celery_app import create_app as create_celery
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
-    app = Flask(__name__, static_folder=None)  # serves no files: uploads and results only through the API
+    app = Flask(__name__, static_folder=None)  # no static folder: the web page's three files (gateway.web) only
     app.request_class = UploadRequest  # uploads stream to the storage volume and are removed unless kept
     app.json.sort_keys = False  # modalities keep the canonical order (audio, text, face, landmarks, body)
     app.config["EMPATHY_SETTINGS"] = settings
@@ -61,12 +62,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["empathy_jobs"] = JobStore(client, ttl_s=settings.job_ttl_s)
     app.extensions["empathy_storage"] = open_storage(settings)
     app.extensions["empathy_celery"] = create_celery(settings, dispatch_only=True)
+    app.extensions["empathy_callbacks"] = CallbackPolicy.from_settings(settings)
     metrics = GatewayMetrics(client)
     metrics.set_limits(limits(settings))
     app.extensions["empathy_metrics"] = metrics
     refusal_log = RefusalLog()
     app.register_blueprint(jobs_api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(web.bp)
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:

@@ -29,10 +29,20 @@ from werkzeug.utils import secure_filename
 from gateway.auth import Authenticator, Caller, FailureLimiter, presented_key
 from gateway.server import offload
 from gateway.uploads import MAX_TRANSCRIPT_BYTES, sanitize_filename, stored_suffix, upload_path
+from jobs.callbacks import CallbackPolicy, CallbackRefused, webhook_secret
 from jobs.files import JobFiles
 from jobs.request import JobRequest, field_specs
 from jobs.storage import JobStorage
-from jobs.store import DONE, IdempotencyConflict, JobStore, new_job_id, valid_job_id
+from jobs.store import (
+    CURSOR_RE,
+    DONE,
+    MAX_PAGE,
+    STATES,
+    IdempotencyConflict,
+    JobStore,
+    new_job_id,
+    valid_job_id,
+)
 from services.celery_app import dispatch_job
 from shared.asr import ASRError, read_word_file
 from shared.data import TranscriptError
@@ -181,6 +191,22 @@ def _job_request() -> JobRequest:
         raise ApiError(400, str(exc), reason="bad_field") from None
 
 
+def _check_callback(job: JobRequest, settings: Settings) -> None:
+    """400 unless the service may call the job's callback URL (:mod:`jobs.callbacks`), checked now for an
+    early answer and again before every delivery. A host that does not resolve yet is accepted."""
+    if not job.callback_url:
+        return
+    policy: CallbackPolicy = current_app.extensions["empathy_callbacks"]
+    try:
+        policy.check_url(job.callback_url)
+        webhook_secret(settings, _caller().owner)
+        policy.resolve(job.callback_url)
+    except CallbackRefused as exc:
+        raise ApiError(400, f"callback_url: {exc}", reason="callback_refused") from None
+    except ConnectionError:
+        log.info("callback host does not resolve yet", extra={"client": _caller().name})
+
+
 def _idempotency_key() -> str | None:
     raw = request.headers.get(IDEMPOTENCY_HEADER)
     if raw is None:
@@ -276,6 +302,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     idempotency = _idempotency_key()
     _check_key_limits(settings, caller)
     job = _job_request().resolve(settings)  # reads the body: 413 here when larger than EMPATHY_MAX_UPLOAD_MB
+    _check_callback(job, settings)
     video_part = request.files.get("video")
     upload, filename = _uploaded_video(video_part)
     info = offload(_check_video, upload, filename, settings)  # a native thread: the event loop goes on
@@ -335,6 +362,22 @@ def _accept(job_id: str, job: JobRequest, upload: Path, filename: str, info: Vid
     body = {**(store.status(job_id) or {}), "links": _links(job_id), "n_frames": info.n_frames,
             "duration_s": info.duration_s}
     return jsonify(body), 202, {"Location": url_for("jobs.get_job", job_id=job_id)}
+
+
+@bp.get("")
+def list_jobs() -> Response:
+    """The caller's jobs, newest first, a page at a time (``limit``, ``cursor``), optionally by ``state``."""
+    raw_limit = request.args.get("limit", "20")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        raise ApiError(400, f"limit must be an integer from 1 to {MAX_PAGE}", reason="bad_parameter")
+    states = [s for s in request.args.get("state", "").split(",") if s]
+    if any(s not in STATES for s in states):
+        raise ApiError(400, f"state must be a comma list of {', '.join(STATES)}", reason="bad_parameter")
+    cursor = request.args.get("cursor") or None
+    if cursor is not None and not CURSOR_RE.match(cursor):
+        raise ApiError(400, "cursor must be a next_cursor value of an earlier page", reason="bad_parameter")
+    views, next_cursor = _store().list_jobs(_caller().owner, states=states, limit=int(raw_limit), cursor=cursor)
+    return jsonify({"jobs": [{**view, "links": _links(view["id"])} for view in views], "next_cursor": next_cursor})
 
 
 @bp.get("/<job_id>")

@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.uploads import MAX_FIELD_BYTES, MAX_FILE_PARTS, MAX_FORM_PARTS, MAX_TRANSCRIPT_BYTES
 from jobs.request import form_schema
+from jobs.store import MAX_PAGE, STATES
 from shared.crops import MIN_LISTENER_PX
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
@@ -47,16 +48,42 @@ JOB = {
         "progress": {"type": "number", "minimum": 0, "maximum": 1},
         "subject": {"type": "integer"},
         "filename": {"type": "string"},
-        "created": {"type": "number", "description": "epoch seconds"},
-        "updated": {"type": "number"},
-        "finished": {"type": "number"},
+        "created": {"type": "number", "description": "epoch seconds: accepted"},
+        "updated": {"type": "number", "description": "epoch seconds: last change"},
+        "started": {"type": "number", "description": "epoch seconds: the first modality started"},
+        "finished": {"type": "number", "description": "epoch seconds: done or failed"},
         "error": {"type": "string"},
         "used": {"type": "array", "items": {"type": "string"}, "description": "modalities fusion used (when done)"},
         "degraded": {"type": "boolean", "description": "done with fewer modalities than requested"},
         "modalities": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/ModalityStatus"}},
+        "callback": {"$ref": "#/components/schemas/Callback"},
         "links": {"type": "object", "additionalProperties": {"type": "string"}},
     },
     "required": ["id", "state", "progress", "modalities"],
+}
+
+CALLBACK = {
+    "type": "object",
+    "description": "the completion callback of a job with a callback_url, and its deliveries",
+    "properties": {
+        "url": {"type": "string"},
+        "state": {"type": "string", "enum": ["waiting", "pending", "delivered", "failed", "refused"],
+                  "description": "waiting: the job is not finished; pending: being delivered or retried"},
+        "next_attempt": {"type": "number", "description": "epoch seconds of the next retry (pending)"},
+        "attempts": {"type": "array", "items": {"type": "object", "properties": {
+            "at": {"type": "number"}, "status": {"type": "integer", "description": "HTTP status; 0: no answer"},
+            "seconds": {"type": "number"}, "error": {"type": "string"}}, "required": ["at", "status", "seconds"]}},
+    },
+    "required": ["url", "state", "attempts"],
+}
+
+JOB_LIST = {
+    "type": "object",
+    "properties": {
+        "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}, "description": "newest first"},
+        "next_cursor": {"type": "string", "nullable": True, "description": "the next page's cursor; null: the end"},
+    },
+    "required": ["jobs", "next_cursor"],
 }
 
 SERIES = {"type": "array", "items": {"type": "number", "nullable": True},
@@ -121,6 +148,21 @@ def spec() -> dict[str, Any]:
         },
         "paths": {
             "/v1/jobs": {
+                "get": {
+                    "summary": "The caller's jobs, newest first, a page at a time",
+                    "parameters": [
+                        {"name": "limit", "in": "query", "required": False,
+                         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 20}},
+                        {"name": "state", "in": "query", "required": False,
+                         "schema": {"type": "string", "pattern": f"^(({'|'.join(STATES)})(,({'|'.join(STATES)}))*)?$"},
+                         "description": "only jobs in these states (comma list; empty: every state)"},
+                        {"name": "cursor", "in": "query", "required": False,
+                         "schema": {"type": "string", "pattern": r"^[0-9]{1,12}\.[0-9]{3}-[0-9a-f]{32}$"},
+                         "description": "next_cursor of the previous page"},
+                    ],
+                    "responses": {"200": _json({"$ref": "#/components/schemas/JobList"}, "one page of jobs"),
+                                  "400": _error("bad limit, state or cursor"), **_UNAUTHORIZED, **_UNAVAILABLE},
+                },
                 "post": {
                     "summary": "Submit a video for analysis",
                     "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
@@ -145,7 +187,8 @@ def spec() -> dict[str, Any]:
                         "200": _json({"$ref": "#/components/schemas/Job"}, "idempotent replay: the job this key made"),
                         "400": _error("bad or unknown form field, empty upload, bad transcript, fusion weights 0 "
                                       "for every requested modality, listener box under "
-                                      f"{MIN_LISTENER_PX}x{MIN_LISTENER_PX} pixels of the video"),
+                                      f"{MIN_LISTENER_PX}x{MIN_LISTENER_PX} pixels of the video, a callback_url "
+                                      "the service may not call"),
                         **_UNAUTHORIZED,
                         "409": _error("the same idempotency key is still being processed"),
                         "408": _error("the upload arrived slower than EMPATHY_UPLOAD_MIN_RATE_KIB_S"),
@@ -192,6 +235,26 @@ def spec() -> dict[str, Any]:
                                       **_UNAUTHORIZED, "404": _error("unknown job"), "409": _error("job not done"),
                                       "410": _error("result files gone")}},
             },
+            "/v1/webhooks/secret": {
+                "get": {"summary": "The caller's webhook secret: callbacks are signed with it (Empathy-Signature)",
+                        "responses": {"200": _json({"type": "object", "properties": {
+                            "secret": {"type": "string"}, "signature_header": {"type": "string"},
+                            "event_header": {"type": "string"}, "scheme": {"type": "string"}},
+                            "required": ["secret", "signature_header", "event_header", "scheme"]}, "the secret"),
+                                      **_UNAUTHORIZED,
+                                      "409": _error("callbacks are off (no EMPATHY_WEBHOOK_SIGNING_KEY)"),
+                                      **_UNAVAILABLE}},
+            },
+            "/": {"get": {"summary": "The web page (HTML; the key is pasted into it, never sent in a URL)",
+                          "security": [], "responses": {"200": {"description": "HTML",
+                                                                "content": {"text/html": {}}}}}},
+            "/ui/{name}": {"get": {"summary": "The web page's script and style sheet", "security": [],
+                                   "parameters": [{"name": "name", "in": "path", "required": True,
+                                                   "schema": {"type": "string", "enum": ["app.js", "app.css"]}}],
+                                   "responses": {"200": {"description": "the file", "content": {
+                                       "text/javascript": {}, "text/css": {}}},
+                                                 "404": {"description": "no such file",
+                                                         "content": {"text/plain": {}}}}}},
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": _json({"type": "object"}, "alive")}}},
             "/readyz": {"get": {"summary": "Readiness: Redis and every model server (gRPC GetModelStatus)",
                                 "security": [],
@@ -204,7 +267,8 @@ def spec() -> dict[str, Any]:
                                       "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0")}}},
         },
         "components": {
-            "schemas": {"Error": _ERROR, "Job": JOB, "ModalityStatus": MODALITY_STATUS, "Result": RESULT},
+            "schemas": {"Error": _ERROR, "Job": JOB, "JobList": JOB_LIST, "Callback": CALLBACK,
+                        "ModalityStatus": MODALITY_STATUS, "Result": RESULT},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "an API key of EMPATHY_API_KEYS / EMPATHY_API_KEYS_FILE"}},
         },

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -59,6 +60,7 @@ class FieldSpec:
     schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "string"})
     repeatable: bool = False
     aliases: tuple[str, ...] = ()  # more command-line spellings of --<name>
+    max_chars: int | None = None  # the longest value accepted (None: MAX_FIELD_CHARS); longer ones are refused
 
 
 def _field(default: Any = None, *, spec: FieldSpec, factory: Callable[[], Any] | None = None) -> Any:
@@ -78,6 +80,32 @@ def parse_modalities(text: str) -> tuple[str, ...]:
 
 _NAMES = "|".join(MODALITIES)
 MODALITIES_PATTERN = rf"^({_NAMES})(,({_NAMES}))*$"  # one form value; the field may be repeated
+
+MAX_CALLBACK_URL_CHARS = 2048
+
+
+def parse_callback_url(text: str) -> str:
+    """An absolute http(s) URL with a host and no credentials (``user:pass@``) or fragment.
+
+    Only its form is checked here; whether the service may call it (https, the host allow-list, no private
+    address after DNS resolution) is the service's policy (:mod:`jobs.callbacks`), checked at submission and
+    again before every delivery.
+    """
+    if any(c.isspace() or ord(c) < 0x21 or ord(c) > 0x7e for c in text):
+        raise ValueError("must be printable ASCII without spaces (percent-encode the rest)")
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise ValueError(f"not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry credentials (user:password@): sign-in is by the signature header")
+    if parts.fragment:
+        raise ValueError("must not have a #fragment")
+    return text
+
 
 LISTENER_HELP = ("listener region: auto (2560x720 input: the official split x >= 1080; else the whole frame), "
                  "full, x0,y0,x1,y1 fractions or per subject '1=...;*=auto' (absent: EMPATHY_LISTENER_CROP)")
@@ -99,6 +127,11 @@ class JobRequest:
         parse=check_spec, schema={"type": "string"}, aliases=("--weights",)))
     listener: str = _field("", spec=FieldSpec(LISTENER_HELP, parse=check_listener_spec,
                                               schema={"type": "string", "pattern": LISTENER_PATTERN}))
+    callback_url: str = _field("", spec=FieldSpec(
+        "URL the service POSTs the signed job document to when the job is done or failed (absent: "
+        "EMPATHY_CALLBACK_URL); https and hosts of EMPATHY_CALLBACK_HOSTS only",
+        parse=parse_callback_url, max_chars=MAX_CALLBACK_URL_CHARS, aliases=("--callback-url",),
+        schema={"type": "string", "maxLength": MAX_CALLBACK_URL_CHARS, "pattern": r"^https?://[!-~]+$"}))
 
     # --- reading ----------------------------------------------------------------------------------------
     @classmethod
@@ -121,8 +154,9 @@ class JobRequest:
             if len(texts) > 1 and not spec.repeatable:
                 raise ValueError(f"form field {name!r} given more than once")
             text = ",".join(texts).strip()
-            if not spec.repeatable and len(text) > MAX_FIELD_CHARS:
-                raise ValueError(f"{name}: longer than {MAX_FIELD_CHARS} characters")
+            limit = spec.max_chars or MAX_FIELD_CHARS
+            if not spec.repeatable and len(text) > limit:
+                raise ValueError(f"{name}: longer than {limit} characters")
             if text:
                 try:
                     values[name] = spec.parse(text)
@@ -153,8 +187,9 @@ class JobRequest:
                 raise ValueError(f"listener: {exc}") from None
 
     def resolve(self, settings: Settings) -> JobRequest:
-        """The same request with the service's default subject filled in (what a job keeps)."""
-        return self if self.subject is not None else replace(self, subject=settings.default_subject)
+        """The same request with the service's default subject and callback filled in (what a job keeps)."""
+        subject = settings.default_subject if self.subject is None else self.subject
+        return replace(self, subject=subject, callback_url=self.callback_url or settings.callback_url)
 
     # --- writing ----------------------------------------------------------------------------------------
     def to_hash(self) -> dict[str, str]:
@@ -204,7 +239,7 @@ def form_schema() -> dict[str, dict[str, Any]]:
     for name, spec in field_specs().items():
         schema[name] = {**spec.schema, "description": _help(spec)}
         if spec.schema.get("type") == "string" and not spec.repeatable:
-            schema[name]["maxLength"] = MAX_FIELD_CHARS
+            schema[name]["maxLength"] = spec.max_chars or MAX_FIELD_CHARS
     schema["fusion"] = {"anyOf": [{"type": "string", "enum": list(method_names())},
                                   {"type": "string", "pattern": weights_pattern(), "maxLength": MAX_FIELD_CHARS}],
                         "description": schema["fusion"]["description"] + " (finite weights >= 0, not 0 for "

@@ -7,7 +7,7 @@ modality, so concurrent updates never overwrite each other, and every write refr
 Hash ``empathy:job:<id>`` fields::
 
     state            queued | running | done | failed
-    created/updated  epoch seconds
+    created/updated  epoch seconds;  started  when the first modality started;  finished  when it ended
     owner            sha256 of the API key that created the job ("" with authentication off); never shown
     subject, modalities, fusion, listener...   the job's request (jobs.request.JobRequest.to_hash)
     filename, video (the upload's blob name), task_ids (JSON list, for revoke)
@@ -18,9 +18,17 @@ Hash ``empathy:job:<id>`` fields::
     <m>.attempts     deliveries of the modality's task (a re-delivered task after a worker died counts 2)
     <m>.heartbeat    epoch seconds: set when queued, refreshed by the running task (watchdog's lease)
     fusion.worker    hostname of the fusion worker;  fusion.requested  when the watchdog last sent fusion
+    callback.state   pending | delivered | failed | refused (only with a callback_url)
+    callback.attempts  JSON list of the delivery attempts ({at, status, seconds, error}), the last 20
+    callback.next    epoch seconds of the next attempt while pending
 
 Jobs not yet finished are also members of the sorted set ``empathy:active`` (score: creation time): the
 watchdog (:mod:`services.watchdog`) looks only at those.
+
+Every job is also a member of its owner's sorted set ``empathy:jobs-of:<owner>`` (score: creation time),
+which ``GET /v1/jobs`` pages through newest first; members whose hash expired are dropped as they are met.
+A finished job with a callback waits in the sorted set ``empathy:callbacks`` (score: when its next delivery
+attempt is due) for a fusion worker's courier (:mod:`services.courier`).
 
 Idempotency keys (``POST /v1/jobs`` with ``Idempotency-Key``) live beside the jobs as
 ``empathy:idem:<owner>:<sha256 of the key>`` -> ``<job id> <fingerprint of the upload>``, with the jobs' TTL.
@@ -47,10 +55,18 @@ ACTIVE_KEY = "empathy:active"
 IDEMPOTENCY_PREFIX = "empathy:idem:"
 OWNER_JOBS_PREFIX = "empathy:owner-jobs:"  # + owner: a key's jobs not yet seen finished (sorted set)
 OWNER_SUBMITS_PREFIX = "empathy:owner-submits:"  # + owner: when a key's recent jobs were accepted (sorted set)
+OWNER_INDEX_PREFIX = "empathy:jobs-of:"
+CALLBACKS_KEY = "empathy:callbacks"
+MAX_RECORDED_ATTEMPTS = 20
+MAX_PAGE = 100
+_SCAN_PER_PAGE = 1000  # owner-index entries looked at for one page at most (a state filter may skip many)
+CURSOR_RE = re.compile(r"^[0-9]{1,12}\.[0-9]{3}-[0-9a-f]{32}$")
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+STATES = (QUEUED, RUNNING, DONE, FAILED)
 FINAL_STATES = (DONE, FAILED)
+PENDING, DELIVERED, REFUSED = "pending", "delivered", "refused"  # callback states (and FAILED)
 MODALITY_FINAL = ("ok", "unavailable", "failed")
 
 
@@ -115,7 +131,11 @@ class JobStore:
             fields[f"{name}.detail"] = ""
             fields[f"{name}.heartbeat"] = fields["created"]
         self._write(job_id, fields)
-        self.client.zadd(ACTIVE_KEY, {job_id: float(fields["created"])})
+        pipe = self.client.pipeline()
+        pipe.zadd(ACTIVE_KEY, {job_id: float(fields["created"])})
+        pipe.zadd(OWNER_INDEX_PREFIX + owner, {job_id: float(fields["created"])})
+        pipe.expire(OWNER_INDEX_PREFIX + owner, self.ttl_s)
+        pipe.execute()
 
     def active_jobs(self) -> list[str]:
         """Jobs created and not yet seen finished (oldest first)."""
@@ -230,10 +250,11 @@ class JobStore:
         if worker is not None:
             fields[f"{modality}.worker"] = worker
         self._write(job_id, fields)
-        # queued -> running on the first modality that starts; never move a finished job back.
+        # queued -> running on the first modality that starts (its time kept); never move a finished job back.
         self.client.eval(
-            "if redis.call('HGET', KEYS[1], 'state') == ARGV[1] then redis.call('HSET', KEYS[1], 'state', ARGV[2]) end",
-            1, self.key(job_id), QUEUED, RUNNING,
+            "if redis.call('HGET', KEYS[1], 'state') == ARGV[1] then "
+            "redis.call('HSET', KEYS[1], 'state', ARGV[2], 'started', ARGV[3]) end",
+            1, self.key(job_id), QUEUED, RUNNING, f"{time.time():.3f}",
         )
         return True
 
@@ -251,13 +272,103 @@ class JobStore:
             fields["error"] = error
         if worker is not None:
             fields["fusion.worker"] = worker
+        callback = bool(self.client.hget(self.key(job_id), "callback_url"))
+        if callback:
+            fields.update({"callback.state": PENDING, "callback.next": fields["finished"]})
         self._write(job_id, fields)
         self.forget_active(job_id)
+        if callback:  # the courier's outbox: due at once
+            self.client.zadd(CALLBACKS_KEY, {job_id: float(fields["finished"])})
         return True
 
     def delete(self, job_id: str) -> bool:
-        self.forget_active(job_id)
-        return bool(self.client.delete(self.key(job_id)))
+        owner = self.owner(job_id)
+        pipe = self.client.pipeline()
+        pipe.zrem(ACTIVE_KEY, job_id)
+        pipe.zrem(CALLBACKS_KEY, job_id)
+        if owner is not None:
+            pipe.zrem(OWNER_INDEX_PREFIX + owner, job_id)
+        pipe.delete(self.key(job_id))
+        return bool(pipe.execute()[-1])
+
+    # --- listing ---------------------------------------------------------------------------------------
+    def list_jobs(self, owner: str, *, states: Sequence[str] = (), limit: int = 20,
+                  cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``owner``'s jobs, newest first: (views, cursor of the next page, None at the end).
+
+        ``states``: only jobs in one of these states. The cursor (``<created>-<id>`` of the last job looked
+        at) is opaque to clients. A page looks at ``_SCAN_PER_PAGE`` entries at most, so with a filter that
+        skips many it may hold fewer than ``limit`` jobs and still have a cursor. Entries of expired jobs
+        are removed from the index as they are met.
+        """
+        name = OWNER_INDEX_PREFIX + owner
+        limit = max(1, min(MAX_PAGE, limit))
+        top, _, after_id = (cursor or "+inf-").partition("-")
+        views: list[dict[str, Any]] = []
+        scanned, offset, last = 0, 0, None
+        while len(views) < limit and scanned < _SCAN_PER_PAGE:
+            chunk = self.client.zrevrangebyscore(name, top, "-inf", start=offset, num=100, withscores=True)
+            if not chunk:
+                return views, None
+            offset += len(chunk)
+            expired = []
+            for job_id, score in chunk:
+                if after_id and f"{score:.3f}" == top and job_id >= after_id:
+                    continue  # shown before: equal creation times come in descending id order
+                scanned += 1
+                view = self.status(job_id)
+                if view is None:
+                    expired.append(job_id)
+                    continue
+                last = f"{score:.3f}-{job_id}"
+                if not states or view["state"] in states:
+                    views.append(view)
+                if len(views) == limit or scanned == _SCAN_PER_PAGE:
+                    break
+            if expired:
+                self.client.zrem(name, *expired)
+                offset -= len(expired)
+        return views, last if last is not None and self._after(name, last) else None
+
+    def _after(self, name: str, position: str) -> bool:
+        """Whether the owner index holds an entry after ``position`` (``<created>-<id>``) in the listing order."""
+        created, _, job_id = position.partition("-")
+        if self.client.zrevrangebyscore(name, f"({created}", "-inf", start=0, num=1):
+            return True
+        return any(member < job_id for member in self.client.zrangebyscore(name, created, created))
+
+    # --- completion callbacks --------------------------------------------------------------------------
+    def claim_callback(self, lease_s: float) -> str | None:
+        """A job whose callback is due, leased for ``lease_s`` (a courier that dies with it leaves it due
+        again after the lease); None when none is due. Atomic: two couriers never claim one job at once."""
+        now = time.time()
+        claimed = self.client.eval(
+            "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1) "
+            "if #due == 0 then return false end "
+            "redis.call('ZADD', KEYS[1], ARGV[2], due[1]) return due[1]",
+            1, CALLBACKS_KEY, f"{now:.3f}", f"{now + lease_s:.3f}")
+        return claimed or None
+
+    def drop_callback(self, job_id: str) -> None:
+        """Take a job out of the outbox (deleted, or not finished after all)."""
+        self.client.zrem(CALLBACKS_KEY, job_id)
+
+    def record_callback(self, job_id: str, attempt: dict[str, Any], *, state: str,
+                        next_at: float | None = None) -> None:
+        """Record one delivery attempt; ``state`` pending (then due again at ``next_at``) or final."""
+        if not self.exists(job_id):
+            self.client.zrem(CALLBACKS_KEY, job_id)
+            return
+        attempts = json.loads(self.client.hget(self.key(job_id), "callback.attempts") or "[]")
+        attempts = [*attempts, attempt][-MAX_RECORDED_ATTEMPTS:]
+        fields: dict[str, Any] = {"callback.state": state, "callback.attempts": json.dumps(attempts),
+                                  "callback.count": len(attempts)}
+        fields["callback.next"] = f"{next_at:.3f}" if state == PENDING and next_at is not None else ""
+        self._write(job_id, fields)
+        if state == PENDING and next_at is not None:
+            self.client.zadd(CALLBACKS_KEY, {job_id: next_at})
+        else:
+            self.client.zrem(CALLBACKS_KEY, job_id)
 
     def status(self, job_id: str) -> dict[str, Any] | None:
         """The public view of a job (``GET /v1/jobs/<id>``), or None when unknown."""
@@ -292,6 +403,8 @@ class JobStore:
             "updated": float(raw.get("updated") or 0.0),
             "modalities": modalities,
         }
+        if raw.get("started"):
+            view["started"] = float(raw["started"])
         if raw.get("finished"):
             view["finished"] = float(raw["finished"])
         if state == DONE:
@@ -302,4 +415,10 @@ class JobStore:
             view["degraded"] = any(modalities.get(m, {}).get("status") != "ok" for m in names)
         if raw.get("error"):
             view["error"] = raw["error"]
+        if request.callback_url:
+            callback: dict[str, Any] = {"url": request.callback_url, "state": raw.get("callback.state") or "waiting",
+                                        "attempts": json.loads(raw.get("callback.attempts") or "[]")}
+            if raw.get("callback.next"):
+                callback["next_attempt"] = float(raw["callback.next"])
+            view["callback"] = callback
         return view

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine (idempotent): system packages
 # (redis-server for the broker, espeak-ng for the synthetic storyteller, alsa-utils for its real speech
-# recordings used by a test) and a virtual environment
+# recordings used by a test, chromium and chromium-driver for the web page's browser test) and a virtual environment
 # in .venv with the project and its development tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,9 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 # real recorded speech for the ASR word-normalisation test (Debian's alsa-utils ships a voice's recordings)
 [ -f /usr/share/sounds/alsa/Front_Center.wav ] || need_apt+=(alsa-utils)
+# a real browser for the web page's test (Selenium drives Debian's chromium through chromium-driver)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -13,7 +13,8 @@ only the environment differs. Options after the queue go to Celery (``--hostname
   AVAILABLE (``GetModelStatus``), waiting up to ``EMPATHY_MODEL_LOAD_TIMEOUT_S``: after a restart the model
   server needs tens of seconds to load, and a worker that took the backlog meanwhile returned it degraded.
   Past the deadline it starts anyway and each task waits again (:meth:`serving.client.GrpcPredictor._patiently`).
-* **The watchdog** (:mod:`services.watchdog`) runs in every fusion worker.
+* **The watchdog** (:mod:`services.watchdog`) and **the courier** of completion callbacks
+  (:mod:`services.courier`) run in every fusion worker.
 """
 
 from __future__ import annotations
@@ -71,9 +72,10 @@ def main(queue: str, argv: list[str] | None = None) -> int:
     if queue in MODALITIES:
         wait_for_model(queue)
     if queue == FUSION_QUEUE:
-        from services import watchdog
+        from services import courier, watchdog
 
         watchdog.start(app)
+        courier.start()
     app.worker_main(worker_argv(queue, list(argv or [])))
     return 0
 

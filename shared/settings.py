@@ -239,6 +239,40 @@ class Settings:
         "one entry, one modality class and one model builder make a modality. Read once per process when the "
         "registry is first needed; give every process (analyze, train, workers, gateway) the same value.",
     )
+    # --- completion callbacks (jobs/callbacks.py, services/courier.py) -------------------------------
+    callback_url: str = _doc(
+        "", "Callback URL of every job that names none (its 'callback_url' field); empty = no callback."
+    )
+    callback_hosts: str = _doc(
+        "",
+        "Hosts callbacks may go to, comma-separated: exact names, '*.example.org' (its subdomains) or '*' (any "
+        "public host). Empty = callbacks refused (400 at submission). Checked at submission and again before "
+        "every delivery.",
+    )
+    callback_allow_http: bool = _doc(False, "Allow http:// callback URLs (default: https only).")
+    callback_allow_networks: str = _doc(
+        "",
+        "Networks a callback may reach although they are not public, comma-separated CIDRs (e.g. '127.0.0.1/32' "
+        "for a receiver on this machine). Loopback, private, link-local (the cloud metadata address "
+        "169.254.169.254 included), shared, multicast and reserved addresses are refused after DNS resolution "
+        "unless listed here.",
+    )
+    callback_timeout_s: float = _doc(10.0, "Time limit of one callback delivery attempt: connect, send, answer (s).")
+    callback_retry_s: float = _doc(
+        3600.0,
+        "Failed deliveries are retried with back-off (1 s doubling to 5 min) for this long after the job "
+        "finished; then the callback is recorded as failed.",
+    )
+    callback_threads: int = _doc(
+        4, "Deliveries in flight per fusion worker (each a thread): a slow receiver holds one, never a job."
+    )
+    webhook_signing_key: str = _doc(
+        "",
+        "The service's key from which each API key's webhook secret is derived (HMAC-SHA256); callbacks are "
+        "signed with it. Give the gateway and the fusion workers the same value; empty = callbacks refused "
+        "(empathy up generates one under its storage folder).",
+        secret=True,
+    )
     # --- security ----------------------------------------------------------------------------------
     auth: bool = _doc(
         True, "Require an API key (Authorization: Bearer <token>) on /v1; 'off' only for local development."

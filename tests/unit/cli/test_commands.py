@@ -94,3 +94,45 @@ def test_a_log_format_the_command_does_not_know_is_refused(tmp_path: Path) -> No
     video = write_tiny_video(tmp_path / "clip.mp4")
     result = _empathy("analyze", str(video), "--log-format", "xml", cwd=tmp_path)
     assert result.returncode == 2 and "--log-format" in result.stderr and "'text', 'json'" in result.stderr
+
+
+def test_analyze_on_a_folder_writes_one_csv_each_and_resumes(analyzable: tuple[Path, Path], tmp_path: Path) -> None:
+    video, models = analyzable
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("Subject_1_Story_1.mp4", "Subject_2_Story_1.mp4"):
+        (folder / name).write_bytes(video.read_bytes())
+    (folder / "broken.mp4").write_bytes(b"not a video")
+    args = ("analyze", str(folder), "--out", "pred", "--modalities", "audio", "--models-dir", str(models), "--no-build")
+    first = _empathy(*args, cwd=tmp_path)
+    assert first.returncode == 1, first.stderr  # one video failed, and says why
+    assert "3 videos" in first.stdout and "2 done" in first.stdout and "1 failed" in first.stdout
+    assert "broken.mp4:" in first.stderr
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["Subject_1_Story_1.csv", "Subject_2_Story_1.csv"]
+    assert (tmp_path / "pred" / "Subject_1_Story_1.csv").read_text().startswith("valence,agreement,band_low,band_high")
+    (folder / "broken.mp4").unlink()
+    second = _empathy(*args, cwd=tmp_path)
+    assert second.returncode == 0 and "2 skipped" in second.stdout and "0 done" in second.stdout, second.stdout
+
+
+def test_a_batch_needs_an_output_folder(tmp_path: Path) -> None:
+    write_tiny_video(tmp_path / "a.mp4")
+    write_tiny_video(tmp_path / "b.mp4")
+    for command in ("submit", "analyze"):
+        result = _empathy(command, str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4"), cwd=tmp_path)
+        assert result.returncode == 2 and "--out PRED_DIR" in result.stderr
+    result = _empathy("submit", str(tmp_path / "none-*.mp4"), "--out", "pred", cwd=tmp_path)
+    assert result.returncode == 2 and "no video in" in result.stderr
+
+
+def test_webhook_verify_checks_a_saved_callback(tmp_path: Path) -> None:
+    from empathy_client.webhooks import sign
+
+    body = b'{"event": "job.done", "job": {"id": "abc", "state": "done"}}'
+    (tmp_path / "body.json").write_bytes(body)
+    good = _empathy("webhook-verify", "body.json", "--secret", "whsec_x", "--signature", sign("whsec_x", body),
+                    cwd=tmp_path)
+    assert good.returncode == 0 and "verified: job.done job abc (done)" in good.stdout
+    bad = _empathy("webhook-verify", "body.json", "--secret", "whsec_y", "--signature", sign("whsec_x", body),
+                   cwd=tmp_path)
+    assert bad.returncode == 1 and "NOT verified: signature does not match" in bad.stderr

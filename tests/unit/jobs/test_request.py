@@ -30,7 +30,7 @@ def test_a_form_parses_into_a_typed_request_and_back() -> None:
                                 "listener": "0.5,0,1,1"})
     assert job == JobRequest(subject=7, modalities=("audio", "face", "body"), fusion="paper", listener="0.5,0,1,1")
     assert job.to_hash() == {"subject": "7", "modalities": "audio,face,body", "fusion": "paper",
-                             "listener": "0.5,0,1,1"}
+                             "listener": "0.5,0,1,1", "callback_url": ""}
     assert JobRequest.from_hash({**job.to_hash(), "state": "queued", "audio.status": "ok"}) == job
     assert JobRequest.from_form(job.to_form()) == job
     assert job.pipeline_options() == PipelineOptions(listener="0.5,0,1,1", fusion="paper")
@@ -43,6 +43,9 @@ def test_absent_fields_are_the_services_settings() -> None:
     assert job.pipeline_options() == PipelineOptions()
     assert job.resolve(Settings(default_subject=3)).subject == 3
     assert JobRequest(subject=0).resolve(Settings(default_subject=3)).subject == 0
+    assert JobRequest().resolve(Settings(callback_url="https://a.example/hook")).callback_url == "https://a.example/hook"
+    assert JobRequest(callback_url="https://b.example/").resolve(
+        Settings(callback_url="https://a.example/hook")).callback_url == "https://b.example/"
 
 
 @pytest.mark.parametrize(("form", "message"), [
@@ -60,6 +63,11 @@ def test_absent_fields_are_the_services_settings() -> None:
     ({"fusion": "text=1", "modalities": "audio,body"}, "fusion: 'text=1' gives weight 0 to every requested modality"),
     ({"fusion": "audio=1," * 40}, f"fusion: longer than {MAX_FIELD_CHARS} characters"),  # refused, never cut
     ({"listener": "0.6,0,0.5,1"}, "listener: "),
+    ({"callback_url": "ftp://example.org/x"}, "callback_url: must be an absolute http:// or https:// URL"),
+    ({"callback_url": "https://user:pw@example.org/x"}, "callback_url: must not carry credentials"),
+    ({"callback_url": "https://example.org/a b"}, "callback_url: must be printable ASCII"),
+    ({"callback_url": "https://example.org:99999/"}, "callback_url: not a URL"),
+    ({"callback_url": "https://example.org/" + "a" * 2100}, "callback_url: longer than 2048 characters"),
 ])
 def test_a_malformed_form_is_refused_with_the_field_named(form: dict, message: str) -> None:
     with pytest.raises(ValueError) as caught:
@@ -81,12 +89,14 @@ def test_the_fingerprint_covers_the_upload_and_every_field() -> None:
 
 def test_the_openapi_form_and_the_command_options_follow_the_fields() -> None:
     schema = form_schema()
-    assert list(schema) == list(field_specs()) == ["subject", "modalities", "fusion", "listener"]
+    assert list(schema) == list(field_specs()) == ["subject", "modalities", "fusion", "listener", "callback_url"]
     assert schema["subject"]["type"] == "integer" and all(s.get("description") for s in schema.values())
     parser = argparse.ArgumentParser(prog="empathy test")
     add_arguments(parser)
-    args = parser.parse_args(["--subject", "2", "--weights", "ccc", "--modalities", "text"])
-    assert request_from_args(parser, args) == JobRequest(subject=2, modalities=("text",), fusion="ccc")
+    args = parser.parse_args(["--subject", "2", "--weights", "ccc", "--modalities", "text",
+                              "--callback-url", "https://example.org/hook?k=1"])
+    assert request_from_args(parser, args) == JobRequest(subject=2, modalities=("text",), fusion="ccc",
+                                                         callback_url="https://example.org/hook?k=1")
     with pytest.raises(SystemExit) as usage:
         request_from_args(parser, parser.parse_args(["--listener", "left"]))
     assert usage.value.code == 2

@@ -176,3 +176,57 @@ def test_a_worker_store_waits_out_a_redis_outage(tmp_path: Path) -> None:
         assert ACTIVE_KEY in {k for k in redis.Redis.from_url(server.url, decode_responses=True).scan_iter()}
     finally:
         server.stop()
+
+
+def test_started_is_kept_when_the_first_modality_starts(store: JobStore) -> None:
+    _create(store)
+    assert "started" not in store.status(JOB)
+    before = time.time()
+    store.update_modality(JOB, "audio", status="preparing", progress=0.01)
+    started = store.status(JOB)["started"]
+    assert before - 0.001 <= started <= time.time() + 0.001
+    time.sleep(0.01)
+    store.update_modality(JOB, "body", status="preparing", progress=0.01)
+    assert store.status(JOB)["started"] == started
+
+
+def test_listing_pages_through_one_owners_jobs_newest_first(store: JobStore, client: redis.Redis) -> None:
+    ids = [f"{i:032x}" for i in range(7)]
+    for job_id in ids:
+        store.create(job_id, JobRequest(modalities=("audio",)), filename=f"{job_id[-1]}.mp4", video="v.mp4",
+                     owner="alice")
+        time.sleep(0.002)
+    store.create("f" * 32, JobRequest(modalities=("audio",)), filename="bob.mp4", video="v.mp4", owner="bob")
+    store.finish(ids[1], result="r.json", used=["audio"])
+    store.finish(ids[4], error="boom")
+    seen, cursor, pages = [], None, 0
+    while True:
+        page, cursor = store.list_jobs("alice", limit=3, cursor=cursor)
+        seen += [view["id"] for view in page]
+        pages += 1
+        if cursor is None:
+            break
+    assert seen == ids[::-1] and pages == 3
+    assert [v["id"] for v in store.list_jobs("alice", states=["done", "failed"])[0]] == [ids[4], ids[1]]
+    assert [v["id"] for v in store.list_jobs("bob")[0]] == ["f" * 32]
+    assert store.list_jobs("nobody") == ([], None)
+    client.delete(store.key(ids[6]))  # expired
+    page, cursor = store.list_jobs("alice", limit=2)
+    assert [v["id"] for v in page] == [ids[5], ids[4]] and cursor is not None
+    assert ids[6] not in client.zrange("empathy:jobs-of:alice", 0, -1)
+    store.delete(ids[5])
+    assert ids[5] not in client.zrange("empathy:jobs-of:alice", 0, -1)
+
+
+def test_jobs_created_in_the_same_millisecond_are_each_listed_once(store: JobStore, client: redis.Redis) -> None:
+    ids = [f"{i:032x}" for i in range(5)]
+    for job_id in ids:
+        store.create(job_id, JobRequest(modalities=("audio",)), filename="x.mp4", video="v.mp4", owner="carol")
+    client.zadd("empathy:jobs-of:carol", dict.fromkeys(ids, 1700000000.123))  # one creation time for all
+    seen, cursor = [], None
+    for _ in range(10):
+        page, cursor = store.list_jobs("carol", limit=2, cursor=cursor)
+        seen += [view["id"] for view in page]
+        if cursor is None:
+            break
+    assert seen == ids[::-1]
