@@ -15,12 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from shared.face_tracking import FaceObservation, crop_box
-from shared.media import VideoInfo
-from shared.modalities.frame_windows import FrameRows, LazyWindows
-from shared.modalities.vision import TRACKER_PARAMS, TrackedFrames, TrackedModality
+from shared.modalities.face import FaceFrames
+from shared.modalities.frame_windows import LazyWindows
+from shared.modalities.vision import TRACKER_PARAMS, TrackedModality
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "window": 1,  # one frame per window: an expression is read from one picture
@@ -31,27 +28,12 @@ DEFAULT_PARAMS: dict[str, Any] = {
 INPUT_EXPRESSION = "expression"
 
 
-class ExpressionFrames(TrackedFrames):
-    """Per frame: the tracked face as a 64x64 grey crop (missing frames: none)."""
+class ExpressionFrames(FaceFrames):
+    """Per frame: the tracked face as a 64x64 grey crop (missing frames: none), kept as the face modality keeps
+    its crops; only the crop's size and margin and the model's input differ."""
 
     name = "expression"
-    per_feature = False
-
-    def __init__(self, info: VideoInfo, *, subject: int, params: dict[str, Any] | None = None) -> None:
-        super().__init__(info, subject=subject, params={**DEFAULT_PARAMS, **(params or {})})
-        self.size, self.margin = int(self.p["size"]), float(self.p["margin"])
-        self.crops = FrameRows(info.n_frames, (self.size, self.size), np.uint8)
-        self.present = FrameRows(info.n_frames, (), bool)
-
-    def keep(self, seen: FaceObservation, grey: np.ndarray) -> None:
-        self.present.append(not seen.missing)
-        if seen.missing:
-            self.crops.skip()
-        else:
-            self.crops.append(crop_box(grey, seen.box, self.size, margin=self.margin))
-
-    def rows(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.crops.array, ~self.present.array
+    DEFAULTS = DEFAULT_PARAMS
 
     def inputs(self, windows: LazyWindows, n_windows: int) -> dict[str, Any]:
         """(n, 1, 64, 64) crops scaled to [-1, 1] (FER's ``(x / 255 - 0.5) * 2``), not z-normalised per video."""

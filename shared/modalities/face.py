@@ -44,9 +44,10 @@ class FaceFrames(TrackedFrames):
 
     name = "face"
     per_feature = False
+    DEFAULTS = DEFAULT_PARAMS  # a subclass that crops the face its own way brings its own
 
     def __init__(self, info: VideoInfo, *, subject: int, params: dict[str, Any] | None = None) -> None:
-        super().__init__(info, subject=subject, params={**DEFAULT_PARAMS, **(params or {})})
+        super().__init__(info, subject=subject, params={**self.DEFAULTS, **(params or {})})
         self.size, self.margin = int(self.p["size"]), float(self.p["margin"])
         self.crops = FrameRows(info.n_frames, (self.size, self.size), np.uint8)  # missing frames stay zeros, never read
         self.present = FrameRows(info.n_frames, (), bool)

@@ -21,7 +21,7 @@ import numpy as np
 from shared.data import Word
 from shared.lexicon import vader_lexicon
 from shared.modalities.base import Windows
-from shared.modalities.text import TextModality, tokens_with_times
+from shared.modalities.text import TextModality, recognise_words, tokens_with_times
 from shared.settings import Settings
 
 INPUT_VALENCE = "valence"
@@ -75,18 +75,9 @@ class LexiconModality(TextModality):
 
     def prepare(self, video: Path, *, subject: int, transcript: Path | None = None,
                 params: dict[str, Any] | None = None) -> Windows:
-        from shared.asr import resolve_source, words_for_audio
-        from shared.media import iter_audio, probe
-
-        defaults = Settings()
         p = {**default_params(), **(params or {})}
-        model_dir = p.get("whisper_model_dir") or defaults.whisper_model_dir
-        source = resolve_source(str(p.get("asr_source") or defaults.asr_source), transcript=transcript,
-                                whisper_model_dir=model_dir)
-        audio = None if source == "transcript" else iter_audio(video, sample_rate=int(p["sample_rate"]))
-        words = words_for_audio(audio, source=source, transcript=transcript, sample_rate=int(p["sample_rate"]),
-                                whisper_model_dir=model_dir, whisper_options=p.get("whisper_options"))
-        windows = prepare_valence(words, probe(video, fps=float(p["fps"])).n_frames, p)
+        words, source, n_frames = recognise_words(video, transcript, p)
+        windows = prepare_valence(words, n_frames, p)
         windows.info["asr_source"] = source
         return windows
 

@@ -117,6 +117,23 @@ def check_lexicon_files(params: dict[str, Any]) -> None:
             raise ValueError(f"lexicon file {path!r} differs from the one this text model was trained with")
 
 
+def recognise_words(video: Path, transcript: Path | None, p: dict[str, Any]) -> tuple[list, str, int]:
+    """The words of ``video`` with their times, where they came from, and its frame count: the one way every
+    word-reading modality gets them (``asr_source``: a transcript, Whisper or pocketsphinx)."""
+    from shared.asr import resolve_source, words_for_audio
+    from shared.media import iter_audio, probe
+
+    defaults = Settings()
+    model_dir = p.get("whisper_model_dir") or defaults.whisper_model_dir
+    source = resolve_source(str(p.get("asr_source") or defaults.asr_source), transcript=transcript,
+                            whisper_model_dir=model_dir)
+    # ASR reads the audio as it streams (10 s chunks, recognised EMPATHY_ASR_CHUNK_S at a time): flat memory
+    audio = None if source == "transcript" else iter_audio(video, sample_rate=int(p["sample_rate"]))
+    words = words_for_audio(audio, source=source, transcript=transcript, sample_rate=int(p["sample_rate"]),
+                            whisper_model_dir=model_dir, whisper_options=p.get("whisper_options"))
+    return words, source, probe(video, fps=float(p["fps"])).n_frames
+
+
 class TextModality(Modality):
     """The language modality: words (transcript or ASR) -> lexicon-vector windows -> per-frame valence."""
 
@@ -137,20 +154,10 @@ class TextModality(Modality):
 
     def prepare(self, video: Path, *, subject: int, transcript: Path | None = None,
                 params: dict[str, Any] | None = None) -> Windows:
-        from shared.asr import resolve_source, words_for_audio
-        from shared.media import iter_audio, probe
-
-        defaults = Settings()
         p = {**default_params(), **(params or {})}
         check_lexicon_files(p)
-        model_dir = p.get("whisper_model_dir") or defaults.whisper_model_dir
-        source = resolve_source(str(p.get("asr_source") or defaults.asr_source), transcript=transcript,
-                                whisper_model_dir=model_dir)
-        # ASR reads the audio as it streams (10 s chunks, recognised EMPATHY_ASR_CHUNK_S at a time): flat memory
-        audio = None if source == "transcript" else iter_audio(video, sample_rate=int(p["sample_rate"]))
-        words = words_for_audio(audio, source=source, transcript=transcript, sample_rate=int(p["sample_rate"]),
-                                whisper_model_dir=model_dir, whisper_options=p.get("whisper_options"))
-        windows = prepare_words(words, probe(video, fps=float(p["fps"])).n_frames, subject, p)
+        words, source, n_frames = recognise_words(video, transcript, p)
+        windows = prepare_words(words, n_frames, subject, p)
         windows.info["asr_source"] = source
         return windows
 
