@@ -200,6 +200,7 @@ def deliver(url: str, document: dict[str, Any], *, event: str, secret: str, poli
 
     deadline = threading.Timer(timeout_s, cut_off)
     deadline.start()
+    timed_out = False  # the socket's own timeout (the same timeout_s) may fire before the deadline's timer
     try:
         connection.request("POST", path, body=body, headers=headers)
         answer = connection.getresponse()
@@ -208,9 +209,10 @@ def deliver(url: str, document: dict[str, Any], *, event: str, secret: str, poli
         error = "" if 200 <= status < 300 else f"answered {status} {answer.reason}"[:200]
     except (OSError, http.client.HTTPException) as exc:
         status, error = 0, f"{type(exc).__name__}: {exc}"[:200]
+        timed_out = isinstance(exc, TimeoutError)
     finally:
         deadline.cancel()
         connection.close()
-    if expired.is_set() and status == 0:
+    if status == 0 and (expired.is_set() or timed_out):
         error = f"no complete answer within {timeout_s:g} s (EMPATHY_CALLBACK_TIMEOUT_S)"
     return Attempt(at=at, status=status, seconds=time.monotonic() - started, error=error)
