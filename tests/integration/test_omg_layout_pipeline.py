@@ -34,7 +34,8 @@ MODULE_CCC_MARGIN = 0.05
 # The bundled models' sizes (training/bootstrap.py), fewer epochs: models must have learned something (validation
 # CCC 0.55-0.90 measured) or the comparison only compares noise re-scaled to the subject's std.
 RUNS = {
-    "face": {"hparams": {"filters": [8, 16], "dense": [32, 16], "bn_momentum": 0.9}, "epochs": 6, "batch_size": 64},
+    "face": {"hparams": {"filters": [8, 16], "dense": [32, 16], "bn_momentum": 0.9}, "epochs": 6, "batch_size": 64,
+             "train_stride": 3},
     "landmarks": {"hparams": {"filters": [32, 32, 48, 48], "dense": 16, "bn_momentum": 0.9}, "epochs": 12,
                   "batch_size": 128},
     "body": {"hparams": {"depth": 10, "base_filters": 8, "head": [32, 16], "bn_momentum": 0.9},
@@ -60,7 +61,7 @@ def models(sets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> P
         run = RUNS[name]
         result = train(name, sets["omg"], models_dir=models_dir, epochs=run["epochs"], patience=run["epochs"],
                        batch_size=run["batch_size"], hparams=run["hparams"], params=run.get("params"),
-                       val_story=2)
+                       train_stride=run.get("train_stride", 1), val_story=2)
         assert result.metadata["val_ccc"] > 0.3, (name, result.metadata["val_ccc"])
         assert result.metadata["preprocessing"]["listener_region"] == "auto"
         assert result.metadata["preprocessing"]["listener_layouts"] == ["2560x720"]
