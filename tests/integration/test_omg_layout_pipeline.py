@@ -27,12 +27,21 @@ from synthetic.dataset import generate_dataset
 pytestmark = pytest.mark.slow
 
 VISION = ("face", "landmarks", "body")
-# Margins of |CCC at 2560x720 - CCC at 1280x720| per clip. Measured on this set (Story 2, subjects 1 and 2):
-# fused 0.488 vs 0.486 and 0.615 vs 0.613 (difference 0.002); modules at most 0.021 (landmarks).
-FUSED_CCC_MARGIN = 0.02
-MODULE_CCC_MARGIN = 0.05
-# The bundled models' sizes (training/bootstrap.py), fewer epochs: models must have learned something (validation
-# CCC 0.55-0.90 measured) or the comparison only compares noise re-scaled to the subject's std.
+# Margins of |CCC at 2560x720 - CCC at 1280x720| per clip: how far two renderings of the same listener may
+# score apart with the same trained models. A model trained on another CPU is another model (other rounding,
+# another trajectory), so the margins come from runs on both CPU kinds of this project's machines and from
+# several training seeds (Story 2, subjects 1 and 2):
+#   Intel Xeon, seed 0: fused 0.002, modules <= 0.021;
+#   AMD EPYC without oneDNN, seed 0: fused 0.0248;
+#   AMD EPYC with oneDNN, seeds 0/1/2, the face fitted every 3rd window as here: fused 0.0164/0.0098/0.0152,
+#   modules <= 0.041 (face) / 0.025 (body) / 0.035 (landmarks); with the face fitted on every window, seed 0's
+#   face reached 0.12 (its training had collapsed): hence the stride, as in the bundled build.
+# Margins: 1.5x the largest of these. A listener region that takes the storyteller or misses the listener moves
+# the vision modules' CCC by far more (tens of points), which is what this test is for.
+FUSED_CCC_MARGIN = 0.04
+MODULE_CCC_MARGIN = 0.065
+# The bundled models' sizes and face stride (training/bootstrap.py), fewer epochs: models must have learned
+# something (validation CCC 0.55-0.90 measured) or the comparison only compares noise re-scaled to the subject's std.
 RUNS = {
     "face": {"hparams": {"filters": [8, 16], "dense": [32, 16], "bn_momentum": 0.9}, "epochs": 6, "batch_size": 64,
              "train_stride": 3},
