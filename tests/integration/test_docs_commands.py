@@ -147,9 +147,11 @@ def port_in_use(port: int) -> bool:
                                                                    for b in ALL_BLOCKS)],
                          ids=lambda d: d.name)
 def test_documented_commands_run_at_the_defaults(document: Path, ensemble_models: Path, tmp_path: Path) -> None:
-    from tests.ensemble_support import write_face_video
+    from synthetic import generate_clip
 
-    video = write_face_video(tmp_path / "clip.mp4", n_frames=100, face_frames=100)
+    # A listener whose face, posture and story change over the clip, with speech: a frozen silent picture would
+    # (rightly) give no curve at all now that modules say when their input carries no signal.
+    video = generate_clip(tmp_path / "clip", subject=1, story=7, duration_s=6.0, width=320, height=240).video
     page = Page(tmp_path / "page", ensemble_models, video)
     try:
         for block in bash_blocks(document):
