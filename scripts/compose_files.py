@@ -125,9 +125,10 @@ services:
       - api_keys
     ports:
       - "${EMPATHY_GATEWAY_PORT:-8080}:8080"
-    # gevent serves EMPATHY_GATEWAY_CONNECTIONS connections at once, 3 open files each at most
+    # gevent serves EMPATHY_GATEWAY_CONNECTIONS (2000) connections at once, 3 open files each at most; 8192 stays
+    # under the hard limit Docker daemons commonly run with (20000 measured here: 65536 failed to start)
     ulimits:
-      nofile: {soft: 65536, hard: 65536}
+      nofile: {soft: 8192, hard: 8192}
     volumes:
       - storage:/data/storage
     depends_on:
