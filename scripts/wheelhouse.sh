@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# var/wheelhouse/: every wheel the images need (`scripts/requirements.py core all`), fetched by this machine's own
+# var/wheelhouse/: every wheel the images need (`scripts/requirements.py core all s3server`), fetched by this machine's own
 # pip, so with this machine's index, certificates and constraints; sdists are built into wheels here. The offline
 # build (compose.offline.yml) installs from it over http://127.0.0.1 with --no-index, so nothing of this machine's
 # configuration enters the repository or an image.
@@ -16,7 +16,7 @@ out=var/wheelhouse
 stamp=$out/.complete-$(cat pyproject.toml "$0" | sha1sum | cut -c1-12)-${IMAGE//[:\/]/_}
 [ -f "$stamp" ] && exit 0
 mkdir -p "$out"
-python3 scripts/requirements.py core all >var/requirements-all.txt
+python3 scripts/requirements.py core all s3server >var/requirements-all.txt
 echo "wheelhouse: $(wc -l <var/requirements-all.txt) requirements and their dependencies -> $out" >&2
 quiet() { grep -v "is ignored: it is neither a file nor a directory" || true; }  # the host's optional file:// indexes
 "$PY" -m pip wheel -q --wheel-dir "$out" -r var/requirements-all.txt 2>&1 | quiet

@@ -50,7 +50,33 @@ class Settings:
     storage_backend: str = _doc(
         "local",
         "Where a job's blobs (upload, series, result) live: 'local' = files under EMPATHY_STORAGE_DIR/jobs, a "
-        "volume every process mounts. Backends are modules of jobs/storage/ (jobs.storage.BACKENDS).",
+        "volume every process mounts (one machine: the default of `empathy up` and `analyze`); 's3' = an S3 "
+        "object store (AWS S3, MinIO, SeaweedFS: EMPATHY_S3_*), which processes on several machines share. "
+        "Backends are modules of jobs/storage/ (jobs.storage.BACKENDS).",
+    )
+    s3_endpoint_url: str = _doc(
+        "", "S3 endpoint of the object store (e.g. http://s3:8333 for SeaweedFS, http://minio:9000); empty = AWS S3's own."
+    )
+    s3_bucket: str = _doc("empathy", "Bucket that holds the jobs' blobs (keys jobs/<job id>/<name>) and, if pushed, the models.")
+    s3_region: str = _doc("us-east-1", "Region of the bucket (any value for MinIO/SeaweedFS).")
+    s3_access_key_file: str = _doc(
+        "", "File holding the S3 access key id (a secret mounted at /run/secrets/s3_access_key in the stacks); empty = "
+        "boto3's own chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profiles, instance roles)."
+    )
+    s3_secret_key_file: str = _doc(
+        "", "File holding the S3 secret access key (/run/secrets/s3_secret_key in the stacks); empty = boto3's own chain."
+    )
+    s3_create_bucket: bool = _doc(
+        False, "Create EMPATHY_S3_BUCKET at start when it is missing (the stacks set it on the gateway)."
+    )
+    result_retention_s: int = _doc(
+        7 * 24 * 3600, "How long a job's blobs (upload, series, result) are kept after its last write, on every "
+        "storage backend (seconds); 0 = kept until DELETE."
+    )
+    models_url: str = _doc(
+        "", "Where the versioned models come from: empty = EMPATHY_MODELS_DIR as it is (the image or a volume); "
+        "s3://<bucket>/<prefix> = mirrored from the object store into EMPATHY_MODELS_DIR at start and polled for "
+        "new versions (`empathy models push` publishes them)."
     )
     # --- signal / data -----------------------------------------------------------------------------
     fps: int = _doc(25, "Label and frame rate of the whole system (OMG-Empathy annotates every 40 ms).")
