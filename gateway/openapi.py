@@ -36,6 +36,7 @@ MODALITY_STATUS = {
         "detail": {"type": "string", "description": "why a modality failed or is unavailable"},
         "seconds": {"type": "number"},
         "attempts": {"type": "integer", "description": "deliveries, when the task was re-delivered"},
+        "worker": {"type": "string", "description": "the Celery worker that took the task last: <queue>@<hostname>"},
     },
     "required": ["status", "progress"],
 }

@@ -389,6 +389,8 @@ class JobStore:
                 entry["seconds"] = float(raw[f"{name}.seconds"])
             if int(raw.get(f"{name}.attempts") or 0) > 1:
                 entry["attempts"] = int(raw[f"{name}.attempts"])
+            if raw.get(f"{name}.worker"):  # "<queue>@<hostname>": on several machines, which one ran it
+                entry["worker"] = raw[f"{name}.worker"]
             modalities[name] = entry
         done = sum(1.0 if m["status"] in MODALITY_FINAL else m["progress"] for m in modalities.values())
         state = raw.get("state", QUEUED)

@@ -60,7 +60,7 @@ def test_progress_counts_modalities_and_the_fusion_still_to_come(store: JobStore
     view = store.status(JOB)
     assert view["state"] == "running"  # the first modality that starts moves the job
     assert view["progress"] == pytest.approx((1.0 + 0.5) / 3, abs=1e-3)  # two modalities + the fusion
-    assert view["modalities"]["audio"] == {"status": "ok", "progress": 1.0, "seconds": 2.346}
+    assert view["modalities"]["audio"] == {"status": "ok", "progress": 1.0, "seconds": 2.346, "worker": "audio-1@h"}
     assert store.raw(JOB)["audio.worker"] == "audio-1@h"
     assert store.update_modality(JOB, "body", status="failed", progress=0.5, detail="no face")
     assert store.status(JOB)["modalities"]["body"]["detail"] == "no face"
@@ -117,6 +117,9 @@ def test_deliveries_heartbeats_and_requeues(store: JobStore) -> None:
     assert [store.start_attempt(JOB, "body") for _ in range(3)] == [1, 2, 3]
     assert store.status(JOB)["modalities"]["body"]["attempts"] == 3
     assert "attempts" not in store.status(JOB)["modalities"]["audio"]
+    assert "worker" not in store.status(JOB)["modalities"]["body"]  # no worker has said who it is yet
+    store.update_modality(JOB, "body", status="preparing", progress=0.01, worker="body@h2-1")
+    assert store.status(JOB)["modalities"]["body"]["worker"] == "body@h2-1"
     queued_beat = float(store.raw(JOB)["body.heartbeat"])
     time.sleep(0.01)
     store.update_modality(JOB, "body", status="predicting", progress=0.4)
