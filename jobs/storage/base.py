@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from jobs.store import valid_job_id
+from shared.s3 import ObjectStoreError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
 CHUNK = 1 << 20
@@ -27,7 +28,7 @@ class BlobNotFound(FileNotFoundError):
     """No blob of that name in that job (never written, or the job was deleted)."""
 
 
-class StorageUnavailable(RuntimeError):
+class StorageUnavailable(ObjectStoreError):
     """The store cannot be used (unreachable, refused credentials, no bucket): one line saying which and why."""
 
 

@@ -15,16 +15,13 @@ to the bucket's owner) and job ids are 32 random hex digits, so keys cannot be g
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-import boto3
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jobs.storage.base import (
@@ -34,6 +31,7 @@ from jobs.storage.base import (
     check_blob_name,
     check_job_id,
 )
+from shared.s3 import ObjectStoreError, s3_client
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,43 +40,6 @@ PREFIX = "jobs/"
 # boto3's managed transfer: uploads over 16 MiB go as a multipart upload of 16 MiB parts, 4 at a time
 TRANSFER = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20, max_concurrency=4)
 _MISSING = {"404", "NoSuchKey", "NotFound"}
-_clients: dict[tuple[str, ...], Any] = {}
-_clients_lock = threading.Lock()
-
-
-def read_secret(variable: str, path: str) -> str:
-    """One credential from its file (stripped); StorageUnavailable naming the variable, never the value."""
-    try:
-        value = Path(path).read_text().strip()
-    except OSError as exc:
-        raise StorageUnavailable(f"{variable}={path}: {exc.strerror}") from None
-    if not value:
-        raise StorageUnavailable(f"{variable}={path} is empty")
-    return value
-
-
-def s3_client(settings: Settings) -> Any:
-    """A boto3 S3 client for ``settings`` (shared per endpoint and credentials: clients are thread-safe)."""
-    key = (settings.s3_endpoint_url, settings.s3_region, settings.s3_access_key_file, settings.s3_secret_key_file)
-    with _clients_lock:
-        if key in _clients:
-            return _clients[key]
-        credentials: dict[str, str] = {}
-        if settings.s3_access_key_file or settings.s3_secret_key_file:
-            credentials = {
-                "aws_access_key_id": read_secret("EMPATHY_S3_ACCESS_KEY_FILE", settings.s3_access_key_file),
-                "aws_secret_access_key": read_secret("EMPATHY_S3_SECRET_KEY_FILE", settings.s3_secret_key_file),
-            }
-        config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"},
-                        # path-style: a self-hosted endpoint has no per-bucket DNS names
-                        s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"})
-        client = boto3.session.Session().client(
-            "s3", endpoint_url=settings.s3_endpoint_url or None, region_name=settings.s3_region or None,
-            config=config, **credentials)
-        _clients[key] = client
-        return client
-
-
 def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -91,7 +52,11 @@ class S3Storage(JobStorage):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Storage:
-        storage = cls(s3_client(settings), settings.s3_bucket, endpoint=settings.s3_endpoint_url)
+        try:
+            client = s3_client(settings)
+        except ObjectStoreError as exc:  # an unreadable secret file
+            raise StorageUnavailable(str(exc)) from None
+        storage = cls(client, settings.s3_bucket, endpoint=settings.s3_endpoint_url)
         if settings.s3_create_bucket:
             storage.create_bucket()
         return storage
