@@ -78,7 +78,9 @@ class S3Storage(JobStorage):
             hint = {"NoSuchBucket": " (create it, or set EMPATHY_S3_CREATE_BUCKET=1)",
                     "InvalidAccessKeyId": " (EMPATHY_S3_ACCESS_KEY_FILE)",
                     "SignatureDoesNotMatch": " (EMPATHY_S3_SECRET_KEY_FILE)",
-                    "AccessDenied": " (credentials without rights on the bucket)"}.get(code, "")
+                    "AccessDenied": " (credentials without rights on the bucket)",
+                    "403": " (credentials refused or without rights: EMPATHY_S3_ACCESS_KEY_FILE, "
+                           "EMPATHY_S3_SECRET_KEY_FILE)"}.get(code, "")
             raise StorageUnavailable(f"{self._where()}: {code}: {message}{hint}") from None
         except BotoCoreError as exc:
             raise StorageUnavailable(f"{self._where()}: {exc}") from None
