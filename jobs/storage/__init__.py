@@ -8,13 +8,14 @@ usually through :class:`jobs.files.JobFiles`, which knows the names of a job's b
 
 from __future__ import annotations
 
-from jobs.storage.base import BlobNotFound, JobStorage, check_blob_name
+from jobs.storage.base import BlobNotFound, JobStorage, StorageUnavailable, check_blob_name
 from shared.registry import load_object
 from shared.settings import Settings
 
 # backend name -> "module:class" (imported only when chosen: an object-store client is no dependency of the rest)
 BACKENDS: dict[str, str] = {
     "local": "jobs.storage.local:LocalStorage",
+    "s3": "jobs.storage.s3:S3Storage",
 }
 
 
@@ -27,4 +28,4 @@ def open_storage(settings: Settings) -> JobStorage:
     return load_object(BACKENDS[name]).from_settings(settings)
 
 
-__all__ = ["BACKENDS", "BlobNotFound", "JobStorage", "check_blob_name", "open_storage"]
+__all__ = ["BACKENDS", "BlobNotFound", "JobStorage", "StorageUnavailable", "check_blob_name", "open_storage"]

@@ -1,10 +1,13 @@
 """The job storage seam (jobs.storage): the backend a setting picks, names that cannot escape a job, atomic
-writes, streams and private copies. Run against every backend that needs no outside service (today: local)."""
+writes, streams, private copies and retention. The same contract runs against every backend: the local
+folder and a real S3 server (SeaweedFS ``weed mini``, the ``s3_server`` fixture), a fresh bucket per test."""
 
 from __future__ import annotations
 
 import io
 import threading
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,9 +19,13 @@ from shared.settings import Settings
 JOB = "0123456789abcdef0123456789abcdef"
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "s3"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> JobStorage:
-    return open_storage(Settings(storage_dir=tmp_path / "storage", storage_backend=request.param))
+    settings = Settings(storage_dir=tmp_path / "storage", storage_backend=request.param)
+    if request.param == "s3":
+        bucket = f"t-{uuid.uuid4().hex[:20]}"
+        settings = request.getfixturevalue("s3_server").settings(settings, s3_bucket=bucket, s3_create_bucket=True)
+    return open_storage(settings)
 
 
 def test_the_setting_picks_the_backend(tmp_path: Path) -> None:
@@ -86,3 +93,19 @@ def test_local_moves_an_upload_on_the_same_volume(tmp_path: Path) -> None:
     inode = upload.stat().st_ino
     storage.put_file(JOB, "video.mp4", upload, move=True)
     assert not upload.exists() and storage.path(JOB, "video.mp4").stat().st_ino == inode  # a rename, no copy
+
+
+def test_retention_removes_jobs_whose_newest_blob_is_older(storage: JobStorage) -> None:
+    old, fresh = JOB, "f" * 32
+    storage.put_bytes(old, "video.mp4", b"v")
+    storage.put_bytes(old, "series/audio.npy", b"s")
+    storage.put_bytes(fresh, "result.json", b"{}")
+    assert storage.expire(3600) == []  # nothing is an hour old yet
+    assert storage.names(old) == ["series/audio.npy", "video.mp4"]
+    later = time.time() + 3600 + 60  # an hour later, without waiting one: the clock is an argument
+    assert storage.expire(3600, now=later) == sorted([old, fresh])
+    assert storage.names(old) == [] and storage.names(fresh) == [] and not storage.job_exists(old)
+    storage.put_bytes(old, "result.json", b"{}")
+    time.sleep(2.2)  # S3 stamps whole seconds: a fresh blob may look up to 1 s old
+    storage.put_bytes(fresh, "result.json", b"{}")
+    assert storage.expire(1.6) == [old] and storage.job_exists(fresh)
