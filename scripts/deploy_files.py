@@ -187,6 +187,8 @@ WORKER = """
       <<: *env
       WORKER_QUEUE: {queue}
     secrets: *s3-secrets
+    # Celery's worker name is <queue>@<hostname>: with the node's name in it, a job's status says which machine ran it
+    hostname: "{{{{.Node.Hostname}}}}-{{{{.Task.Slot}}}}"
     stop_grace_period: 2m   # SIGTERM = Celery warm shutdown: the running analysis finishes (acks_late re-queues otherwise)
     deploy:
       endpoint_mode: dnsrr
