@@ -5,6 +5,8 @@
 #   scripts/multihost_hosts.sh leftovers # prints what of it is still there (nothing: exit 0)
 #   scripts/multihost_hosts.sh docker H ARGS...   # the docker CLI against host H's daemon
 #   scripts/multihost_hosts.sh addr H    # H's address on the bridge
+#   scripts/multihost_hosts.sh quota H CPUS|off   # limit everything host H runs to CPUS cores (cgroup cpu quota)
+#   scripts/multihost_hosts.sh link H down|up     # take H off the network (its eth0) or bring it back
 # Each host: a network namespace emp-H (eth0 on the bridge empmh0, 10.231.0.1N/24; the machine itself is
 # 10.231.0.254 on the bridge and reaches the hosts' published ports there), its own UTS namespace (hostname H, so
 # swarm node names and container names differ per host), a dockerd with its own socket, exec root, pid file and
@@ -148,11 +150,22 @@ leftovers() {
   return $found
 }
 
+quota() {
+  # the daemon's cgroup parent holds every container of the host: one quota for all of them
+  local dir=/sys/fs/cgroup/cpu/empmh-$1
+  [ -d "$dir" ] || { log "no cgroup $dir"; return 1; }
+  echo 100000 >"$dir/cpu.cfs_period_us"
+  if [ "$2" = off ]; then echo -1 >"$dir/cpu.cfs_quota_us"
+  else echo "$(awk -v c="$2" 'BEGIN {printf "%d", c * 100000}')" >"$dir/cpu.cfs_quota_us"; fi
+}
+
 case "${1:-}" in
   up) up ;;
   down) down ;;
   leftovers) leftovers ;;
   docker) shift; hdocker "$@" ;;
   addr) addr "$2" ;;
-  *) echo "usage: $0 up|down|leftovers|docker H ARGS...|addr H" >&2; exit 2 ;;
+  quota) quota "$2" "$3" ;;
+  link) ip -n "emp-$2" link set eth0 "$3" ;;
+  *) echo "usage: $0 up|down|leftovers|docker H ARGS...|addr H|quota H CPUS|off|link H down|up" >&2; exit 2 ;;
 esac
