@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 VIDEO ?=
 
-.PHONY: setup demo test test-fast test-compose lint bench models clean
+.PHONY: setup demo test test-fast test-compose test-multihost lint bench models clean
 
 setup:
 	@bash scripts/setup.sh
@@ -23,6 +23,9 @@ test-fast: setup   ## everything except the slow (training / ensemble) tests
 
 test-compose: setup  ## the ensemble in real containers: build, up, scale, kill, restart (docs/docker.md; root without Docker)
 	@bash scripts/test_compose.sh
+
+test-multihost: setup  ## the stack on a real swarm of three namespaced hosts: scale, lose a host, jobs/h (docs/deploy.md; root)
+	@bash scripts/test_multihost.sh
 
 models: setup      ## build the bundled default models (synthetic data + small models) into models/
 	@$(PY) -m training.bootstrap --models-dir models

@@ -87,17 +87,16 @@ started=$(now)
 hosts_started=1
 "$HOSTS" up
 H1=$("$HOSTS" addr h1)
-load() {  # load HOST TARGET...: docker save in the build engine | docker load in HOST, tagged as the stack names it
-  local host=$1; shift
-  local names=() t
-  for t in "$@"; do names+=("${SOURCE[$t]}"); done
-  docker save "${names[@]}" | h "$host" load -q >/dev/null
-  for t in "$@"; do h "$host" tag "${SOURCE[$t]}" "empathy/$t:latest"; done
-}
-load h1 "${CORE_IMAGES[@]}" & p1=$!
-load h2 "${WORKER_IMAGES[@]}" & p2=$!
-load h3 "${WORKER_IMAGES[@]}" & p3=$!
-wait "$p1" && wait "$p2" && wait "$p3"
+save() { local t names=(); for t in "$@"; do names+=("${SOURCE[$t]}"); done; docker save "${names[@]}"; }
+tag() { local host=$1 t; shift; for t in "$@"; do h "$host" tag "${SOURCE[$t]}" "empathy/$t:latest"; done; }
+# one `docker save` per image set: h2 and h3 load the same stream (tee into a fifo), h1 its own meanwhile
+rm -f "$OUT/h3.images"; mkfifo "$OUT/h3.images"
+h h3 load -q -i "$OUT/h3.images" >/dev/null & p3=$!
+save "${CORE_IMAGES[@]}" | h h1 load -q >/dev/null & p1=$!
+save "${WORKER_IMAGES[@]}" | tee "$OUT/h3.images" | h h2 load -q >/dev/null
+wait "$p1" && wait "$p3"
+rm -f "$OUT/h3.images"
+tag h1 "${CORE_IMAGES[@]}"; tag h2 "${WORKER_IMAGES[@]}"; tag h3 "${WORKER_IMAGES[@]}"
 if [ -n "$engine_started" ]; then scripts/compose_engine.sh stop; engine_started=""; fi
 images_s=$(( $(now) - started ))
 log "hosts up and images loaded in ${images_s} s"
