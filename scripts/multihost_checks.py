@@ -219,13 +219,14 @@ def check_no_job_files(stack: Stack, job_ids: list[str], clips: list[Any]) -> No
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gateway", required=True, help="http://<h1's address>:<published port>")
-    parser.add_argument("--api-key", required=True, help="a key of the stack's api_keys secret")
+    parser.add_argument("--api-key-file", type=Path, required=True,
+                        help="the stack's api_keys secret file (name:key lines; the first key is used)")
     parser.add_argument("--stack", default="empathy", help="the stack's name")
     parser.add_argument("--deployed-at", type=float, required=True, help="epoch seconds of `docker stack deploy`")
     parser.add_argument("--images-s", type=float, default=float("nan"), help="hosts up and images loaded (s)")
     args = parser.parse_args(argv)
     stack = Stack(args.stack)
-    gateway = Gateway(args.gateway, args.api_key)
+    gateway = Gateway(args.gateway, args.api_key_file.read_text().splitlines()[0].split(":", 1)[1])
     report: dict[str, Any] = {"images_s": args.images_s, "cpu_per_host": CPU_PER_HOST}
     job_ids: list[str] = []
     try:

@@ -24,6 +24,7 @@ OUT=var/multihost
 STACK=empathy
 t0=$(date +%s)
 engine_started=""
+engine_stopped=""   # set once this script has started and stopped the build engine: then nothing of it may stay
 wheels_pid=""
 hosts_started=""
 
@@ -43,6 +44,10 @@ cleanup() {
     done
   fi
   if [ -n "$engine_started" ]; then scripts/compose_engine.sh stop || true; fi
+  if [ -n "$engine_stopped" ] && findmnt -rn -o TARGET | grep -q "^${TMPDIR:-/tmp}/empd-"; then
+    log "teardown left the build engine's mounts: $(findmnt -rn -o TARGET | grep "^${TMPDIR:-/tmp}/empd-" | tr '\n' ' ')"
+    rc=1
+  fi
   if [ -n "$hosts_started" ]; then
     started=$(now)
     "$HOSTS" down || true
@@ -97,7 +102,7 @@ save "${WORKER_IMAGES[@]}" | tee "$OUT/h3.images" | h h2 load -q >/dev/null
 wait "$p1" && wait "$p3"
 rm -f "$OUT/h3.images"
 tag h1 "${CORE_IMAGES[@]}"; tag h2 "${WORKER_IMAGES[@]}"; tag h3 "${WORKER_IMAGES[@]}"
-if [ -n "$engine_started" ]; then scripts/compose_engine.sh stop; engine_started=""; fi
+if [ -n "$engine_started" ]; then scripts/compose_engine.sh stop; engine_started=""; engine_stopped=1; fi
 images_s=$(( $(now) - started ))
 log "hosts up and images loaded in ${images_s} s"
 
@@ -140,5 +145,5 @@ h h1 exec "$(gateway_task)" rm -rf /tmp/push
 log "models pushed into the stack's store: $pushed"
 
 # 4. the checks, through the gateway's published port only
-$PY scripts/multihost_checks.py --gateway "http://$H1:$EMPATHY_GATEWAY_PORT" --api-key "$(cut -d: -f2- "$OUT/secrets/api_keys")" \
+$PY scripts/multihost_checks.py --gateway "http://$H1:$EMPATHY_GATEWAY_PORT" --api-key-file "$OUT/secrets/api_keys" \
   --stack "$STACK" --deployed-at "$deployed_at" --images-s "$images_s"
