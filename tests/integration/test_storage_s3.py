@@ -186,6 +186,32 @@ def test_a_version_without_its_metadata_is_not_mirrored(s3_server: S3Server, tmp
     assert sorted(p.name for p in (tmp_path / "audio" / "3").iterdir()) == ["metadata.json", "saved_model.pb"]
 
 
+def test_workers_mirror_models_url_at_start_and_poll_for_new_versions(s3_server: S3Server, tmp_path: Path) -> None:
+    """What a worker and the fusion worker do at start (services/worker.py) with EMPATHY_MODELS_URL=s3://..."""
+    from serving.model_mirror import push, start_from_settings
+    from shared.fusion import load_fusion_model
+    from tests.serving_helpers import wait_for
+
+    bucket = fresh_bucket(s3_server)
+    local = tmp_path / "published"
+    for version in (1, 2):
+        (local / "fusion" / str(version)).mkdir(parents=True)
+        (local / "fusion" / str(version) / "metadata.json").write_text(json.dumps({"version": version}))
+    settings = s3_server.settings(s3_bucket=bucket, models_url=f"s3://{bucket}/models", models_dir=tmp_path / "m")
+    location = ModelLocation.from_url(settings.models_url, settings)
+    assert push(local, location, modality="fusion", version=1) == [("fusion", 1)]
+    assert start_from_settings(s3_server.settings(s3_bucket=bucket)) is None  # no URL: the folder as it is
+    mirror = start_from_settings(settings, poll_s=0.3)
+    try:
+        assert load_fusion_model(tmp_path / "m").metadata == {"version": 1}  # there before start returned
+        push(local, location, modality="fusion", version=2)
+        wait_for(lambda: (tmp_path / "m" / "fusion" / "2" / "metadata.json").is_file(), timeout_s=20)
+        assert load_fusion_model(tmp_path / "m").version == 2  # what the fusion worker reads for the next job
+        assert not [p for p in (tmp_path / "m" / "fusion").iterdir() if not p.name.isdigit()]  # no staging left
+    finally:
+        mirror.stop()
+
+
 def test_model_server_serves_an_s3_base_path_and_picks_up_a_pushed_version(s3_server: S3Server,
                                                                          tmp_path: Path) -> None:
     from tests.serving_helpers import export_tiny_model, keras_predict, sample_inputs, wait_for
