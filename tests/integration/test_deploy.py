@@ -26,7 +26,8 @@ from tests import REPO
 STACK_FILE = REPO / "deploy" / "swarm" / "stack.yml"
 CORE_SERVICES = ("redis", "s3", "gateway", FUSION_QUEUE)
 IMAGE = re.compile(r"^\$\{EMPATHY_REGISTRY:-\}empathy/(?P<kind>[a-z0-9-]+):\$\{EMPATHY_TAG:-latest\}$")
-PASSED_THROUGH = ("EMPATHY_FUSION_CUTOFF_HZ", "EMPATHY_TASK_VISIBILITY_TIMEOUT_S", "EMPATHY_TASK_RESTORE_INTERVAL_S")
+PASSED_THROUGH = {"EMPATHY_FUSION_CUTOFF_HZ": "0.0", "EMPATHY_TASK_VISIBILITY_TIMEOUT_S": "3600",
+                  "EMPATHY_TASK_RESTORE_INTERVAL_S": "60"}  # the settings' defaults
 S3_SECRETS = {"s3_access_key", "s3_secret_key"}
 
 
@@ -53,6 +54,17 @@ def test_the_committed_deploy_files_are_what_the_registry_writes() -> None:
         assert path.read_text() == text, f"{path.name} is stale: run python -m scripts.deploy_files"
     assert subprocess.run([sys.executable, "-m", "scripts.deploy_files", "--check"], cwd=REPO,
                           capture_output=True, timeout=60).returncode == 0
+
+
+def test_the_passed_through_defaults_are_the_settings() -> None:
+    """A variable left unset in the deploying shell gets the default shared.settings declares."""
+    import dataclasses
+
+    from shared.settings import Settings
+
+    defaults = {f"EMPATHY_{f.name.upper()}": str(f.default) for f in dataclasses.fields(Settings)}
+    assert {variable: defaults[variable] for variable in PASSED_THROUGH} == PASSED_THROUGH
+    assert {k: str(v) for k, v in deploy_files.PASSED_THROUGH.items()} == PASSED_THROUGH
 
 
 def test_the_check_mode_finds_a_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -127,8 +139,8 @@ def test_everything_uses_the_object_store_and_the_same_knobs(stack: dict) -> Non
         assert env["EMPATHY_S3_ACCESS_KEY_FILE"] == "/run/secrets/s3_access_key", name
         assert env["EMPATHY_S3_SECRET_KEY_FILE"] == "/run/secrets/s3_secret_key", name
         assert S3_SECRETS <= secret_names(service), name
-        for variable in PASSED_THROUGH:  # null: taken from the deploying shell when set there
-            assert variable in env and env[variable] is None, (name, variable)
+        for variable, default in PASSED_THROUGH.items():  # from the deploying shell, else the settings' default
+            assert env[variable] == f"${{{variable}:-{default}}}", (name, variable)
     assert stack["services"]["gateway"]["environment"]["EMPATHY_S3_CREATE_BUCKET"] == "true"
 
 
@@ -169,6 +181,8 @@ def test_docker_stack_config_accepts_and_interpolates_the_stack() -> None:
     assert services["landmarks"]["deploy"]["replicas"] == 3 and services["audio"]["deploy"]["replicas"] == 1
     assert services["landmarks"]["image"] == "h1:5000/empathy/worker:latest"
     assert services["audio"]["environment"]["EMPATHY_TASK_VISIBILITY_TIMEOUT_S"] == "30"
+    assert services["audio"]["environment"]["EMPATHY_TASK_RESTORE_INTERVAL_S"] == "60"  # unset: the default
+    assert all(value is not None for s in services.values() for value in (s.get("environment") or {}).values())
     assert all(s["deploy"]["endpoint_mode"] == "dnsrr" for s in services.values())
     assert services["gateway"]["ports"] == [{"mode": "host", "target": 8080, "published": 8080, "protocol": "tcp"}]
 
