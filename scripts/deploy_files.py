@@ -161,7 +161,7 @@ services:
       - s3-data:/data/s3
     deploy: *core
     healthcheck:
-      test: ["CMD", "python", "-c", "import socket; socket.create_connection(('127.0.0.1', 8333), timeout=5)"]
+      test: ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8333/healthz', timeout=4)"]
       interval: 5s
       timeout: 6s
       start_period: 20s
