@@ -8,6 +8,7 @@ several instances (parallel test runs, other helpers) never collide; the identit
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -88,14 +89,18 @@ def start_weed(workdir: Path, *, buckets: tuple[str, ...] = ("empathy",), timeou
     config = workdir / "identities.json"
     config.write_text(json.dumps(identities(ACCESS_KEY, SECRET_KEY)))
     s3_port = free_port()
-    command = [weed, "mini", f"-dir={workdir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+    scratch = workdir / "tmp"  # weed's logs and sockets go to the temporary folder: this one, removed with workdir
+    scratch.mkdir(exist_ok=True)
+    command = [weed, f"-logdir={scratch}", "mini", f"-dir={workdir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                f"-s3.port={s3_port}", f"-s3.config={config}", "-master.telemetry=false", "-admin.ui=false",
-               "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false"]
+               "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false",
+               f"-s3.localSocket={scratch / 's3.sock'}", f"-filer.localSocket={scratch / 'filer.sock'}"]
     command += [f"-{flag}={free_port()}" for flag in PORT_FLAGS]
     if buckets:
         command.append(f"-bucket={','.join(buckets)}")
     log = (workdir / "weed.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+                               env={**os.environ, "TMPDIR": str(scratch)})
     server = S3Server(process, f"http://127.0.0.1:{s3_port}", access, secret, workdir / "data")
     deadline = time.monotonic() + timeout_s
     client = server.client()

@@ -1,7 +1,7 @@
 """Where a job's blobs live (the upload, per-modality series, the result): one interface, a backend per store.
 
 ``EMPATHY_STORAGE_BACKEND`` picks the backend; :data:`BACKENDS` maps each name to the module that implements
-it, so a new one (an object store) is one more module and one more line here. Nothing outside ``jobs/``
+it (`local`: a folder; `s3`: an S3 bucket, docs/storage.md), so a new one is one more module and one more line here. Nothing outside ``jobs/``
 builds a path into a job: processes read and write blobs through :class:`jobs.storage.base.JobStorage`,
 usually through :class:`jobs.files.JobFiles`, which knows the names of a job's blobs.
 """

@@ -186,8 +186,36 @@ def test_a_version_without_its_metadata_is_not_mirrored(s3_server: S3Server, tmp
     assert sorted(p.name for p in (tmp_path / "audio" / "3").iterdir()) == ["metadata.json", "saved_model.pb"]
 
 
-def test_model_server_serves_an_s3_base_path_and_picks_up_a_pushed_version(s3_server: S3Server,
-                                                                         tmp_path: Path) -> None:
+def test_workers_mirror_models_url_at_start_and_poll_for_new_versions(s3_server: S3Server, tmp_path: Path) -> None:
+    """What a worker and the fusion worker do at start (services/worker.py) with EMPATHY_MODELS_URL=s3://..."""
+    from serving.model_mirror import push, start_from_settings
+    from shared.fusion import load_fusion_model
+    from tests.serving_helpers import wait_for
+
+    bucket = fresh_bucket(s3_server)
+    local = tmp_path / "published"
+    for version in (1, 2):
+        (local / "fusion" / str(version)).mkdir(parents=True)
+        (local / "fusion" / str(version) / "metadata.json").write_text(json.dumps({"version": version}))
+    settings = s3_server.settings(s3_bucket=bucket, models_url=f"s3://{bucket}/models", models_dir=tmp_path / "m")
+    location = ModelLocation.from_url(settings.models_url, settings)
+    assert push(local, location, modality="fusion", version=1) == [("fusion", 1)]
+    assert start_from_settings(s3_server.settings(s3_bucket=bucket)) is None  # no URL: the folder as it is
+    mirror = start_from_settings(settings, poll_s=0.3)
+    try:
+        assert load_fusion_model(tmp_path / "m").metadata == {"version": 1}  # there before start returned
+        push(local, location, modality="fusion", version=2)
+        wait_for(lambda: (tmp_path / "m" / "fusion" / "2" / "metadata.json").is_file(), timeout_s=20)
+        assert load_fusion_model(tmp_path / "m").version == 2  # what the fusion worker reads for the next job
+        assert not [p for p in (tmp_path / "m" / "fusion").iterdir() if not p.name.isdigit()]  # no staging left
+    finally:
+        mirror.stop()
+
+
+@pytest.mark.parametrize("source", ["--model_base_path", "--models-dir"])
+def test_model_server_serves_an_s3_base_path_and_picks_up_a_pushed_version(s3_server: S3Server, tmp_path: Path,
+                                                                         source: str) -> None:
+    """``--model_base_path s3://b/models/tiny`` (one model, as TF Serving) or ``--models-dir s3://b/models``."""
     from tests.serving_helpers import export_tiny_model, keras_predict, sample_inputs, wait_for
 
     bucket = fresh_bucket(s3_server)
@@ -198,12 +226,16 @@ def test_model_server_serves_an_s3_base_path_and_picks_up_a_pushed_version(s3_se
     assert run_cli(["models", "push", "--models-dir", str(local), "--to", f"s3://{bucket}/models"],
                    env).returncode == 0
     grpc_port, rest_port = free_port(), free_port()
+    scratch = tmp_path / "scratch"  # the server's temporary folder: its model cache goes there
+    scratch.mkdir()
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "cli", "serve-models", "--port", str(grpc_port), "--rest_api_port", str(rest_port),
-         "--host", "127.0.0.1", "--model_name", "tiny", "--model_base_path", f"s3://{bucket}/models/tiny",
-         "--file_system_poll_wait_seconds", "1"],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env}, stdout=log, stderr=subprocess.STDOUT)
+         "--host", "127.0.0.1", "--model_name", "tiny", "--file_system_poll_wait_seconds", "1",
+         *([source, f"s3://{bucket}/models/tiny"] if source == "--model_base_path" else
+           [source, f"s3://{bucket}/models"])],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env, "TMPDIR": str(scratch)}, stdout=log,
+        stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{rest_port}/v1/models/tiny"
     inputs = sample_inputs(4)
     body = {"inputs": {"x": inputs["x"].tolist(), "subject": inputs["subject"].tolist()}}
@@ -218,6 +250,7 @@ def test_model_server_serves_an_s3_base_path_and_picks_up_a_pushed_version(s3_se
 
     try:
         wait_for(lambda: served("1"), timeout_s=90, interval_s=0.3)
+        assert [p.name[:15] for p in scratch.iterdir()] == ["empathy-models-"]
         answer = requests.post(f"{url}:predict", json=body, timeout=30)
         np.testing.assert_allclose(np.array(answer.json()["outputs"]), keras_predict(model1, inputs), atol=1e-5)
 
@@ -233,6 +266,7 @@ def test_model_server_serves_an_s3_base_path_and_picks_up_a_pushed_version(s3_se
         server.terminate()
         server.wait(timeout=30)
     assert server.returncode == 0, (tmp_path / "server.log").read_text()[-3000:]
+    assert not any(scratch.iterdir())  # the cache went with the server
 
 
 # --- one job through the ensemble ----------------------------------------------------------------------------
