@@ -74,7 +74,7 @@ case "${1:-}" in
     rm -f "$PIDFILE"
     # its sockets and runtime state; dockerd leaves its exec root's netns/default bind mount behind: unmount
     # what is still mounted there (deepest first), then remove the folder only if nothing is left mounted
-    findmnt -rn -o TARGET | grep "^$SHORT/" | sort -r | while read -r target; do umount "$target" || true; done
+    { findmnt -rn -o TARGET | grep "^$SHORT/" || true; } | sort -r | while read -r target; do umount "$target" || true; done
     if ! findmnt -rn -o TARGET | grep -q "^$SHORT"; then rm -rf "$SHORT"; fi
     ;;
   *)

@@ -288,9 +288,13 @@ def main(argv: list[str] | None = None) -> int:
         for service in servers:
             manager("service", "update", "--detach", "--replicas", "1",
                     "--constraint-add", "node.labels.empathy.host==h2", service)
-        stack.wait_converged("the model servers moved to h2")
-        for modality in MODALITIES:
-            check(stack.nodes_of(f"{modality}-serving") == ["h2"], f"{modality}-serving not on h2 alone")
+        def moved() -> bool:  # the update done (h2's replica replaced too: its spec changed), all running on h2
+            states = manager("service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+                             *servers).split()
+            return (states == ["completed"] * len(servers) and stack.converged()
+                    and all(stack.nodes_of(f"{m}-serving") == ["h2"] for m in MODALITIES))
+
+        wait_until(moved, timeout=300, what="the model servers on h2 alone, updated", interval=2)
         recovery = check_lost_host(gateway, short_clip)
         report.update(recovery)
         step("every check passed")

@@ -27,6 +27,7 @@ engine_started=""
 engine_stopped=""   # set once this script has started and stopped the build engine: then nothing of it may stay
 wheels_pid=""
 hosts_started=""
+swarm_started=""
 
 now() { date +%s; }
 log() { echo "test-multihost: $*"; }
@@ -35,7 +36,7 @@ cleanup() {
   rc=$?
   trap - EXIT INT TERM
   if [ -n "$wheels_pid" ]; then kill "$wheels_pid" 2>/dev/null || true; fi
-  if [ -n "$hosts_started" ] && [ "$rc" -ne 0 ]; then
+  if [ -n "$swarm_started" ] && [ "$rc" -ne 0 ]; then
     log "FAILED (exit $rc); the stack as it was:"
     h h1 service ls 2>&1 || true
     h h1 stack ps "$STACK" --format '{{.Name}} {{.Node}} {{.CurrentState}} {{.Error}}' 2>&1 | head -60 || true
@@ -107,6 +108,7 @@ images_s=$(( $(now) - started ))
 log "hosts up and images loaded in ${images_s} s"
 
 # 3. the swarm, the stack, the models
+swarm_started=1
 h h1 swarm init --advertise-addr "$H1" --listen-addr "$H1:2377" --default-addr-pool 10.232.0.0/16 >/dev/null
 token=$(h h1 swarm join-token -q worker)
 for host in h2 h3; do
