@@ -8,8 +8,9 @@
 #     gateway, fusion; h2 and h3: worker, model-server), tagged as deploy/swarm/stack.yml names them;
 #  3. a swarm: init on h1, h2 and h3 join; labels empathy.role (h1 core, h2 h3 worker) and empathy.host;
 #     h3 starts drained (every modality on h2 first); `docker stack deploy --resolve-image never` of
-#     deploy/swarm/stack.yml with the secrets made here; the bundled models pushed into the stack's object store
-#     (`empathy models push`, run in the gateway's container: the store is not published);
+#     deploy/swarm/stack.yml with the secrets made here, first with every worker and model server at 0 replicas,
+#     the bundled models pushed into the stack's object store (`empathy models push`, run in the gateway's
+#     container: the store is not published), then again with the stack's own replicas;
 #  4. scripts/multihost_checks.py, only through the gateway's port published on h1's address (docs/deploy.md,
 #     "make test-multihost"): convergence, jobs on one host and across two, `docker service scale`, h3 taken off
 #     the network while it holds tasks, jobs/hour per worker hosts under a CPU quota, no job file on any host's
@@ -131,7 +132,11 @@ export EMPATHY_S3_SECRET_KEY_HOST_FILE=$PWD/$OUT/secrets/s3_secret_key
 # the test's own settings (as test-compose's): re-delivery of a lost host's tasks within about a minute
 export EMPATHY_GATEWAY_PORT=8080 EMPATHY_TASK_VISIBILITY_TIMEOUT_S=60 EMPATHY_TASK_RESTORE_INTERVAL_S=5
 deployed_at=$(now)
-h h1 stack deploy --resolve-image never -c deploy/swarm/stack.yml "$STACK" >/dev/null
+# first the core alone (every worker and model server at 0 replicas), the models pushed into its store, then the
+# whole stack: workers and the fusion worker mirror the models at start (and poll only every 30 s after that)
+none=()
+for variable in $(grep -o '\${[A-Z_]*_REPLICAS' deploy/swarm/stack.yml | cut -c3- | sort -u); do none+=("$variable=0"); done
+env "${none[@]}" "$HOSTS" docker h1 stack deploy --resolve-image never -c deploy/swarm/stack.yml "$STACK" >/dev/null
 gateway_task() { h h1 ps -q --filter "label=com.docker.swarm.service.name=${STACK}_gateway" --filter status=running | head -1; }
 for _ in $(seq 1 120); do [ -n "$(gateway_task)" ] && break; sleep 1; done
 [ -n "$(gateway_task)" ] || { log "the gateway did not start within 120 s"; exit 1; }
@@ -139,12 +144,13 @@ for _ in $(seq 1 120); do [ -n "$(gateway_task)" ] && break; sleep 1; done
 models=${EMPATHY_MODELS_HOST_DIR:-./models}
 tar -C "$models" -c . | h h1 exec -i "$(gateway_task)" sh -c 'mkdir -p /tmp/push && tar -x -C /tmp/push'
 for attempt in $(seq 1 30); do  # the store may still be starting
-  if pushed=$(h h1 exec "$(gateway_task)" python -m cli models push --models-dir /tmp/push 2>&1); then break; fi
-  [ "$attempt" -lt 30 ] || { log "empathy models push failed: $pushed"; exit 1; }
+  if pushed=$(h h1 exec "$(gateway_task)" python -m cli models push --models-dir /tmp/push 2>/dev/null); then break; fi
+  [ "$attempt" -lt 30 ] || { log "empathy models push failed: $(h h1 exec "$(gateway_task)" python -m cli models push --models-dir /tmp/push 2>&1 | tail -3)"; exit 1; }
   sleep 2
 done
 h h1 exec "$(gateway_task)" rm -rf /tmp/push
-log "models pushed into the stack's store: $pushed"
+log "models pushed into the stack's store $(( $(now) - deployed_at )) s after the core's deploy: $pushed"
+h h1 stack deploy --resolve-image never -c deploy/swarm/stack.yml "$STACK" >/dev/null
 
 # 4. the checks, through the gateway's published port only
 $PY scripts/multihost_checks.py --gateway "http://$H1:$EMPATHY_GATEWAY_PORT" --api-key-file "$OUT/secrets/api_keys" \
