@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "analyze": ("cli.analyze", "main", "run the whole pipeline in this process on a video (or a folder)"),
     "submit": ("cli.submit", "main", "upload videos (one, or a folder as a resumable batch) to a running gateway"),
     "webhook-verify": ("cli.webhook_verify", "main", "check the signature of a received completion callback"),
+    "storage": ("cli.storage", "main", "check the job storage, or expire jobs older than the retention"),
+    "models": ("cli.models", "main", "publish versioned models to the object store (push) or list them"),
     "up": ("cli.up", "main", "start the whole ensemble as local processes"),
     "serve-models": ("services.model_server.cli", "main", "serve models/ with TF Serving's gRPC and REST APIs"),
     "bench": ("bench.run", "main", "benchmark analyze and the ensemble on a synthetic 1280x720 video"),

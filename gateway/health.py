@@ -1,6 +1,7 @@
 """Liveness and readiness: ``/healthz`` (the process answers) and ``/readyz`` (it can do work).
 
-Ready means Redis answers and every modality's model server reports an AVAILABLE version through
+Ready means Redis answers, the job storage can be used (:meth:`jobs.storage.JobStorage.check`: the
+bucket answers to our credentials) and every modality's model server reports an AVAILABLE version through
 TF Serving's gRPC ``ModelService/GetModelStatus`` (the same call works against ``tensorflow/serving`` and
 our own model server). The wire messages come from :mod:`serving.protos`, so the gateway never
 imports TensorFlow (~600 MB) just to ask a status.
@@ -16,6 +17,7 @@ import redis
 from flask import Blueprint, Response, current_app, jsonify
 
 from gateway.server import native_thread_pool
+from jobs.storage import JobStorage, StorageUnavailable
 from serving import protos as wire
 from shared.settings import MODALITIES, Settings
 
@@ -39,7 +41,7 @@ def model_server_status(address: str, model: str, *, timeout_s: float = 2.0) -> 
     return {"ready": ready, "address": address, "versions": versions}
 
 
-def readiness(settings: Settings, client: redis.Redis) -> dict[str, Any]:
+def readiness(settings: Settings, client: redis.Redis, storage: JobStorage | None = None) -> dict[str, Any]:
     started = time.monotonic()
     checks: dict[str, Any] = {}
     try:
@@ -47,6 +49,12 @@ def readiness(settings: Settings, client: redis.Redis) -> dict[str, Any]:
         checks["redis"] = {"ready": True}
     except redis.RedisError as exc:
         checks["redis"] = {"ready": False, "error": str(exc)}
+    if storage is not None:
+        try:
+            storage.check()
+            checks["storage"] = {"ready": True, "backend": settings.storage_backend}
+        except (StorageUnavailable, OSError) as exc:
+            checks["storage"] = {"ready": False, "backend": settings.storage_backend, "error": str(exc)}
     with native_thread_pool(len(MODALITIES)) as pool:  # gRPC blocks: never in the event loop
         futures = {name: pool.submit(model_server_status, settings.model_server_for(name), name)
                    for name in MODALITIES}
@@ -63,5 +71,6 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    report = readiness(current_app.config["EMPATHY_SETTINGS"], current_app.extensions["empathy_redis"])
+    report = readiness(current_app.config["EMPATHY_SETTINGS"], current_app.extensions["empathy_redis"],
+                       current_app.extensions["empathy_storage"])
     return jsonify(report), 200 if report["ready"] else 503

@@ -256,7 +256,7 @@ def spec() -> dict[str, Any]:
                                                  "404": {"description": "no such file",
                                                          "content": {"text/plain": {}}}}}},
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": _json({"type": "object"}, "alive")}}},
-            "/readyz": {"get": {"summary": "Readiness: Redis and every model server (gRPC GetModelStatus)",
+            "/readyz": {"get": {"summary": "Readiness: Redis, the job storage and every model server (gRPC GetModelStatus)",
                                 "security": [],
                                 "responses": {"200": _json({"type": "object"}, "ready"),
                                               "503": _json({"type": "object"}, "not ready; checks say why")}}},

@@ -162,8 +162,12 @@ class UploadRequest(Request):
 
     def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
                          filename: str | None = None, content_length: int | None = None) -> IO[bytes]:
-        directory = uploads_dir(current_app.config["EMPATHY_SETTINGS"].storage_dir)
-        directory.mkdir(parents=True, exist_ok=True)
+        settings = current_app.config["EMPATHY_SETTINGS"]
+        # local storage: spool on its volume (storing the upload is then a rename); an object store: in this
+        # machine's temporary folder (the upload is streamed on into the store and the spool file deleted)
+        directory = uploads_dir(settings.storage_dir) if settings.storage_backend == "local" else None
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
         handle = tempfile.NamedTemporaryFile(dir=directory, prefix=".upload-", delete=False)  # noqa: SIM115
         self.temporary_uploads.append(handle)
         return handle

