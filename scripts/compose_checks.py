@@ -9,7 +9,8 @@ what it saw. At the end it prints (and writes to var/compose/report.md) the tabl
 Why these checks: they are what compose promises and the unit tests cannot show. Service-name DNS, volumes
 and secrets really connect the containers (a job completes with every modality), workers of one queue scale
 independently (both replicas take tasks), ``task_acks_late`` survives a killed container, the append-only
-Redis survives a restart, and a model server that is gone fails only its modality, clearly.
+Redis survives a restart, a model server that is gone fails only its modality, clearly, and a job's blobs live
+in the object store, not on the containers' disks.
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def check_lean_images() -> None:
         step(f"{service} image: heavy packages installed: {found}")
 
 
-def check_full_job(gateway: Gateway, clip: Any, report: dict[str, Any]) -> None:
+def check_full_job(gateway: Gateway, clip: Any, report: dict[str, Any]) -> str:
     step(f"a {CLIP_SECONDS:.0f} s synthetic clip (unseen story) through every modality")
     started = time.monotonic()
     job_id = gateway.submit(clip.video, subject=clip.subject)
@@ -178,6 +179,28 @@ def check_full_job(gateway: Gateway, clip: Any, report: dict[str, Any]) -> None:
     report["fused_ccc"] = fused
     step(f"job {job_id}: {rows.shape[0]} rows, every modality ok, fused CCC {fused:.3f} (floor {FUSED_CCC_FLOOR})")
     check(fused > FUSED_CCC_FLOOR, f"fused CCC {fused:.3f} <= floor {FUSED_CCC_FLOOR}")
+    return job_id
+
+
+# Lists the bucket with the credentials of the secret files, as the services do; prints the keys naming the job.
+STORE_KEYS = (
+    "import sys, boto3; from pathlib import Path; from shared.settings import get_settings; s = get_settings(); "
+    "c = boto3.client('s3', endpoint_url=s.s3_endpoint_url, region_name=s.s3_region, "
+    "aws_access_key_id=Path(s.s3_access_key_file).read_text().strip(), "
+    "aws_secret_access_key=Path(s.s3_secret_key_file).read_text().strip()); "
+    "pages = c.get_paginator('list_objects_v2').paginate(Bucket=s.s3_bucket); "
+    "print('\\n'.join(o['Key'] for p in pages for o in p.get('Contents', []) if sys.argv[1] in o['Key']))"
+)
+
+
+def check_job_in_the_store(job_id: str) -> None:
+    """The job's blobs are objects of the store, and no file of it stays on a container's disk (no shared volume)."""
+    keys = compose("exec", "-T", "gateway", "python", "-c", STORE_KEYS, job_id).split()
+    step(f"job {job_id} in the object store: {len(keys)} objects")
+    check(bool(keys), f"no object of job {job_id} in the store")
+    for service in ("gateway", "landmarks", "fusion"):
+        left = compose("exec", "-T", service, "sh", "-c", f"find /data /tmp -name '*{job_id}*' 2>/dev/null; true")
+        check(not left.strip(), f"{service} keeps files of job {job_id} on its disk: {left.strip()}")
 
 
 def check_scaling(gateway: Gateway, clip: Any) -> None:
@@ -351,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             gateway = Gateway(args.gateway, args.api_key)
             ready = gateway.get("/readyz")
             check(ready.status_code == 200, f"/readyz {ready.status_code}: {ready.text[:500]}")
-            check_full_job(gateway, clip, report)
+            check_job_in_the_store(check_full_job(gateway, clip, report))
             check_scaling(gateway, clip)
             check_killed_worker(gateway, clip)
             check_redis_restart(gateway, clip)

