@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     app = Flask(__name__, static_folder=None)  # no static folder: the web page's three files (gateway.web) only
-    app.request_class = UploadRequest  # uploads stream to the storage volume and are removed unless kept
+    app.request_class = UploadRequest  # uploads stream to temporary files, handed to the job storage or removed
     app.json.sort_keys = False  # modalities keep the canonical order (audio, text, face, landmarks, body)
     app.config["EMPATHY_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024

@@ -223,7 +223,7 @@ def _uploaded_video(upload: FileStorage | None) -> tuple[Path, str]:
         raise ApiError(400, "multipart form field 'video' (the video file) is required")
     path = upload_path(upload.stream)
     if path is None:  # UploadRequest streams every file part to the volume: this is a wiring error
-        raise ApiError(500, "the upload was not streamed to the storage volume")
+        raise ApiError(500, "the upload was not streamed to a temporary file")
     upload.stream.flush()
     if path.stat().st_size == 0:
         raise ApiError(400, "the uploaded video is empty (0 bytes)")

@@ -1,8 +1,9 @@
 """Where uploads land while a request is read: temporary files the job storage takes over when a job is kept.
 
 Werkzeug streams each multipart file part into a file object from the request's stream factory. Ours
-creates it on the storage volume (``<storage>/uploads/.upload-<random>``), never in ``/tmp`` of the
-gateway container and never under a name the client chose, so:
+creates it, never under a name the client chose, on the storage volume with the local backend
+(``<storage>/uploads/.upload-<random>``: storing it is then a rename) and in the machine's temporary folder with
+an object store (from where it is uploaded into the store and deleted), so:
 
 * the size limit (``MAX_CONTENT_LENGTH`` = ``EMPATHY_MAX_UPLOAD_MB``) is enforced by werkzeug while the
   body streams in (413 before anything is read when ``Content-Length`` says so, or as soon as a chunked
@@ -151,7 +152,7 @@ class BoundedFormDataParser(FormDataParser):
 
 
 class UploadRequest(Request):
-    """A Flask request whose uploaded files are temporary files on the storage volume, removed at the end,
+    """A Flask request whose uploaded files are temporary files (the storage volume or the temporary folder), removed at the end,
     and whose form is bounded in parts, files and field size (:class:`BoundedFormDataParser`)."""
 
     form_data_parser_class = BoundedFormDataParser

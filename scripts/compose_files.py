@@ -57,13 +57,7 @@ name: empathy
 
 x-env: &env
   EMPATHY_REDIS_URL: redis://redis:6379/0
-  EMPATHY_STORAGE_BACKEND: s3
-  EMPATHY_S3_ENDPOINT_URL: http://s3:8333
-  EMPATHY_S3_BUCKET: ${EMPATHY_S3_BUCKET:-empathy}
-  EMPATHY_S3_REGION: ${EMPATHY_S3_REGION:-us-east-1}
-  EMPATHY_S3_ACCESS_KEY_FILE: /run/secrets/s3_access_key
-  EMPATHY_S3_SECRET_KEY_FILE: /run/secrets/s3_secret_key
-  EMPATHY_RESULT_RETENTION_S: ${EMPATHY_RESULT_RETENTION_S:-604800}
+{store_env}
   EMPATHY_MODELS_DIR: /models
   EMPATHY_LOG_LEVEL: ${EMPATHY_LOG_LEVEL:-INFO}
   EMPATHY_FUSION_WEIGHTS: ${EMPATHY_FUSION_WEIGHTS:-ccc}
@@ -182,6 +176,24 @@ services:
       retries: 3
 """
 
+# Every service's job storage: the object store (the `s3` service), the same in the swarm stack (scripts/deploy_files.py).
+STORE_ENV = """\
+  EMPATHY_STORAGE_BACKEND: s3
+  EMPATHY_S3_ENDPOINT_URL: http://s3:8333
+  EMPATHY_S3_BUCKET: ${EMPATHY_S3_BUCKET:-empathy}
+  EMPATHY_S3_REGION: ${EMPATHY_S3_REGION:-us-east-1}
+  EMPATHY_S3_ACCESS_KEY_FILE: /run/secrets/s3_access_key
+  EMPATHY_S3_SECRET_KEY_FILE: /run/secrets/s3_secret_key
+  EMPATHY_RESULT_RETENTION_S: ${EMPATHY_RESULT_RETENTION_S:-604800}
+"""
+
+
+def registry_env(modalities: tuple[ModalityEntry, ...], plugins: list[str]) -> str:
+    """The environment lines that follow from the registry: the plugin modules and each model server's address."""
+    lines = f"  {PLUGINS_VARIABLE}: \"{','.join(plugins)}\"   # modules adding modalities (shared/registry.py)\n"
+    return lines + "".join(f"  {m.model_server_variable}: {m.name}-serving:8500\n" for m in modalities)
+
+
 VISION_COMMENT = """Optional (EMPATHY_VISION_WORKER=on docker compose --profile vision up -d): one task per job for the vision
   # modalities ({names}), prepared from one decode; their own workers stay for re-deliveries."""
 FUSION_COMMENT = "The chord callback: fuses the stored series of a job (no model server, no heavy extras)."
@@ -273,9 +285,8 @@ def render_compose(modalities: tuple[ModalityEntry, ...], plugins: list[str]) ->
 
     Every service gets the plugin list the file was written with, so each container builds the same registry.
     """
-    servers = f"  {PLUGINS_VARIABLE}: \"{','.join(plugins)}\"   # modules adding modalities (shared/registry.py)\n"
-    servers += "".join(f"  {m.model_server_variable}: {m.name}-serving:8500\n" for m in modalities)
-    text = GENERATED + COMPOSE_HEAD.replace("{model_servers}", servers.rstrip("\n") + "\n")
+    text = GENERATED + COMPOSE_HEAD.replace("{model_servers}", registry_env(modalities, plugins))
+    text = text.replace("{store_env}\n", STORE_ENV)
     text += "".join(worker_service(m.queue, m.summary or f"the {m.name} modality", servers=(f"{m.name}-serving",))
                     for m in modalities)
     vision = [m for m in modalities if m.vision]
@@ -304,24 +315,32 @@ def rendered() -> dict[Path, str]:
     return {COMPOSE_FILE: render_compose(modalities, plugin_modules()), OFFLINE_FILE: render_offline(modalities)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.compose_files", description=__doc__,
+def write_generated(files: dict[Path, str], argv: list[str] | None, *, prog: str, description: str) -> int:
+    """The command line of a file generator (this one and scripts/deploy_files.py): write the files that differ,
+    or with ``--check`` only name them and exit 1."""
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when a file is stale")
     args = parser.parse_args(argv)
     stale = []
-    for path, text in rendered().items():
+    for path, text in files.items():
         if path.exists() and path.read_text() == text:
             continue
+        shown = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
         if args.check:
-            stale.append(path.name)
+            stale.append(shown)
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-            print(f"wrote {path.name}")
+            print(f"wrote {shown}")
     if stale:
-        print(f"stale: {', '.join(stale)} (run python -m scripts.compose_files)", file=sys.stderr)
+        print(f"stale: {', '.join(stale)} (run python -m {prog})", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return write_generated(rendered(), argv, prog="scripts.compose_files", description=__doc__)
 
 
 if __name__ == "__main__":

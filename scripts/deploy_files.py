@@ -16,7 +16,6 @@ publishes in ``mode: host``: kernels without IPVS (the CI machine) have neither 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # also runnable as `python scripts/deploy_files.py`
     sys.path.insert(0, str(ROOT))
 
+from scripts.compose_files import FUSION_COMMENT, STORE_ENV, registry_env, write_generated  # noqa: E402
 from shared.registry import (  # noqa: E402
     FUSION_QUEUE,
     PLUGINS_VARIABLE,
@@ -90,13 +90,7 @@ version: "3.8"
 
 x-env: &env
   EMPATHY_REDIS_URL: redis://redis:6379/0
-  EMPATHY_STORAGE_BACKEND: s3
-  EMPATHY_S3_ENDPOINT_URL: http://s3:8333
-  EMPATHY_S3_BUCKET: ${EMPATHY_S3_BUCKET:-empathy}
-  EMPATHY_S3_REGION: ${EMPATHY_S3_REGION:-us-east-1}
-  EMPATHY_S3_ACCESS_KEY_FILE: /run/secrets/s3_access_key
-  EMPATHY_S3_SECRET_KEY_FILE: /run/secrets/s3_secret_key
-  EMPATHY_RESULT_RETENTION_S: ${EMPATHY_RESULT_RETENTION_S:-604800}
+{store_env}
   EMPATHY_MODELS_URL: s3://${EMPATHY_S3_BUCKET:-empathy}/models
   EMPATHY_MODELS_DIR: /data/storage/models   # the mirror: a container-local directory the image's user can write
   EMPATHY_LOG_LEVEL: ${EMPATHY_LOG_LEVEL:-INFO}
@@ -248,7 +242,6 @@ secrets:   # created by `docker stack deploy` from these files (make them as scr
 
 VISION_COMMENT = ("Optional (EMPATHY_VISION_WORKER=on VISION_REPLICAS=1): one task per job for the vision "
                   "modalities ({names}),\n  # prepared from one decode; their own workers stay for re-deliveries.")
-FUSION_COMMENT = "The chord callback: fuses the stored series of a job (no model server, no heavy extras)."
 
 
 def worker(queue: str, comment: str, *, kind: str = "worker", role: str = WORKER_ROLE, default: int = 1) -> str:
@@ -264,10 +257,9 @@ def render_stack(modalities: tuple[ModalityEntry, ...], plugins: list[str]) -> s
     Each modality: a worker (``<NAME>_REPLICAS``) and a model server (``<NAME>_SERVING_REPLICAS``) on the worker
     nodes; a worker reaches the server's replicas by DNS round robin (dnsrr), on whichever worker node they run.
     """
-    servers = f"  {PLUGINS_VARIABLE}: \"{','.join(plugins)}\"   # modules adding modalities (shared/registry.py)\n"
-    servers += "".join(f"  {m.model_server_variable}: {m.name}-serving:8500\n" for m in modalities)
     passed = "".join(f"  {variable}: ${{{variable}:-{default}}}\n" for variable, default in PASSED_THROUGH.items())
-    text = GENERATED + STACK_HEAD.replace("{passed_through}", passed).replace("{model_servers}", servers)
+    text = GENERATED + STACK_HEAD.replace("{passed_through}", passed).replace("{model_servers}", registry_env(modalities, plugins))
+    text = text.replace("{store_env}\n", STORE_ENV)
     text = (text.replace("{redis_image}", image("redis")).replace("{s3_image}", image("s3"))
             .replace("{gateway_image}", image("gateway")))
     text += "".join(worker(m.queue, m.summary or f"the {m.name} modality") for m in modalities)
@@ -500,30 +492,8 @@ def rendered() -> dict[Path, str]:
     return {STACK_FILE: render_stack(modalities, plugins), KUBERNETES_FILE: render_kubernetes(modalities, plugins)}
 
 
-def shown(path: Path) -> str:
-    """The path relative to the repository when it is inside it (messages)."""
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.deploy_files", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when a file is stale")
-    args = parser.parse_args(argv)
-    stale = []
-    for path, text in rendered().items():
-        if path.exists() and path.read_text() == text:
-            continue
-        if args.check:
-            stale.append(shown(path))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {shown(path)}")
-    if stale:
-        print(f"stale: {', '.join(stale)} (run python -m scripts.deploy_files)", file=sys.stderr)
-        return 1
-    return 0
+    return write_generated(rendered(), argv, prog="scripts.deploy_files", description=__doc__)
 
 
 if __name__ == "__main__":

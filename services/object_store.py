@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from shared.logs import configure_logging
+from shared.s3 import ObjectStoreError, read_secret
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("services.object_store")
@@ -37,19 +38,17 @@ def identities(access_key: str, secret_key: str) -> dict:
 
 
 def read_credentials(settings: Settings) -> tuple[str, str]:
-    """The access key id and secret from their files; SystemExit naming the variable when one is missing."""
+    """The access key id and secret from their files (as every client reads them: :func:`shared.s3.read_secret`);
+    SystemExit naming the variable when one is missing."""
     values = []
     for variable, path in (("EMPATHY_S3_ACCESS_KEY_FILE", settings.s3_access_key_file),
                            ("EMPATHY_S3_SECRET_KEY_FILE", settings.s3_secret_key_file)):
         if not path:
             raise SystemExit(f"object store: {variable} is not set (a file holding the credential)")
         try:
-            value = Path(path).read_text().strip()
-        except OSError as exc:
-            raise SystemExit(f"object store: {variable}={path}: {exc.strerror}") from None
-        if not value:
-            raise SystemExit(f"object store: {variable}={path} is empty")
-        values.append(value)
+            values.append(read_secret(variable, path))
+        except ObjectStoreError as exc:
+            raise SystemExit(f"object store: {exc}") from None
     return values[0], values[1]
 
 
