@@ -33,8 +33,9 @@ swarm_started=""
 now() { date +%s; }
 log() { echo "test-multihost: $*"; }
 h() { "$HOSTS" docker "$@"; }
-cleanup() {
+cleanup() {  # cleanup [STATUS]: STATUS for a signal (the last command's status would say 0)
   rc=$?
+  if [ -n "${1:-}" ]; then rc=$1; fi
   trap - EXIT INT TERM
   if [ -n "$wheels_pid" ]; then kill "$wheels_pid" 2>/dev/null || true; fi
   if [ -n "$swarm_started" ] && [ "$rc" -ne 0 ]; then
@@ -63,7 +64,9 @@ cleanup() {
   log "$([ "$rc" -eq 0 ] && echo passed || echo FAILED) in $(( $(now) - t0 )) s"
   exit "$rc"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'cleanup 130' INT
+trap 'cleanup 143' TERM
 [ "$(id -u)" -eq 0 ] || { log "needs root (network namespaces, mounts, one dockerd per host)"; exit 1; }
 mkdir -p "$OUT"
 rm -f "$OUT/report.json" "$OUT/report.md"
