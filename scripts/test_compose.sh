@@ -24,8 +24,9 @@ models_pid=""
 
 now() { date +%s; }
 log() { echo "test-compose: $*"; }
-cleanup() {
+cleanup() {  # cleanup [STATUS]: STATUS for a signal (the last command's status would say 0)
   rc=$?
+  if [ -n "${1:-}" ]; then rc=$1; fi
   trap - EXIT INT TERM
   if [ -n "$wheels_pid" ]; then kill "$wheels_pid" 2>/dev/null || true; fi
   if [ -n "$models_pid" ]; then kill "$models_pid" 2>/dev/null || true; wait "$models_pid" 2>/dev/null || true; fi
@@ -41,7 +42,9 @@ cleanup() {
   log "$([ "$rc" -eq 0 ] && echo passed || echo FAILED) in $(( $(now) - t0 )) s"
   exit "$rc"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'cleanup 130' INT
+trap 'cleanup 143' TERM
 
 # 1. the engine
 if ! docker version >/dev/null 2>&1; then

@@ -70,9 +70,9 @@ def main(queue: str, argv: list[str] | None = None) -> int:
     from services.celery_app import app
     from serving.model_mirror import start_from_settings
 
-    start_from_settings(get_settings())  # EMPATHY_MODELS_URL=s3://...: models and metadata mirrored, then polled
-    if queue in MODALITIES:
-        wait_for_model(queue)
+    mirror = start_from_settings(get_settings())  # EMPATHY_MODELS_URL=s3://...: mirrored now, then polled
+    if queue in MODALITIES and wait_for_model(queue) and mirror is not None:
+        mirror.refresh()  # the served version may have been pushed after the first mirror: its metadata, now
     if queue == FUSION_QUEUE:
         from services import courier, watchdog
 

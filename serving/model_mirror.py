@@ -143,21 +143,28 @@ class ModelMirror:
         self.models_dir = Path(models_dir)
         self.poll_s = poll_s
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # the polling thread and refresh() stage versions under the same names
         self._thread: threading.Thread | None = None
 
     def start(self) -> list[tuple[str, int]]:
         """The first mirror (raises when the store cannot be read: nothing to serve), then the polling."""
         self.models_dir.mkdir(parents=True, exist_ok=True)
-        copied = mirror_once(self.location, self.models_dir, self.only)
+        copied = self.refresh()
         if self.poll_s > 0:
             self._thread = threading.Thread(target=self._poll, name="model-mirror", daemon=True)
             self._thread.start()
         return copied
 
+    def refresh(self) -> list[tuple[str, int]]:
+        """Mirror now, not at the next poll: a worker calls it once its model server serves a version, which
+        may have been pushed after the worker's first mirror (its metadata must be here before a task)."""
+        with self._lock:
+            return mirror_once(self.location, self.models_dir, self.only)
+
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_s):
             try:
-                mirror_once(self.location, self.models_dir, self.only)
+                self.refresh()
             except (ObjectStoreError, OSError) as exc:  # the store may come back: keep what we have
                 log.warning("model mirror poll failed", extra={"source": self.location.url(), "error": str(exc)})
 

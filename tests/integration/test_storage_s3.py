@@ -212,6 +212,29 @@ def test_workers_mirror_models_url_at_start_and_poll_for_new_versions(s3_server:
         mirror.stop()
 
 
+def test_a_refresh_mirrors_a_version_pushed_after_start_without_waiting_for_the_poll(s3_server: S3Server,
+                                                                                    tmp_path: Path) -> None:
+    """A worker whose model server serves a version pushed after the worker's first mirror refreshes at once
+    (services/worker.py), so its first task finds the version's metadata (the poll may be 30 s away)."""
+    from serving.model_mirror import push, start_from_settings
+
+    bucket = fresh_bucket(s3_server)
+    local = tmp_path / "published"
+    (local / "audio" / "1").mkdir(parents=True)
+    (local / "audio" / "1" / "metadata.json").write_text("{}")
+    settings = s3_server.settings(s3_bucket=bucket, models_url=f"s3://{bucket}/models", models_dir=tmp_path / "m")
+    mirror = start_from_settings(settings, poll_s=3600)  # no poll during the test
+    try:
+        assert not (tmp_path / "m" / "audio").exists()  # nothing published yet
+        push(local, ModelLocation.from_url(settings.models_url, settings))
+        assert not (tmp_path / "m" / "audio" / "1").exists()
+        assert mirror.refresh() == [("audio", 1)]
+        assert (tmp_path / "m" / "audio" / "1" / "metadata.json").is_file()
+        assert mirror.refresh() == []  # nothing new: nothing copied again
+    finally:
+        mirror.stop()
+
+
 @pytest.mark.parametrize("source", ["--model_base_path", "--models-dir"])
 def test_model_server_serves_an_s3_base_path_and_picks_up_a_pushed_version(s3_server: S3Server, tmp_path: Path,
                                                                          source: str) -> None:
