@@ -36,7 +36,6 @@ import numpy as np
 
 from jobs.files import JobFiles, LocalInputs, series_name
 from jobs.request import JobRequest
-from jobs.storage.retention import sweep_if_due
 from jobs.store import FINAL_STATES, MODALITY_FINAL, JobStore
 from services.celery_app import ANALYZE_TASK, FUSE_TASK, VISION_TASK, app
 from serving.model_store import latest_version, load_metadata
@@ -282,5 +281,4 @@ def fuse(self: Any, outcomes: list[dict[str, Any]], job_id: str) -> dict[str, An
         return {"job": job_id, "state": "failed", "result": None, "worker": worker}
     store.finish(job_id, result=result_name, worker=worker, used=fusion.used)
     log.info("job done", extra={"job": job_id, "used": fusion.used, "n_frames": int(fusion.valence.size)})
-    sweep_if_due(files.storage, settings)  # retention: at most once per SWEEP_EVERY_S in this process
     return {"job": job_id, "state": "done", "result": result_name, "worker": worker}

@@ -112,16 +112,21 @@ def sweep(store: JobStore, app: Celery, settings: Settings, now: float | None = 
 
 def run_forever(app: Celery, stop: threading.Event) -> None:
     """The fusion workers' watchdog loop (one sweep per interval across all of them)."""
+    from jobs.storage import open_storage
+    from jobs.storage.retention import sweep_if_due
     from services.tasks import job_store
 
     settings = get_settings()
     store = job_store(settings)
+    storage = open_storage(settings)
     while not stop.wait(settings.watchdog_interval_s):
         try:
             if store.client.set(LOCK_KEY, "1", nx=True, ex=max(1, int(settings.watchdog_interval_s * 0.9))):
                 sent = sweep(store, app, settings)
                 if sent["analyses"] or sent["fusions"]:
                     log.warning("watchdog sweep", extra=sent)
+                # retention, in this thread (never in a fusion task) and by one fusion worker per interval
+                sweep_if_due(storage, settings)
         except Exception:  # noqa: BLE001 - Redis away: the next interval tries again
             log.warning("watchdog sweep failed", exc_info=True)
 

@@ -70,7 +70,9 @@ def main(queue: str, argv: list[str] | None = None) -> int:
     from services.celery_app import app
     from serving.model_mirror import start_from_settings
 
-    mirror = start_from_settings(get_settings())  # EMPATHY_MODELS_URL=s3://...: mirrored now, then polled
+    # EMPATHY_MODELS_URL=s3://...: mirrored now, then polled; a modality worker needs its own model only (the vision
+    # worker several, fusion every model's metadata)
+    mirror = start_from_settings(get_settings(), only=queue if queue in MODALITIES else None)
     if queue in MODALITIES and wait_for_model(queue) and mirror is not None:
         mirror.refresh()  # the served version may have been pushed after the first mirror: its metadata, now
     if queue == FUSION_QUEUE:

@@ -52,6 +52,14 @@ class ModelLocation:
     def url(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
 
+    def download(self, key: str, path: Path) -> None:
+        """One object into a local file; ObjectStoreError (one line naming the place) when the store fails, so a
+        failed poll is logged and retried, never the end of the polling thread."""
+        try:
+            self.client.download_file(self.bucket, key, str(path))
+        except Exception as exc:  # noqa: BLE001 - botocore's errors, as one line naming the place
+            raise ObjectStoreError(f"s3://{self.bucket}/{key}: {exc}") from None
+
     def objects(self, *parts: str) -> Iterator[dict[str, Any]]:
         prefix = self.key(*parts) + "/" if (parts or self.prefix) else ""
         try:
@@ -97,8 +105,13 @@ def mirror_once(location: ModelLocation, models_dir: Path | str, only: str | Non
                         continue
                     path = staging / relative
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    location.client.download_file(location.bucket, item["Key"], str(path))
+                    location.download(item["Key"], path)
                 os.rename(staging, target)
+            except OSError:
+                shutil.rmtree(staging, ignore_errors=True)
+                if target.is_dir():  # another process sharing this folder (empathy up) mirrored it first
+                    continue
+                raise
             except Exception:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
@@ -183,11 +196,13 @@ def split_model_url(url: str) -> tuple[str, str]:
     return parent, name
 
 
-def start_from_settings(settings: Settings, *, poll_s: float = POLL_S) -> ModelMirror | None:
-    """``EMPATHY_MODELS_URL=s3://...``: mirror it into ``EMPATHY_MODELS_DIR`` and keep polling; None when the
-    models come from the folder as it is (the image or a volume)."""
+def start_from_settings(settings: Settings, *, poll_s: float = POLL_S, only: str | None = None) -> ModelMirror | None:
+    """``EMPATHY_MODELS_URL=s3://...``: mirror it (``only``: one model, a modality worker's own) into
+    ``EMPATHY_MODELS_DIR`` and keep polling; None when the models come from the folder as it is (the image or a
+    volume)."""
     if not settings.models_url:
         return None
-    mirror = ModelMirror(ModelLocation.from_url(settings.models_url, settings), settings.models_dir, poll_s=poll_s)
+    mirror = ModelMirror(ModelLocation.from_url(settings.models_url, settings), settings.models_dir, poll_s=poll_s,
+                         only=only)
     mirror.start()
     return mirror

@@ -2,9 +2,9 @@
 
 Why here and not in the store: a local folder has no lifecycle rules and not every S3 offers them, so the
 ensemble expires its own jobs, the same way on every backend (:meth:`jobs.storage.JobStorage.expire`). The
-fusion worker calls :func:`sweep_if_due` after each job it finishes (so a running ensemble sweeps without
-another process), at most once per :data:`SWEEP_EVERY_S` per process; ``empathy storage expire`` does it
-on demand (cron, a Kubernetes CronJob).
+fusion workers' watchdog thread (services/watchdog.py) calls :func:`sweep_if_due` in its loop, under its Redis
+lock (so a running ensemble sweeps without another process, and never inside a task), at most once per
+:data:`SWEEP_EVERY_S` per process; ``empathy storage expire`` does it on demand (cron, a Kubernetes CronJob).
 """
 
 from __future__ import annotations

@@ -143,6 +143,11 @@ class S3Storage(JobStorage):
         with self._errors(job_id, name):
             return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
 
+    def get_bytes(self, job_id: str, name: str) -> bytes:
+        # the body is read inside the translation too: a connection reset mid-read is StorageUnavailable
+        with self._errors(job_id, name), self.open(job_id, name) as handle:
+            return handle.read()
+
     def fetch(self, job_id: str, name: str, target: Path) -> Path:
         key = self.key(job_id, name)
         with self._errors(job_id, name):

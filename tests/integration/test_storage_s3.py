@@ -114,7 +114,7 @@ def test_a_30_mib_upload_is_multipart_and_round_trips(s3_server: S3Server, tmp_p
     copy = storage.fetch(JOB, "video.mp4", tmp_path / "private.mp4")
     get_s = time.perf_counter() - started
     assert hashlib.sha256(copy.read_bytes()).hexdigest() == digest
-    with video.open("rb") as stream:  # the gateway's path: straight from a stream, no spool file
+    with video.open("rb") as stream:  # straight from a stream, no spool file (the gateway stores its spool file)
         storage.put_stream(JOB, "video2.mp4", stream)
     assert storage.names(JOB) == ["video.mp4", "video2.mp4"]
     with capsys.disabled():
@@ -210,6 +210,36 @@ def test_workers_mirror_models_url_at_start_and_poll_for_new_versions(s3_server:
         assert not [p for p in (tmp_path / "m" / "fusion").iterdir() if not p.name.isdigit()]  # no staging left
     finally:
         mirror.stop()
+
+
+def test_a_failed_download_is_one_object_store_error_and_a_version_mirrored_meanwhile_is_kept(
+        s3_server: S3Server, tmp_path: Path) -> None:
+    """The polling thread survives a store error (it catches ObjectStoreError, not botocore's); two processes
+    sharing one models folder (`empathy up`) may mirror one version at once: the second one keeps the first's."""
+    from serving.model_mirror import ObjectStoreError, push
+
+    bucket = fresh_bucket(s3_server)
+    settings = s3_server.settings(s3_bucket=bucket)
+    location = ModelLocation.from_url(f"s3://{bucket}/models", settings)
+    with pytest.raises(ObjectStoreError, match=f"s3://{bucket}/models/audio/9/metadata.json"):
+        location.download(location.key("audio", "9", "metadata.json"), tmp_path / "x.json")
+
+    local = tmp_path / "published"
+    (local / "audio" / "1").mkdir(parents=True)
+    (local / "audio" / "1" / "metadata.json").write_text('{"from": "store"}')
+    push(local, location)
+    shared = tmp_path / "shared"
+
+    class OtherProcessWins(ModelLocation):  # the other mirror renames its copy in while this one downloads
+        def download(self, key: str, path: Path) -> None:
+            (shared / "audio" / "1").mkdir(parents=True, exist_ok=True)
+            (shared / "audio" / "1" / "metadata.json").write_text('{"from": "the other process"}')
+            super().download(key, path)
+
+    racing = OtherProcessWins(location.client, location.bucket, location.prefix)
+    assert mirror_once(racing, shared) == []  # not copied by this one, and no error
+    assert json.loads((shared / "audio" / "1" / "metadata.json").read_text()) == {"from": "the other process"}
+    assert sorted(p.name for p in (shared / "audio").iterdir()) == ["1"]  # no staging folder left
 
 
 def test_a_refresh_mirrors_a_version_pushed_after_start_without_waiting_for_the_poll(s3_server: S3Server,
