@@ -118,7 +118,7 @@ def run_forever(app: Celery, stop: threading.Event) -> None:
 
     settings = get_settings()
     store = job_store(settings)
-    storage = open_storage(settings)
+    storage = None  # opened in the loop: a store that cannot be opened yet must not end the job watchdog
     while not stop.wait(settings.watchdog_interval_s):
         try:
             if store.client.set(LOCK_KEY, "1", nx=True, ex=max(1, int(settings.watchdog_interval_s * 0.9))):
@@ -126,6 +126,7 @@ def run_forever(app: Celery, stop: threading.Event) -> None:
                 if sent["analyses"] or sent["fusions"]:
                     log.warning("watchdog sweep", extra=sent)
                 # retention, in this thread (never in a fusion task) and by one fusion worker per interval
+                storage = storage or open_storage(settings)
                 sweep_if_due(storage, settings)
         except Exception:  # noqa: BLE001 - Redis away: the next interval tries again
             log.warning("watchdog sweep failed", exc_info=True)

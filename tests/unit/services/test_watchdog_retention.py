@@ -51,3 +51,23 @@ def test_the_watchdog_thread_removes_jobs_older_than_the_retention(environment: 
         stop.set()
         thread.join(timeout=10)
     assert storage.job_exists(FRESH)  # an hour's retention keeps a job written a moment ago
+
+
+def test_a_store_that_cannot_be_opened_does_not_end_the_job_watchdog(environment: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.celery_app import app
+    from services.watchdog import run_forever
+
+    monkeypatch.setenv("EMPATHY_STORAGE_BACKEND", "s3")
+    monkeypatch.setenv("EMPATHY_S3_ACCESS_KEY_FILE", str(tmp_path / "missing-secret"))
+    monkeypatch.setenv("EMPATHY_S3_SECRET_KEY_FILE", str(tmp_path / "missing-secret"))
+    get_settings.cache_clear()
+    stop = threading.Event()
+    thread = threading.Thread(target=run_forever, args=(app, stop), daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.5)  # several 0.2 s intervals, each failing to open the store
+        assert thread.is_alive()  # still looking after the jobs (the retention is logged as failing)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
